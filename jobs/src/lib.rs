@@ -1,0 +1,12 @@
+//! minipay's pure core: what an order may become, what the workers are asked to do, and what
+//! each WeChat answer means for an order. No async, no I/O, no clock: callers pass `now` in,
+//! so every rule here is a table that unit tests can walk.
+
+pub mod decide;
+pub mod order;
+pub mod payload;
+pub mod schedule;
+
+pub use decide::{CloseDecision, Failure, PrepayDecision, QueryDecision, Reply, Transport};
+pub use order::OrderStatus;
+pub use payload::{ApplyPayment, PrepayOrder, QueryOrder};

@@ -1,0 +1,141 @@
+//! A WeChat Pay v2 and login simulator, as strict as WeChat: an axum [`Router`] that tests
+//! use in-process and `minipay simulator` serves standalone. Besides WeChat's own endpoints it
+//! has control endpoints under `/sim/` to pay orders (POSTing signed notifies on WeChat's
+//! re-send schedule), inject faults and inspect every call it received.
+
+mod api;
+mod control;
+mod state;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+pub use control::{ForceRule, PayRequest, PayResult};
+pub use state::{Call, Delivery, Faults, Forced, SimOrderView, TradeState};
+
+use super::ApiKey;
+use crate::clock::Clock;
+use state::SimState;
+
+/// The merchant and mini-program the simulator plays WeChat for.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub appid: String,
+    pub app_secret: String,
+    pub mch_id: String,
+    pub key: ApiKey,
+}
+
+impl SimConfig {
+    /// The fixed demo identity of simulator mode (the key of wechatpay-v2.md's vectors).
+    pub fn demo() -> Self {
+        SimConfig {
+            appid: "wxd930ea5d5a258f4f".into(),
+            app_secret: "minipay-simulator-app-secret".into(),
+            mch_id: "10000100".into(),
+            key: ApiKey::new("192006250b4c09247ec02edce69f6a2d"),
+        }
+    }
+}
+
+/// A running simulator's shared state; clones share it.
+#[derive(Clone)]
+pub struct Simulator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: SimConfig,
+    clock: Clock,
+    http: reqwest::Client,
+    state: Mutex<SimState>,
+}
+
+impl Simulator {
+    pub fn new(config: SimConfig) -> Self {
+        Simulator {
+            inner: Arc::new(Inner {
+                config,
+                clock: Clock::new(),
+                http: super::client::http_client(Duration::from_secs(2), Duration::from_secs(5)),
+                state: Mutex::new(SimState::default()),
+            }),
+        }
+    }
+
+    /// WeChat's endpoints plus the `/sim/` control endpoints.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/pay/unifiedorder", post(api::unified_order))
+            .route("/pay/orderquery", post(api::order_query))
+            .route("/pay/closeorder", post(api::close_order))
+            .route("/sns/jscode2session", get(api::code_to_session))
+            .route("/sim/pay", post(control::pay))
+            .route(
+                "/sim/faults",
+                post(control::set_faults).get(control::get_faults),
+            )
+            .route("/sim/force", post(control::force))
+            .route("/sim/clock", post(control::advance_clock))
+            .route("/sim/orders/{out_trade_no}", get(control::order))
+            .route(
+                "/sim/orders/{out_trade_no}/trade_state",
+                post(control::set_trade_state),
+            )
+            .route("/sim/calls", get(control::calls))
+            .route("/sim/stats", get(control::stats))
+            .with_state(self.clone())
+    }
+
+    pub fn config(&self) -> &SimConfig {
+        &self.inner.config
+    }
+
+    /// The simulator's own clock (tests advance it to pass WeChat's time rules).
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    fn state(&self) -> MutexGuard<'_, SimState> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters to a simulator; keep serving.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Replaces the fault settings.
+    pub fn set_faults(&self, faults: Faults) {
+        self.state().faults = faults;
+    }
+
+    /// Queues forced outcomes for one order's calls.
+    pub fn force(&self, rule: ForceRule) {
+        self.state().force(rule);
+    }
+
+    /// Everything the simulator knows about one order, `None` if it never saw it.
+    pub fn order(&self, out_trade_no: &str) -> Option<SimOrderView> {
+        self.state().view(out_trade_no)
+    }
+
+    /// Every call received, oldest first.
+    pub fn calls(&self) -> Vec<Call> {
+        self.state().calls.clone()
+    }
+
+    /// `closeorder` calls that came within 5 minutes of the order's creation.
+    pub fn close_violations(&self) -> Vec<String> {
+        self.state().close_violations.clone()
+    }
+
+    /// Marks an order paid and, unless `deliver` is off, POSTs its notify to the order's
+    /// notify_url until answered SUCCESS.
+    pub fn pay(&self, request: PayRequest) -> Result<PayResult, String> {
+        control::pay_order(self, request)
+    }
+}

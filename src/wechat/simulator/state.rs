@@ -1,0 +1,206 @@
+//! What the simulator remembers: orders as WeChat holds them, every call, fault settings.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::control::ForceRule;
+use crate::wechat::SignType;
+
+/// WeChat's `trade_state` values the simulator can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TradeState {
+    Notpay,
+    Userpaying,
+    Success,
+    Closed,
+    Refund,
+    Payerror,
+}
+
+impl TradeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TradeState::Notpay => "NOTPAY",
+            TradeState::Userpaying => "USERPAYING",
+            TradeState::Success => "SUCCESS",
+            TradeState::Closed => "CLOSED",
+            TradeState::Refund => "REFUND",
+            TradeState::Payerror => "PAYERROR",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            TradeState::Notpay => "订单未支付",
+            TradeState::Userpaying => "用户支付中",
+            TradeState::Success => "支付成功",
+            TradeState::Closed => "订单已关闭",
+            TradeState::Refund => "转入退款",
+            TradeState::Payerror => "支付失败",
+        }
+    }
+}
+
+/// Fault injection for every call (per-order rules are [`Forced`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Added to every WeChat Pay call before it is handled.
+    pub latency_ms: u64,
+    /// Share (0..1) of calls answered HTTP 500 without being handled.
+    pub http_500_share: f64,
+    /// Share of calls that are handled and then never answered (the reply is lost).
+    pub hang_share: f64,
+    /// How long a hung call keeps the connection before answering 500.
+    pub hang_ms: u64,
+    /// Share of calls answered with a signed `SYSTEMERROR`, without being handled.
+    pub systemerror_share: f64,
+    /// Sign every reply with a wrong key.
+    pub bad_signature: bool,
+    /// Multiplies WeChat's notify re-send schedule (15 s, 15 s, 30 s, 3 min, ...);
+    /// 0.001 turns 15 s into 15 ms.
+    pub notify_time_scale: f64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            latency_ms: 0,
+            http_500_share: 0.0,
+            hang_share: 0.0,
+            hang_ms: 120_000,
+            systemerror_share: 0.0,
+            bad_signature: false,
+            notify_time_scale: 1.0,
+        }
+    }
+}
+
+/// An outcome forced on the next calls for one order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Forced {
+    /// HTTP 500 before handling.
+    Http500,
+    /// Handled, then the connection hangs (the reply is lost).
+    Hang,
+    /// Signed `result_code=FAIL` `SYSTEMERROR`, not handled.
+    SystemError,
+    /// Signed `result_code=FAIL` with this code, not handled.
+    ErrCode {
+        err_code: String,
+        err_code_des: String,
+    },
+    /// Unsigned `return_code=FAIL` with this message, not handled.
+    ReturnFail { return_msg: String },
+    /// Handled, but the reply is signed with a wrong key.
+    BadSignature,
+    /// The user paid after an earlier reply was lost and the notify never arrived: the order
+    /// becomes paid (no notify is sent) and this call is answered `ORDERPAID`.
+    PaidElsewhere,
+}
+
+/// One call the simulator received.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Call {
+    /// `unifiedorder`, `orderquery`, `closeorder` or `jscode2session`.
+    pub api: String,
+    pub out_trade_no: Option<String>,
+    /// The received fields without `nonce_str` and `sign`: what must not change on re-entry.
+    pub business: BTreeMap<String, String>,
+    /// Unix milliseconds (real time, not the adjustable clock).
+    pub at_ms: i64,
+    /// How it was answered: `SUCCESS`, an err_code, `RETURN_FAIL: ...`, `HTTP_500`, `HANG`.
+    pub outcome: String,
+}
+
+/// One notify POST to the merchant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Delivery {
+    pub at_ms: i64,
+    pub http_status: Option<u16>,
+    pub reply: String,
+    pub acknowledged: bool,
+}
+
+/// An order as WeChat holds it.
+#[derive(Debug, Clone)]
+pub(super) struct SimOrder {
+    pub business: BTreeMap<String, String>,
+    pub sign_type: SignType,
+    pub prepay_id: String,
+    /// Clock seconds of the first unifiedorder.
+    pub created_at: i64,
+    pub trade_state: TradeState,
+    pub transaction_id: Option<String>,
+    pub time_end: Option<String>,
+    pub cash_fee: Option<i64>,
+    pub coupon_fee: Option<i64>,
+    pub deliveries: Vec<Delivery>,
+}
+
+/// What `GET /sim/orders/{out_trade_no}` shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SimOrderView {
+    pub out_trade_no: String,
+    pub trade_state: TradeState,
+    pub prepay_id: String,
+    pub transaction_id: Option<String>,
+    pub total_fee: i64,
+    pub created_at: i64,
+    pub calls: Vec<Call>,
+    pub deliveries: Vec<Delivery>,
+}
+
+#[derive(Default)]
+pub(super) struct SimState {
+    pub orders: HashMap<String, SimOrder>,
+    pub calls: Vec<Call>,
+    pub faults: Faults,
+    pub forced: HashMap<String, VecDeque<Forced>>,
+    pub used_codes: HashSet<String>,
+    pub close_violations: Vec<String>,
+    pub next_transaction: u64,
+}
+
+impl SimState {
+    pub fn force(&mut self, rule: ForceRule) {
+        let queue = self.forced.entry(rule.out_trade_no).or_default();
+        for _ in 0..rule.times {
+            queue.push_back(rule.outcome.clone());
+        }
+    }
+
+    pub fn take_forced(&mut self, out_trade_no: Option<&str>) -> Option<Forced> {
+        self.forced.get_mut(out_trade_no?)?.pop_front()
+    }
+
+    pub fn view(&self, out_trade_no: &str) -> Option<SimOrderView> {
+        let order = self.orders.get(out_trade_no)?;
+        Some(SimOrderView {
+            out_trade_no: out_trade_no.to_owned(),
+            trade_state: order.trade_state,
+            prepay_id: order.prepay_id.clone(),
+            transaction_id: order.transaction_id.clone(),
+            total_fee: order
+                .business
+                .get("total_fee")
+                .and_then(|f| f.parse().ok())
+                .unwrap_or_default(),
+            created_at: order.created_at,
+            calls: self
+                .calls
+                .iter()
+                .filter(|c| c.out_trade_no.as_deref() == Some(out_trade_no))
+                .cloned()
+                .collect(),
+            deliveries: order.deliveries.clone(),
+        })
+    }
+
+    pub fn record(&mut self, call: Call) {
+        self.calls.push(call);
+    }
+}

@@ -1,0 +1,6 @@
+//! minipay's integration tests: real HTTP on loopback, real databases, real apalis queues.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+mod sign_tool;
+mod simulator;
