@@ -4,7 +4,11 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
+use minipay::app::{App, Role};
+use minipay::config::Config;
 use minipay::sign_cli::{self, SignRequest};
 use minipay::wechat::simulator::{SimConfig, Simulator};
 use minipay::wechat::{ApiKey, SignType};
@@ -16,16 +20,35 @@ use minipay::wechat::{ApiKey, SignType};
     about = "WeChat mini-program payments: login, orders, prepay, notify"
 )]
 struct Cli {
+    /// A TOML file of settings; MINIPAY_* environment variables override it.
+    #[arg(long, global = true, env = "MINIPAY_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// API, webhook and workers in one process (the default), plus the WeChat simulator when
+    /// no merchant credentials are set.
+    All(RunArgs),
+    /// HTTP API and webhook only; scale out with any number of these on PostgreSQL.
+    Serve(RunArgs),
+    /// Workers and reconciliation only; scale out with any number of these on PostgreSQL.
+    Work(RunArgs),
+    /// Apply database migrations and exit.
+    Migrate,
     /// A WeChat Pay v2 and login simulator, for demos and load tests.
     Simulator(SimulatorArgs),
     /// Sign fields, or check a document's sign (`--check`), the way WeChat Pay v2 does.
     Sign(SignArgs),
+}
+
+#[derive(Args, Default)]
+struct RunArgs {
+    /// Jobs each queue runs at once in this process (MINIPAY_WORKER_CONCURRENCY).
+    #[arg(long)]
+    concurrency: Option<usize>,
 }
 
 #[derive(Args)]
@@ -64,10 +87,86 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Sign(args)) => sign(args),
         Some(Command::Simulator(args)) => serve_simulator(args),
-        None => {
-            eprintln!("minipay: choose a command; see `minipay --help`");
-            ExitCode::from(2)
+        Some(Command::Migrate) => run_service(cli.config, None, RunArgs::default()),
+        Some(Command::Serve(args)) => run_service(cli.config, Some(Role::Serve), args),
+        Some(Command::Work(args)) => run_service(cli.config, Some(Role::Work), args),
+        Some(Command::All(args)) => run_service(cli.config, Some(Role::All), args),
+        None => run_service(cli.config, Some(Role::All), RunArgs::default()),
+    }
+}
+
+/// Loads and checks the configuration, then runs `role` (or only migrates) until SIGTERM or
+/// SIGINT. Exit code 0 after a clean shutdown, 1 on a runtime failure, 78 on bad configuration.
+fn run_service(file: Option<PathBuf>, role: Option<Role>, args: RunArgs) -> ExitCode {
+    let mut config = match Config::load(file.as_deref(), std::env::vars()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("minipay: configuration error: {e}");
+            return ExitCode::from(78);
         }
+    };
+    if let Some(n) = args.concurrency {
+        if n == 0 {
+            eprintln!("minipay: configuration error: --concurrency must be at least 1");
+            return ExitCode::from(78);
+        }
+        config.worker_concurrency = n;
+    }
+    minipay::telemetry::init(&config.log_filter, config.log_json);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("minipay: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let Some(role) = role else {
+            let store = minipay::store::Store::connect(
+                &config.database_url,
+                1,
+                &minipay::store::InsertSignal::new(),
+            )
+            .await?;
+            store.migrate().await?;
+            tracing::info!("migrations applied");
+            return Ok(());
+        };
+        let app = App::build(config, role).await?;
+        if let Some(addr) = app.local_addr() {
+            tracing::info!(%addr, ?role, "minipay listening");
+        }
+        app.run(shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = ?e, "minipay stopped");
+            eprintln!("minipay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGTERM (systemd, Kubernetes) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
     }
 }
 

@@ -52,6 +52,10 @@ impl PayClient {
         &self.merchant
     }
 
+    pub fn base_urls(&self) -> &[String] {
+        &self.bases
+    }
+
     /// `unifiedorder` with the frozen parameters, a fresh nonce and sign.
     pub async fn unified_order(&self, params: &UnifiedOrderParams) -> Answer {
         let request = params.signed_request(&self.merchant.key, &nonce());

@@ -64,6 +64,17 @@ impl Answer {
         }
     }
 
+    /// All fields of a trusted reply (for payment facts); nothing from an untrusted one.
+    pub fn trusted_fields(&self) -> Option<&Fields> {
+        match self {
+            Answer::Xml {
+                fields,
+                trusted: true,
+            } => Some(fields),
+            _ => None,
+        }
+    }
+
     /// A short label for metrics and logs: `SUCCESS`, WeChat's err_code, `RETURN_FAIL`,
     /// `UNTRUSTED`, `HTTP_4xx`, `CONNECT`, `TIMEOUT`, `HTTP_5xx` or `UNREADABLE`.
     pub fn label(&self) -> String {

@@ -1,0 +1,430 @@
+//! Configuration: defaults ← optional TOML file (`--config`) ← `MINIPAY_*` environment, read
+//! and validated once at start. Every refusal names the setting to fix. Secrets are
+//! `SecretString`/`ApiKey`, which print as a mask.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use ipnet::IpNet;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Catalog;
+use crate::wechat::{ApiKey, SignType};
+
+/// Why the service refuses to start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn refuse(message: impl Into<String>) -> ConfigError {
+    ConfigError(message.into())
+}
+
+/// Every setting, as written in the file (lowercase) and the environment (`MINIPAY_` + upper).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub database_url: String,
+    pub listen: String,
+    pub appid: Option<String>,
+    pub app_secret: Option<String>,
+    pub mch_id: Option<String>,
+    pub api_key: Option<String>,
+    pub sign_type: String,
+    pub notify_url: Option<String>,
+    /// One URL, or several separated by commas, tried in order.
+    pub pay_base_url: Option<String>,
+    pub auth_base_url: Option<String>,
+    pub catalog: Option<PathBuf>,
+    pub admin_token: Option<String>,
+    /// IPs or CIDRs of reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: String,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// A tracing filter, e.g. `info` or `minipay=debug,info`.
+    pub log: String,
+    pub order_ttl_secs: u64,
+    pub session_ttl_secs: u64,
+    pub prepay_max_attempts: u32,
+    pub prepay_backoff_ms: u64,
+    pub prepay_backoff_max_ms: u64,
+    pub wechat_connect_timeout_ms: u64,
+    pub wechat_timeout_ms: u64,
+    pub reconcile_delay_secs: u64,
+    pub reconcile_interval_ms: u64,
+    pub stuck_pending_secs: u64,
+    pub shutdown_timeout_secs: u64,
+    pub worker_concurrency: usize,
+    pub worker_batch_size: usize,
+    pub heartbeat_secs: u64,
+    pub db_pool_size: u32,
+    pub job_retention_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            database_url: "sqlite://minipay.db".into(),
+            listen: "127.0.0.1:8080".into(),
+            appid: None,
+            app_secret: None,
+            mch_id: None,
+            api_key: None,
+            sign_type: "MD5".into(),
+            notify_url: None,
+            pay_base_url: None,
+            auth_base_url: None,
+            catalog: None,
+            admin_token: None,
+            trusted_proxies: String::new(),
+            log_format: "text".into(),
+            log: "info".into(),
+            order_ttl_secs: 30 * 60,
+            session_ttl_secs: 24 * 3600,
+            prepay_max_attempts: 8,
+            prepay_backoff_ms: 200,
+            prepay_backoff_max_ms: 5_000,
+            wechat_connect_timeout_ms: 2_000,
+            wechat_timeout_ms: 10_000,
+            reconcile_delay_secs: 60,
+            reconcile_interval_ms: 5_000,
+            stuck_pending_secs: 120,
+            shutdown_timeout_secs: 30,
+            worker_concurrency: 64,
+            worker_batch_size: 16,
+            heartbeat_secs: 2,
+            db_pool_size: 16,
+            job_retention_secs: 3600,
+        }
+    }
+}
+
+/// The names `Settings` accepts, for reading the environment.
+const KEYS: [&str; 31] = [
+    "database_url",
+    "listen",
+    "appid",
+    "app_secret",
+    "mch_id",
+    "api_key",
+    "sign_type",
+    "notify_url",
+    "pay_base_url",
+    "auth_base_url",
+    "catalog",
+    "admin_token",
+    "trusted_proxies",
+    "log_format",
+    "log",
+    "order_ttl_secs",
+    "session_ttl_secs",
+    "prepay_max_attempts",
+    "prepay_backoff_ms",
+    "prepay_backoff_max_ms",
+    "wechat_connect_timeout_ms",
+    "wechat_timeout_ms",
+    "reconcile_delay_secs",
+    "reconcile_interval_ms",
+    "stuck_pending_secs",
+    "shutdown_timeout_secs",
+    "worker_concurrency",
+    "worker_batch_size",
+    "heartbeat_secs",
+    "db_pool_size",
+    "job_retention_secs",
+];
+
+/// Where the merchant's money goes, or the built-in simulator.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// No credentials: the service plays WeChat itself, with the demo identity.
+    Simulator,
+    Live(Credentials),
+}
+
+/// Real merchant credentials.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub appid: String,
+    pub app_secret: SecretString,
+    pub mch_id: String,
+    pub api_key: ApiKey,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub listen: SocketAddr,
+    pub mode: Mode,
+    pub sign_type: SignType,
+    /// `None`: `http://<bound address>/v1/wechat/notify` (simulator mode only).
+    pub notify_url: Option<String>,
+    /// `None`: WeChat's hosts in live mode, the embedded simulator in simulator mode.
+    pub pay_base_urls: Option<Vec<String>>,
+    pub auth_base_urls: Option<Vec<String>>,
+    pub catalog: Catalog,
+    pub admin_token: Option<SecretString>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub log_json: bool,
+    pub log_filter: String,
+    pub order_ttl: Duration,
+    pub session_ttl: Duration,
+    pub prepay_max_attempts: u32,
+    pub prepay_backoff: Duration,
+    pub prepay_backoff_max: Duration,
+    pub wechat_connect_timeout: Duration,
+    pub wechat_timeout: Duration,
+    pub reconcile_delay: Duration,
+    pub reconcile_interval: Duration,
+    pub stuck_pending: Duration,
+    pub shutdown_timeout: Duration,
+    pub worker_concurrency: usize,
+    pub worker_batch_size: usize,
+    pub heartbeat: Duration,
+    pub db_pool_size: u32,
+    pub job_retention: Duration,
+}
+
+/// WeChat's production hosts, primary then the cross-city backup (wechatpay-v2.md §2, §10).
+pub const WECHAT_PAY_HOSTS: [&str; 2] = ["https://api.mch.weixin.qq.com", "https://api2.mch.weixin.qq.com"];
+pub const WECHAT_LOGIN_HOSTS: [&str; 2] = ["https://api.weixin.qq.com", "https://api2.weixin.qq.com"];
+
+impl Config {
+    /// Reads defaults, then `file` (if any), then the `MINIPAY_*` variables of `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(refuse(format!("--config {}: no such file", path.display())));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let (env, unknown) = minipay_env(env);
+        if let Some(name) = unknown.first() {
+            return Err(refuse(format!(
+                "{name} is not a minipay setting (see README, \"Settings\")"
+            )));
+        }
+        figment = figment.merge(Serialized::globals(env));
+        let settings: Settings = figment.extract_lossy().map_err(|e| {
+            let name = e.path.first().map(|k| setting_name(k)).unwrap_or_default();
+            refuse(format!("{name}: {}", e.kind))
+        })?;
+        Config::from_settings(settings)
+    }
+
+    /// Validates settings into a configuration.
+    pub fn from_settings(s: Settings) -> Result<Config, ConfigError> {
+        if !(s.database_url.starts_with("sqlite:")
+            || s.database_url.starts_with("postgres://")
+            || s.database_url.starts_with("postgresql://"))
+        {
+            return Err(refuse(
+                "MINIPAY_DATABASE_URL must be sqlite://PATH or postgres://...",
+            ));
+        }
+        let listen: SocketAddr = s
+            .listen
+            .parse()
+            .map_err(|_| refuse(format!("MINIPAY_LISTEN: {:?} is not an address like 127.0.0.1:8080", s.listen)))?;
+        let sign_type: SignType = s
+            .sign_type
+            .parse()
+            .map_err(|_| refuse("MINIPAY_SIGN_TYPE must be MD5 or HMAC-SHA256"))?;
+        let mode = mode(&s)?;
+        let notify_url = s.notify_url.filter(|u| !u.is_empty());
+        if let Some(url) = &notify_url {
+            crate::wechat::params::check_notify_url(url)
+                .map_err(|e| refuse(format!("MINIPAY_NOTIFY_URL: {}", e.reason)))?;
+        }
+        if let Mode::Live(_) = mode {
+            match &notify_url {
+                Some(url) if url.starts_with("https://") => {}
+                _ => {
+                    return Err(refuse(
+                        "MINIPAY_NOTIFY_URL must be set to an https:// URL WeChat can reach in live mode",
+                    ));
+                }
+            }
+        }
+        let catalog = match &s.catalog {
+            Some(path) => Catalog::load(path).map_err(|e| refuse(format!("MINIPAY_CATALOG: {e}")))?,
+            None => Catalog::demo(),
+        };
+        let admin_token = match s.admin_token.filter(|t| !t.is_empty()) {
+            Some(t) if t.len() < 16 => {
+                return Err(refuse("MINIPAY_ADMIN_TOKEN must be at least 16 characters"));
+            }
+            other => other.map(SecretString::from),
+        };
+        let trusted_proxies = s
+            .trusted_proxies
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse::<IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| refuse(format!("MINIPAY_TRUSTED_PROXIES: {p:?} is not an IP or CIDR")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let log_json = match s.log_format.as_str() {
+            "text" => false,
+            "json" => true,
+            _ => return Err(refuse("MINIPAY_LOG_FORMAT must be text or json")),
+        };
+        // WeChat refuses a time_expire under 5 minutes away; keep a margin for the prepay
+        // retries and for closeorder's own 5-minute rule.
+        if s.order_ttl_secs < 6 * 60 {
+            return Err(refuse("MINIPAY_ORDER_TTL_SECS must be at least 360 (WeChat needs time_expire ≥ 5 minutes ahead)"));
+        }
+        if s.order_ttl_secs > 7 * 24 * 3600 {
+            return Err(refuse("MINIPAY_ORDER_TTL_SECS must be at most 7 days"));
+        }
+        for (name, value) in [
+            ("MINIPAY_PREPAY_MAX_ATTEMPTS", u64::from(s.prepay_max_attempts)),
+            ("MINIPAY_WORKER_CONCURRENCY", s.worker_concurrency as u64),
+            ("MINIPAY_WORKER_BATCH_SIZE", s.worker_batch_size as u64),
+            ("MINIPAY_DB_POOL_SIZE", u64::from(s.db_pool_size)),
+            ("MINIPAY_HEARTBEAT_SECS", s.heartbeat_secs),
+            ("MINIPAY_WECHAT_TIMEOUT_MS", s.wechat_timeout_ms),
+            ("MINIPAY_RECONCILE_INTERVAL_MS", s.reconcile_interval_ms),
+        ] {
+            if value == 0 {
+                return Err(refuse(format!("{name} must be at least 1")));
+            }
+        }
+        Ok(Config {
+            database_url: s.database_url,
+            listen,
+            mode,
+            sign_type,
+            notify_url,
+            pay_base_urls: base_urls("MINIPAY_PAY_BASE_URL", s.pay_base_url)?,
+            auth_base_urls: base_urls("MINIPAY_AUTH_BASE_URL", s.auth_base_url)?,
+            catalog,
+            admin_token,
+            trusted_proxies,
+            log_json,
+            log_filter: s.log,
+            order_ttl: Duration::from_secs(s.order_ttl_secs),
+            session_ttl: Duration::from_secs(s.session_ttl_secs.max(60)),
+            prepay_max_attempts: s.prepay_max_attempts,
+            prepay_backoff: Duration::from_millis(s.prepay_backoff_ms),
+            prepay_backoff_max: Duration::from_millis(s.prepay_backoff_max_ms.max(s.prepay_backoff_ms)),
+            wechat_connect_timeout: Duration::from_millis(s.wechat_connect_timeout_ms.max(1)),
+            wechat_timeout: Duration::from_millis(s.wechat_timeout_ms),
+            reconcile_delay: Duration::from_secs(s.reconcile_delay_secs),
+            reconcile_interval: Duration::from_millis(s.reconcile_interval_ms),
+            stuck_pending: Duration::from_secs(s.stuck_pending_secs.max(1)),
+            shutdown_timeout: Duration::from_secs(s.shutdown_timeout_secs),
+            worker_concurrency: s.worker_concurrency,
+            worker_batch_size: s.worker_batch_size,
+            heartbeat: Duration::from_secs(s.heartbeat_secs),
+            db_pool_size: s.db_pool_size,
+            job_retention: Duration::from_secs(s.job_retention_secs),
+        })
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+
+    pub fn simulator_mode(&self) -> bool {
+        matches!(self.mode, Mode::Simulator)
+    }
+}
+
+/// The `MINIPAY_*` variables as raw strings (never re-typed: "0123" stays "0123"), and the
+/// unknown `MINIPAY_*` names.
+fn minipay_env(env: impl IntoIterator<Item = (String, String)>) -> (BTreeMap<String, String>, Vec<String>) {
+    let mut known = BTreeMap::new();
+    let mut unknown = Vec::new();
+    for (name, value) in env {
+        let Some(key) = name.strip_prefix("MINIPAY_") else {
+            continue;
+        };
+        let key = key.to_ascii_lowercase();
+        // Test-harness variables share the prefix but are not settings.
+        if key.starts_with("test_") || key == "config" {
+            continue;
+        }
+        if KEYS.contains(&key.as_str()) {
+            known.insert(key, value);
+        } else {
+            unknown.push(name);
+        }
+    }
+    (known, unknown)
+}
+
+fn setting_name(key: &str) -> String {
+    format!("MINIPAY_{}", key.to_ascii_uppercase())
+}
+
+fn mode(s: &Settings) -> Result<Mode, ConfigError> {
+    let present = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.is_empty());
+    let fields = [
+        ("MINIPAY_APPID", present(&s.appid)),
+        ("MINIPAY_APP_SECRET", present(&s.app_secret)),
+        ("MINIPAY_MCH_ID", present(&s.mch_id)),
+        ("MINIPAY_API_KEY", present(&s.api_key)),
+    ];
+    let set: Vec<&str> = fields.iter().filter(|f| f.1).map(|f| f.0).collect();
+    let unset: Vec<&str> = fields.iter().filter(|f| !f.1).map(|f| f.0).collect();
+    if set.is_empty() {
+        return Ok(Mode::Simulator);
+    }
+    if !unset.is_empty() {
+        return Err(refuse(format!(
+            "merchant credentials are half-set: {} set but {} not; set all four for live mode, or none for simulator mode",
+            set.join(", "),
+            unset.join(", ")
+        )));
+    }
+    let api_key = ApiKey::new(s.api_key.clone().unwrap_or_default());
+    if api_key.len() != 32 {
+        return Err(refuse(format!(
+            "MINIPAY_API_KEY must be the 32-character APIv2 key (it has {} characters)",
+            api_key.len()
+        )));
+    }
+    Ok(Mode::Live(Credentials {
+        appid: s.appid.clone().unwrap_or_default(),
+        app_secret: SecretString::from(s.app_secret.clone().unwrap_or_default()),
+        mch_id: s.mch_id.clone().unwrap_or_default(),
+        api_key,
+    }))
+}
+
+fn base_urls(name: &str, value: Option<String>) -> Result<Option<Vec<String>>, ConfigError> {
+    let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let urls: Vec<String> = value
+        .split(',')
+        .map(|u| u.trim().trim_end_matches('/').to_owned())
+        .filter(|u| !u.is_empty())
+        .collect();
+    for url in &urls {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(refuse(format!("{name}: {url:?} is not an http(s) URL")));
+        }
+    }
+    Ok(Some(urls))
+}
+
+impl Credentials {
+    pub fn app_secret(&self) -> &str {
+        self.app_secret.expose_secret()
+    }
+}

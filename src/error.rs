@@ -1,0 +1,146 @@
+//! Every non-success answer of the JSON endpoints: `{"error": {"code", "message"}}` with a
+//! fitting status (api-contract.md). The variant picks status and code.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::FromRequest;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("a valid session token is required (Authorization: Bearer <token> from POST /v1/sessions)")]
+    SessionRequired,
+    #[error("the admin token is required (Authorization: Bearer <MINIPAY_ADMIN_TOKEN>)")]
+    AdminRequired,
+    #[error("admin endpoints are off: set MINIPAY_ADMIN_TOKEN to turn them on")]
+    AdminOff,
+    #[error("no order {0:?}")]
+    OrderNotFound(String),
+    #[error("no product with sku {0:?}")]
+    UnknownSku(String),
+    #[error("no such endpoint")]
+    NoRoute,
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
+    #[error("WeChat refused the login code ({0}); call wx.login again")]
+    WechatLoginFailed(String),
+    #[error("WeChat is unavailable right now; try again shortly")]
+    WechatUnavailable,
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("the body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    #[error("the body is too large")]
+    PayloadTooLarge,
+    #[error("invalid body: {0}")]
+    InvalidBody(String),
+    #[error("quantity must be an integer from 1 to {max}")]
+    InvalidQuantity { max: i64 },
+    #[error("the order total is larger than WeChat Pay accepts")]
+    AmountTooLarge,
+    #[error("{field}: {reason}")]
+    InvalidParameter { field: String, reason: String },
+    #[error("Idempotency-Key must be 1 to 128 visible ASCII characters")]
+    InvalidIdempotencyKey,
+    #[error("this Idempotency-Key was used for a different order")]
+    IdempotencyKeyReused,
+    #[error("out_trade_no {0:?} is already used by a different order")]
+    OutTradeNoTaken(String),
+    #[error("wait must be an integer number of seconds from 0 to 30")]
+    InvalidWait,
+    #[error("the service is temporarily unavailable; try again shortly")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("something went wrong on our side")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::SessionRequired => (StatusCode::UNAUTHORIZED, "SESSION_REQUIRED"),
+            ApiError::AdminRequired => (StatusCode::UNAUTHORIZED, "ADMIN_TOKEN_REQUIRED"),
+            ApiError::AdminOff => (StatusCode::NOT_FOUND, "ADMIN_DISABLED"),
+            ApiError::OrderNotFound(_) => (StatusCode::NOT_FOUND, "ORDER_NOT_FOUND"),
+            ApiError::UnknownSku(_) => (StatusCode::NOT_FOUND, "UNKNOWN_SKU"),
+            ApiError::NoRoute => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
+            ApiError::WechatLoginFailed(_) => (StatusCode::UNAUTHORIZED, "WECHAT_LOGIN_FAILED"),
+            ApiError::WechatUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "WECHAT_UNAVAILABLE"),
+            ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "MALFORMED_JSON"),
+            ApiError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
+            }
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+            ApiError::InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY"),
+            ApiError::InvalidQuantity { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_QUANTITY")
+            }
+            ApiError::AmountTooLarge => (StatusCode::UNPROCESSABLE_ENTITY, "AMOUNT_TOO_LARGE"),
+            ApiError::InvalidParameter { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_PARAMETER")
+            }
+            ApiError::InvalidIdempotencyKey => (StatusCode::BAD_REQUEST, "INVALID_IDEMPOTENCY_KEY"),
+            ApiError::IdempotencyKeyReused => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED")
+            }
+            ApiError::OutTradeNoTaken(_) => (StatusCode::CONFLICT, "OUT_TRADE_NO_TAKEN"),
+            ApiError::InvalidWait => (StatusCode::BAD_REQUEST, "INVALID_WAIT"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        if crate::store::is_unavailable(&e) {
+            ApiError::Unavailable(e)
+        } else {
+            ApiError::Internal(anyhow::Error::new(e).context("database"))
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        match &self {
+            ApiError::Internal(cause) => tracing::error!(error = ?cause, "request failed"),
+            ApiError::Unavailable(cause) => tracing::warn!(error = %cause, "database unavailable"),
+            _ => {}
+        }
+        let body = json!({ "error": { "code": code, "message": self.to_string() } });
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::JsonDataError(e) => ApiError::InvalidBody(e.body_text()),
+            JsonRejection::JsonSyntaxError(e) => ApiError::MalformedJson(e.body_text()),
+            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
+            JsonRejection::BytesRejection(_) => ApiError::PayloadTooLarge,
+            other => ApiError::InvalidBody(other.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::InvalidBody(rejection.body_text())
+    }
+}
+
+/// `axum::Json` whose rejections answer in the contract's error shape.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct AppJson<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for AppJson<T> {
+    fn into_response(self) -> Response {
+        Json(self.0).into_response()
+    }
+}

@@ -1,0 +1,84 @@
+//! Who is calling: a mini-program session (bearer token from `POST /v1/sessions`) or the
+//! merchant's backend (bearer `MINIPAY_ADMIN_TOKEN`).
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+
+use crate::app::Services;
+use crate::error::ApiError;
+use crate::store::SessionRow;
+use crate::wechat::sign::constant_time_eq;
+
+/// The hex SHA-256 of a session token: what the database stores instead of the token.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
+    let token = token.trim();
+    (!token.is_empty()).then_some(token)
+}
+
+/// A live mini-program session.
+pub struct SessionAuth(pub SessionRow);
+
+impl FromRequestParts<Arc<Services>> for SessionAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, services: &Arc<Services>) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or(ApiError::SessionRequired)?;
+        let session = services
+            .store
+            .session(&token_hash(token), services.clock.unix_ms())
+            .await?
+            .ok_or(ApiError::SessionRequired)?;
+        Ok(SessionAuth(session))
+    }
+}
+
+/// The merchant's backend, authenticated by the admin token.
+pub struct AdminAuth;
+
+impl FromRequestParts<Arc<Services>> for AdminAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, services: &Arc<Services>) -> Result<Self, ApiError> {
+        if is_admin(parts, services)? {
+            Ok(AdminAuth)
+        } else {
+            Err(ApiError::AdminRequired)
+        }
+    }
+}
+
+fn is_admin(parts: &Parts, services: &Services) -> Result<bool, ApiError> {
+    let expected = services.config.admin_token.as_ref().ok_or(ApiError::AdminOff)?;
+    Ok(bearer(parts).is_some_and(|token| {
+        constant_time_eq(token.as_bytes(), expected.expose_secret().as_bytes())
+    }))
+}
+
+/// Either kind of caller (reading an order: its session, or the merchant's backend).
+pub enum Caller {
+    Session(SessionRow),
+    Admin,
+}
+
+impl FromRequestParts<Arc<Services>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, services: &Arc<Services>) -> Result<Self, ApiError> {
+        if services.config.admin_token.is_some() && is_admin(parts, services)? {
+            return Ok(Caller::Admin);
+        }
+        let SessionAuth(session) = SessionAuth::from_request_parts(parts, services).await?;
+        Ok(Caller::Session(session))
+    }
+}

@@ -1,0 +1,70 @@
+//! The HTTP API: the whole URL map is here; one file per resource.
+
+mod admin;
+mod auth;
+mod health;
+mod notify;
+mod orders;
+mod payer_ip;
+mod sessions;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::app::Services;
+use crate::error::ApiError;
+
+pub use auth::token_hash;
+pub use notify::{RefusedNotifies, SUCCESS_REPLY};
+
+/// JSON bodies of this API are small; anything larger is refused before parsing.
+const JSON_BODY_LIMIT: usize = 16 * 1024;
+
+pub fn router(services: Arc<Services>) -> Router {
+    let api = Router::new()
+        .route("/v1/sessions", post(sessions::create))
+        .route("/v1/orders", post(orders::create))
+        .route("/v1/orders/{out_trade_no}", get(orders::show))
+        .route("/v1/admin/orders", post(admin::create_order))
+        .route("/v1/admin/orders/{out_trade_no}", get(admin::order_history))
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        // The notify reads its own body, with its own limit, and answers in XML.
+        .route("/v1/wechat/notify", post(notify::receive).layer(DefaultBodyLimit::disable()))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
+    let api = match &services.simulator {
+        Some(sim) => api.nest_service("/simulator", sim.router()),
+        None => api,
+    };
+    api.layer(middleware::from_fn_with_state(services.clone(), observe))
+        .with_state(services)
+}
+
+/// Counts and times every request by route and status.
+async fn observe(State(_services): State<Arc<Services>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    metrics::histogram!(
+        "minipay_http_request_duration_seconds",
+        "method" => method,
+        "route" => route,
+        "status" => response.status().as_u16().to_string(),
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,72 @@
+//! `POST /v1/sessions`: `wx.login` code → `jscode2session` → an opaque token. The openid and
+//! session_key stay on the server.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use base64::Engine;
+use rand::rngs::OsRng;
+use rand::{TryRngCore, RngCore};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use super::auth::token_hash;
+use crate::app::Services;
+use crate::error::{ApiError, AppJson};
+use crate::wechat::client::LoginError;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    code: String,
+}
+
+#[derive(Serialize)]
+pub struct Token {
+    token: String,
+    expires_in: u64,
+}
+
+pub async fn create(
+    State(services): State<Arc<Services>>,
+    AppJson(login): AppJson<Login>,
+) -> Result<(StatusCode, AppJson<Token>), ApiError> {
+    if login.code.is_empty() || login.code.len() > 128 {
+        return Err(ApiError::InvalidBody("code must be 1 to 128 characters".into()));
+    }
+    let session = match services.login.code_to_session(&login.code).await {
+        Ok(session) => session,
+        Err(LoginError::Rejected { errcode, errmsg }) => {
+            tracing::info!(errcode, %errmsg, "login code refused by WeChat");
+            return Err(ApiError::WechatLoginFailed(format!("{errcode} {errmsg}")));
+        }
+        Err(LoginError::Unavailable(why)) => {
+            tracing::warn!(%why, "WeChat login unavailable");
+            return Err(ApiError::WechatUnavailable);
+        }
+    };
+    let mut bytes = [0u8; 32];
+    OsRng.unwrap_err().fill_bytes(&mut bytes);
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let now_ms = services.clock.unix_ms();
+    let ttl = services.config.session_ttl;
+    services
+        .store
+        .create_session(
+            &token_hash(&token),
+            &session.openid,
+            session.session_key.expose_secret(),
+            session.unionid.as_deref(),
+            now_ms,
+            now_ms + ttl.as_millis() as i64,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        AppJson(Token {
+            token,
+            expires_in: ttl.as_secs(),
+        }),
+    ))
+}

@@ -1,0 +1,92 @@
+//! Prometheus metrics through the `metrics` facade. Counters and histograms are recorded where
+//! things happen; gauges that describe the database (orders by status, queue backlog) are read
+//! when `/metrics` is scraped.
+
+use std::sync::OnceLock;
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, gauge, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use minipay_jobs::{payload::QUEUES, OrderStatus};
+
+use crate::app::Services;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Seconds-valued histograms share these buckets: 1 ms to 5 min.
+const BUCKETS: [f64; 16] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// The process-wide recorder (installed once; later calls share it).
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let handle = match builder.install_recorder() {
+                Ok(handle) => handle,
+                // Another recorder owns the facade (an embedding program): render ours empty.
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            };
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_gauge!("minipay_orders", "Orders by status.");
+    describe_counter!("minipay_orders_created_total", "Orders accepted (mini-program and merchant backend).");
+    describe_counter!("minipay_prepay_attempts_total", "unifiedorder calls by outcome: SUCCESS, WeChat's err_code, RETURN_FAIL, HTTP_5xx, TIMEOUT, CONNECT, UNTRUSTED.");
+    describe_counter!("minipay_prepay_requeued_total", "Pending orders whose lost or dead prepay job the reconciler re-queued.");
+    describe_histogram!("minipay_job_duration_seconds", Unit::Seconds, "Job handler duration by queue and result.");
+    describe_gauge!("minipay_queue_depth", "Jobs waiting or running, by queue.");
+    describe_gauge!("minipay_queue_oldest_pending_age_seconds", Unit::Seconds, "Age of the oldest due job not yet started, by queue.");
+    describe_gauge!("minipay_jobs_dead", "Jobs that will not run again (killed, or out of runs), by queue.");
+    describe_counter!("minipay_notifies_total", "Payment notifies by verdict (accepted, duplicate, bad_signature, amount_mismatch, ...).");
+    describe_counter!("minipay_notifies_unrecorded_total", "Refused notifies that could not be recorded (backlog full or database down).");
+    describe_histogram!("minipay_ready_to_paid_seconds", Unit::Seconds, "Time from pay params ready to payment applied.");
+    describe_gauge!("minipay_orders_ready_overdue", "Ready orders past the reconciliation delay with no payment.");
+    describe_counter!("minipay_reconcile_decisions_total", "Reconciliation order-query decisions.");
+    describe_counter!("minipay_alerts_total", "Conditions an operator must act on, by kind.");
+    describe_histogram!("minipay_http_request_duration_seconds", Unit::Seconds, "HTTP requests by method, route and status.");
+    describe_gauge!("minipay_long_poll_waiters", "Orders with a long-poll waiting in this process.");
+    describe_gauge!("minipay_database_up", "1 when the last scrape could read the database.");
+}
+
+/// Reads the database-backed gauges.
+pub async fn refresh_gauges(services: &Services) {
+    let store = &services.store;
+    let mut up = true;
+    match store.status_counts().await {
+        Ok(counts) => {
+            for status in OrderStatus::ALL {
+                let n = counts
+                    .iter()
+                    .find(|c| c.status == status.as_str())
+                    .map_or(0, |c| c.count);
+                gauge!("minipay_orders", "status" => status.as_str()).set(n as f64);
+            }
+        }
+        Err(_) => up = false,
+    }
+    match store.queue_stats(chrono::Utc::now().timestamp()).await {
+        Ok(stats) => {
+            for queue in QUEUES {
+                let s = stats.iter().find(|s| s.queue == queue).cloned().unwrap_or_default();
+                gauge!("minipay_queue_depth", "queue" => queue).set(s.depth as f64);
+                gauge!("minipay_queue_oldest_pending_age_seconds", "queue" => queue).set(s.oldest_pending_secs as f64);
+                gauge!("minipay_jobs_dead", "queue" => queue).set(s.dead as f64);
+            }
+        }
+        Err(_) => up = false,
+    }
+    let overdue_before = services.clock.unix_ms() - services.config.reconcile_delay.as_millis() as i64;
+    match store.ready_overdue(overdue_before).await {
+        Ok(n) => gauge!("minipay_orders_ready_overdue").set(n as f64),
+        Err(_) => up = false,
+    }
+    gauge!("minipay_long_poll_waiters").set(services.waiters.watched() as f64);
+    gauge!("minipay_database_up").set(if up { 1.0 } else { 0.0 });
+}

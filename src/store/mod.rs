@@ -1,0 +1,183 @@
+//! The only module that writes SQL. Each method is one business transaction; jobs are queued
+//! inside it (apalis `push_tasks` on the same transaction), never after, so no order or notify
+//! exists without its job. Status changes are guarded in SQL (`WHERE status = ...`), which makes
+//! a job delivered twice harmless.
+//!
+//! Both backends run the same SQL text (`$1` placeholders work in SQLite too); where dialects
+//! differ, the [`Dialect`] trait or a per-backend constant says so.
+
+mod dialect;
+mod insert_signal;
+mod notifies;
+mod orders;
+mod sessions;
+mod stats;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use apalis_postgres::PostgresStorage;
+use apalis_sqlite::SqliteStorage;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+pub use dialect::{job_task, ORDER_CHANNEL};
+pub use insert_signal::{InsertSignal, JobWake};
+pub use notifies::{NewNotify, NotifyRow, RecordedNotify};
+pub use orders::{Applied, CreateOutcome, EventRow, NewOrder, OrderRow};
+pub use sessions::SessionRow;
+pub use stats::{QueueStats, StatusCount};
+
+/// The database holding orders and the job queue.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same body against whichever pool the store holds. The body is type-checked once
+/// per backend, so `sqlx` calls inside it resolve to that backend.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite($pool) => $body,
+            $crate::store::Store::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Our migrations, per backend; apalis migrates its own tables after ours.
+fn our_migrations(store: &Store) -> sqlx::migrate::Migrator {
+    match store {
+        Store::Sqlite(_) => sqlx::migrate!("./migrations/sqlite"),
+        Store::Postgres(_) => sqlx::migrate!("./migrations/postgres"),
+    }
+}
+
+impl Store {
+    /// Opens the database. SQLite runs in WAL with `synchronous=FULL` (this is money) and
+    /// reports every insert into apalis' `Jobs` table to `signal`, which wakes idle workers.
+    pub async fn connect(url: &str, pool_size: u32, signal: &InsertSignal) -> Result<Store, sqlx::Error> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let signal = signal.clone();
+            let pool = SqlitePoolOptions::new()
+                .max_connections(pool_size)
+                .after_connect(move |conn, _| {
+                    let signal = signal.clone();
+                    Box::pin(async move {
+                        let mut handle = conn.lock_handle().await?;
+                        handle.set_update_hook(move |event| {
+                            if event.table == "Jobs"
+                                && event.operation == sqlx::sqlite::SqliteOperation::Insert
+                            {
+                                signal.fire();
+                            }
+                        });
+                        Ok(())
+                    })
+                })
+                .connect_with(options)
+                .await?;
+            Ok(Store::Sqlite(pool))
+        } else {
+            let pool = PgPoolOptions::new()
+                .max_connections(pool_size)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await?;
+            Ok(Store::Postgres(pool))
+        }
+    }
+
+    /// Applies our migrations, then apalis'. On SQLite both share `_sqlx_migrations`, so each
+    /// migrator ignores the other's rows (apalis-1.0.md §6.9).
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        match self {
+            Store::Sqlite(pool) => {
+                let mut ours = our_migrations(self);
+                ours.set_ignore_missing(true);
+                ours.run(pool).await?;
+                let mut apalis = SqliteStorage::migrations();
+                apalis.set_ignore_missing(true);
+                apalis.run(pool).await?;
+                // apalis-sqlite acks through an index on lock_by that finished rows keep
+                // filling, so acks slow down as history grows (apalis-1.0.md §6.7).
+                sqlx::query("DROP INDEX IF EXISTS LIdx").execute(pool).await?;
+                sqlx::query(
+                    "CREATE INDEX IF NOT EXISTS jobs_active_lock_by ON Jobs (lock_by) \
+                     WHERE status IN ('Queued', 'Running')",
+                )
+                .execute(pool)
+                .await?;
+            }
+            Store::Postgres(pool) => {
+                our_migrations(self).run(pool).await?;
+                PostgresStorage::migrations().run(pool).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether every migration of ours is applied (for `/readyz`).
+    pub async fn migrations_applied(&self) -> Result<bool, sqlx::Error> {
+        let expected: Vec<i64> = our_migrations(self).iter().map(|m| m.version).collect();
+        let applied: Vec<i64> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(expected.iter().all(|v| applied.contains(v)))
+    }
+
+    /// A round trip to the database.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        on_pool!(self, pool => { sqlx::query("SELECT 1").execute(pool).await?; });
+        Ok(())
+    }
+
+    /// Writes the catalog into `products` (a record of what was on sale; prices are read from
+    /// the in-memory catalog).
+    pub async fn sync_products(&self, catalog: &crate::catalog::Catalog, now_ms: i64) -> Result<(), sqlx::Error> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for p in catalog.products() {
+                sqlx::query(
+                    "INSERT INTO products (sku, description, price, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (sku) DO UPDATE SET description = excluded.description, \
+                     price = excluded.price, updated_at = excluded.updated_at",
+                )
+                .bind(&p.sku)
+                .bind(&p.description)
+                .bind(p.price)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self, Store::Sqlite(_))
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// Whether an error means "the database is not reachable right now" rather than a bug.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
+    )
+}

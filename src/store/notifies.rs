@@ -1,0 +1,151 @@
+//! Payment notifies: verified ones recorded with their status-update job before WeChat hears
+//! SUCCESS; refused ones recorded in batches with their verdict, so forgeries are visible.
+
+use minipay_jobs::ApplyPayment;
+
+use super::dialect::{job_task, Dialect};
+use super::{on_pool, Store};
+use crate::wechat::reply::Payment;
+
+/// A received notify to record.
+#[derive(Debug, Clone)]
+pub struct NewNotify {
+    pub received_at: i64,
+    /// `accepted`, or why it was refused (`bad_signature`, `amount_mismatch`, ...).
+    pub verdict: String,
+    pub detail: String,
+    pub out_trade_no: Option<String>,
+    /// The payment, for verified notifies only.
+    pub payment: Option<Payment>,
+    pub raw: String,
+}
+
+/// A stored notify.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct NotifyRow {
+    pub id: i64,
+    pub received_at: i64,
+    pub verdict: String,
+    pub detail: String,
+    pub out_trade_no: Option<String>,
+    pub transaction_id: Option<String>,
+    pub total_fee: Option<i64>,
+    pub cash_fee: Option<i64>,
+    pub time_end: Option<String>,
+    pub raw: String,
+    pub applied_at: Option<i64>,
+}
+
+impl NotifyRow {
+    /// The payment it carries, when it was verified.
+    pub fn payment(&self) -> Option<Payment> {
+        Some(Payment {
+            out_trade_no: self.out_trade_no.clone()?,
+            transaction_id: self.transaction_id.clone()?,
+            total_fee: self.total_fee?,
+            cash_fee: self.cash_fee?,
+            time_end: self.time_end.clone()?,
+        })
+    }
+}
+
+/// What recording a verified notify did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordedNotify {
+    /// First time for this transaction: stored with its job.
+    New(i64),
+    /// This transaction is already recorded (a re-send).
+    Duplicate,
+}
+
+const INSERT_NOTIFY: &str = "INSERT INTO notifies (received_at, verdict, detail, out_trade_no, transaction_id, \
+     total_fee, cash_fee, time_end, raw) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+/// Runs of an apply-payment job: applying is one guarded transaction, so extra runs only
+/// matter when the database was briefly unavailable.
+const APPLY_JOB_RUNS: usize = 10;
+
+impl Store {
+    /// Stores a verified payment notify and its status-update job in one transaction. The
+    /// unique transaction_id makes concurrent re-sends collapse into one row and one job.
+    pub async fn record_verified_notify(&self, notify: &NewNotify) -> Result<RecordedNotify, sqlx::Error> {
+        let payment = notify
+            .payment
+            .as_ref()
+            .ok_or_else(|| sqlx::Error::Protocol("a verified notify carries its payment".into()))?;
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let id: Option<i64> = sqlx::query_scalar(concat!(
+                "INSERT INTO notifies (received_at, verdict, detail, out_trade_no, transaction_id, ",
+                "total_fee, cash_fee, time_end, raw) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ",
+                "ON CONFLICT (transaction_id) DO NOTHING RETURNING id"
+            ))
+            .bind(notify.received_at)
+            .bind(&notify.verdict)
+            .bind(&notify.detail)
+            .bind(&payment.out_trade_no)
+            .bind(&payment.transaction_id)
+            .bind(payment.total_fee)
+            .bind(payment.cash_fee)
+            .bind(&payment.time_end)
+            .bind(&notify.raw)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(id) = id else {
+                tx.rollback().await?;
+                return Ok(RecordedNotify::Duplicate);
+            };
+            let job = ApplyPayment {
+                notify_id: id,
+                out_trade_no: payment.out_trade_no.clone(),
+            };
+            let task = job_task(&job, job.idempotency_key(), APPLY_JOB_RUNS, None)
+                .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            tx.enqueue(ApplyPayment::QUEUE, task).await?;
+            tx.commit().await?;
+            Ok(RecordedNotify::New(id))
+        })
+    }
+
+    /// Stores refused notifies, many per transaction.
+    pub async fn record_refused_notifies(&self, notifies: &[NewNotify]) -> Result<(), sqlx::Error> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for n in notifies {
+                sqlx::query(INSERT_NOTIFY)
+                    .bind(n.received_at)
+                    .bind(&n.verdict)
+                    .bind(&n.detail)
+                    .bind(&n.out_trade_no)
+                    .bind(None::<String>)
+                    .bind(None::<i64>)
+                    .bind(None::<i64>)
+                    .bind(None::<String>)
+                    .bind(&n.raw)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    pub async fn notify(&self, id: i64) -> Result<Option<NotifyRow>, sqlx::Error> {
+        on_pool!(self, pool => {
+            sqlx::query_as("SELECT * FROM notifies WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+        })
+    }
+
+    /// Every notify about an order, oldest first.
+    pub async fn notifies_for(&self, out_trade_no: &str) -> Result<Vec<NotifyRow>, sqlx::Error> {
+        on_pool!(self, pool => {
+            sqlx::query_as("SELECT * FROM notifies WHERE out_trade_no = $1 ORDER BY id")
+                .bind(out_trade_no)
+                .fetch_all(pool)
+                .await
+        })
+    }
+}

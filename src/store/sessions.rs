@@ -1,0 +1,49 @@
+//! Login sessions: the hash of the bearer token, the user's openid and session_key.
+
+use super::{on_pool, Store};
+
+/// An authenticated session, as request handlers see it (no session_key).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionRow {
+    pub id: i64,
+    pub openid: String,
+}
+
+impl Store {
+    /// Stores a new session; returns its id.
+    pub async fn create_session(
+        &self,
+        token_hash: &str,
+        openid: &str,
+        session_key: &str,
+        unionid: Option<&str>,
+        now_ms: i64,
+        expires_at_ms: i64,
+    ) -> Result<i64, sqlx::Error> {
+        on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "INSERT INTO sessions (token_hash, openid, session_key, unionid, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            )
+            .bind(token_hash)
+            .bind(openid)
+            .bind(session_key)
+            .bind(unionid)
+            .bind(now_ms)
+            .bind(expires_at_ms)
+            .fetch_one(pool)
+            .await
+        })
+    }
+
+    /// The live session whose token hashes to `token_hash`.
+    pub async fn session(&self, token_hash: &str, now_ms: i64) -> Result<Option<SessionRow>, sqlx::Error> {
+        on_pool!(self, pool => {
+            sqlx::query_as("SELECT id, openid FROM sessions WHERE token_hash = $1 AND expires_at > $2")
+                .bind(token_hash)
+                .bind(now_ms)
+                .fetch_optional(pool)
+                .await
+        })
+    }
+}

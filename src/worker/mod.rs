@@ -1,0 +1,171 @@
+//! The apalis workers: one per queue, with the wiring apalis 1.0 needs to be prompt and safe
+//! (apalis-1.0.md): a wake-up stream plus an interval, re-armed after every fire; bounded
+//! concurrency; worker names unique per process start; a short heartbeat so a killed worker's
+//! jobs are picked up again within seconds; deadlines and panic guards inside the handlers.
+
+mod apply_payment;
+mod guard;
+mod payments;
+mod prepay;
+mod query_order;
+pub mod reconciler;
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use apalis::prelude::*;
+use apalis_postgres::{PgPool, PostgresStorage};
+use apalis_sqlite::{SqlitePool, SqliteStorage};
+use minipay_jobs::{ApplyPayment, PrepayOrder, QueryOrder};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::Services;
+use crate::store::{InsertSignal, Store};
+
+pub use payments::apply as apply_payment;
+
+/// Re-polls the wrapped strategy until it is pending, so that no wake-up is lost when a tick
+/// fires during the poll that ends an empty fetch (apalis 1.0.0 loses those; apalis-1.0.md §3).
+pub struct Rearm<P>(pub P);
+
+impl<P: PollStrategy> PollStrategy for Rearm<P> {
+    fn poll_drive(&mut self, cx: &mut Context<'_>, snapshot: &PollSnapshot) -> Poll<Option<()>> {
+        let mut fired = false;
+        loop {
+            match self.0.poll_drive(cx, snapshot) {
+                Poll::Ready(Some(())) => fired = true,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => break,
+            }
+        }
+        if fired {
+            Poll::Ready(Some(()))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn on_poll(&mut self, snapshot: &PollSnapshot) {
+        self.0.on_poll(snapshot)
+    }
+}
+
+/// How often an idle worker looks for jobs its wake-up stream did not announce (jobs queued
+/// by another process on SQLite, a NOTIFY lost while reconnecting, delayed `run_at`).
+const SAFETY_POLL: Duration = Duration::from_millis(500);
+
+/// This process's worker name prefix: unique per process start, because apalis 1.0 strands
+/// the jobs of a crashed worker when a new process reuses its name (apalis-1.0.md §2.5).
+pub fn node_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "minipay".into());
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        crate::wechat::sign::random_alphanumeric(4).to_lowercase()
+    )
+}
+
+/// Registers one worker per queue on `monitor`; `$make` builds the queue's backend (the
+/// factory runs again on every restart).
+macro_rules! register {
+    ($monitor:expr, $services:expr, $node:expr, $queue:expr, $handler:expr, $make:expr) => {{
+        let services = $services.clone();
+        let node = $node.to_owned();
+        let make = $make;
+        $monitor.register(move |run| {
+            WorkerBuilder::new(format!("{node}-{}-{run}", $queue).as_str())
+                .backend(make())
+                .concurrency(services.config.worker_concurrency)
+                .data(services.clone())
+                .build($handler)
+        })
+    }};
+}
+
+/// A SQLite queue woken by inserts through this process's pool, with a safety poll.
+fn sqlite_backend<T: Send + Sync + 'static>(
+    pool: SqlitePool,
+    signal: InsertSignal,
+    config: apalis_sqlite::Config,
+) -> impl Fn() -> PollWith<SqliteStorage<T>, Rearm<Strategy>> + Send + Sync + 'static {
+    move || {
+        let wake = Strategy::new().stream(signal.subscribe()).interval(SAFETY_POLL);
+        SqliteStorage::<T>::new(&pool)
+            .with_config(config.clone())
+            .poll_with_strategy(Rearm(wake))
+    }
+}
+
+/// A PostgreSQL queue woken by apalis' LISTEN/NOTIFY, with a safety poll.
+fn postgres_backend<T: Send + Sync + 'static>(
+    pool: PgPool,
+    config: apalis_postgres::Config,
+) -> impl Fn() -> PollWith<PostgresStorage<T>, Rearm<Strategy>> + Send + Sync + 'static {
+    move || {
+        let queue = config.queue.to_string();
+        let wake = Strategy::new()
+            .stream(apalis_postgres::Pubsub::new(pool.clone(), queue))
+            .interval(SAFETY_POLL);
+        PostgresStorage::<T>::new(&pool)
+            .with_config(config.clone())
+            .poll_with_strategy(Rearm(wake))
+    }
+}
+
+/// Runs every queue's worker until `stop` fires; in-flight jobs then get up to the configured
+/// shutdown deadline to finish.
+pub async fn run(
+    services: Arc<Services>,
+    signal: InsertSignal,
+    node: String,
+    stop: CancellationToken,
+) -> Result<(), MonitorError> {
+    let config = &services.config;
+    let (heartbeat, batch) = (config.heartbeat, config.worker_batch_size);
+    let mut monitor = Monitor::new()
+        .should_restart(|worker, error| {
+            tracing::error!(worker = worker.name(), %error, "worker stopped; restarting");
+            true
+        })
+        .shutdown_timeout(config.shutdown_timeout);
+    // A killed worker's jobs go back to the queue after heartbeat × 3 (6 s by default) instead
+    // of apalis' 300 s on PostgreSQL.
+    match services.store.clone() {
+        Store::Sqlite(pool) => {
+            let queue = move |name: &'static str| {
+                apalis_sqlite::Config::default()
+                    .queue(name)
+                    .batch_size(batch)
+                    .heartbeat_interval(heartbeat)
+                    .missed_heartbeats(3)
+            };
+            monitor = register!(monitor, services, node, PrepayOrder::QUEUE, prepay::run, sqlite_backend::<PrepayOrder>(pool.clone(), signal.clone(), queue(PrepayOrder::QUEUE)));
+            monitor = register!(monitor, services, node, ApplyPayment::QUEUE, apply_payment::run, sqlite_backend::<ApplyPayment>(pool.clone(), signal.clone(), queue(ApplyPayment::QUEUE)));
+            monitor = register!(monitor, services, node, QueryOrder::QUEUE, query_order::run, sqlite_backend::<QueryOrder>(pool.clone(), signal.clone(), queue(QueryOrder::QUEUE)));
+        }
+        Store::Postgres(pool) => {
+            let queue = move |name: &'static str| {
+                apalis_postgres::Config::default()
+                    .queue(name)
+                    .batch_size(batch)
+                    .heartbeat_interval(heartbeat)
+                    .missed_heartbeats(3)
+            };
+            monitor = register!(monitor, services, node, PrepayOrder::QUEUE, prepay::run, postgres_backend::<PrepayOrder>(pool.clone(), queue(PrepayOrder::QUEUE)));
+            monitor = register!(monitor, services, node, ApplyPayment::QUEUE, apply_payment::run, postgres_backend::<ApplyPayment>(pool.clone(), queue(ApplyPayment::QUEUE)));
+            monitor = register!(monitor, services, node, QueryOrder::QUEUE, query_order::run, postgres_backend::<QueryOrder>(pool.clone(), queue(QueryOrder::QUEUE)));
+        }
+    }
+    monitor
+        .run_with_signal(async move {
+            stop.cancelled().await;
+            Ok(())
+        })
+        .await
+}
