@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -19,9 +19,9 @@ use crate::config::{Config, Mode, WECHAT_LOGIN_HOSTS, WECHAT_PAY_HOSTS};
 use crate::http::RefusedNotifies;
 use crate::store::{InsertSignal, Store};
 use crate::waiters::Waiters;
-use crate::wechat::client::{http_client, LoginClient, PayClient};
-use crate::wechat::simulator::{SimConfig, Simulator};
 use crate::wechat::Merchant;
+use crate::wechat::client::{LoginClient, PayClient, http_client};
+use crate::wechat::simulator::{SimConfig, Simulator};
 
 /// Which parts of the service this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,15 +106,14 @@ impl App {
                 .context("writing the catalog")?;
         }
 
-        let listener = if role.serves_http() {
-            Some(
-                TcpListener::bind(config.listen)
-                    .await
-                    .with_context(|| format!("MINIPAY_LISTEN: cannot listen on {}", config.listen))?,
-            )
-        } else {
-            None
-        };
+        let listener =
+            if role.serves_http() {
+                Some(TcpListener::bind(config.listen).await.with_context(|| {
+                    format!("MINIPAY_LISTEN: cannot listen on {}", config.listen)
+                })?)
+            } else {
+                None
+            };
         let local = match &listener {
             Some(l) => Some(reachable(l.local_addr()?)),
             None => None,
@@ -145,8 +144,20 @@ impl App {
             }
         };
         let embedded = local.map(|addr| format!("http://{addr}/simulator"));
-        let pay_bases = base_urls(&config, config.pay_base_urls.clone(), &WECHAT_PAY_HOSTS, embedded.as_deref(), "MINIPAY_PAY_BASE_URL")?;
-        let auth_bases = base_urls(&config, config.auth_base_urls.clone(), &WECHAT_LOGIN_HOSTS, embedded.as_deref(), "MINIPAY_AUTH_BASE_URL")?;
+        let pay_bases = base_urls(
+            &config,
+            config.pay_base_urls.clone(),
+            &WECHAT_PAY_HOSTS,
+            embedded.as_deref(),
+            "MINIPAY_PAY_BASE_URL",
+        )?;
+        let auth_bases = base_urls(
+            &config,
+            config.auth_base_urls.clone(),
+            &WECHAT_LOGIN_HOSTS,
+            embedded.as_deref(),
+            "MINIPAY_AUTH_BASE_URL",
+        )?;
         let notify_url = match (&config.notify_url, local) {
             (Some(url), _) => url.clone(),
             (None, Some(addr)) => format!("http://{addr}/v1/wechat/notify"),
@@ -213,20 +224,36 @@ impl App {
         let deadline = services.config.shutdown_timeout;
 
         let server = listener.map(|listener| {
-            services.waiters.spawn_listener(&services.store, stop.clone());
+            services
+                .waiters
+                .spawn_listener(&services.store, stop.clone());
             let router = crate::http::router(services.clone());
             let stop = stop.clone();
             tokio::spawn(async move {
-                axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await
+                axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
             })
         });
         let (workers, reconciler) = if role.runs_workers() {
-            let node = services.worker_node.clone().unwrap_or_else(crate::worker::node_name);
+            let node = services
+                .worker_node
+                .clone()
+                .unwrap_or_else(crate::worker::node_name);
             tracing::info!(%node, "starting workers");
-            let workers = tokio::spawn(crate::worker::run(services.clone(), signal, node, stop.clone()));
-            let reconciler = tokio::spawn(crate::worker::reconciler::run(services.clone(), stop.clone()));
+            let workers = tokio::spawn(crate::worker::run(
+                services.clone(),
+                signal,
+                node,
+                stop.clone(),
+            ));
+            let reconciler = tokio::spawn(crate::worker::reconciler::run(
+                services.clone(),
+                stop.clone(),
+            ));
             (Some(workers), Some(reconciler))
         } else {
             (None, None)
@@ -239,7 +266,10 @@ impl App {
         }
 
         shutdown.await;
-        tracing::info!(deadline_secs = deadline.as_secs(), "shutting down: no new requests or jobs");
+        tracing::info!(
+            deadline_secs = deadline.as_secs(),
+            "shutting down: no new requests or jobs"
+        );
         stop.cancel();
         let drained = async {
             if let Some(server) = server {
@@ -260,7 +290,10 @@ impl App {
                 let _ = reconciler.await;
             }
         };
-        if tokio::time::timeout(deadline + Duration::from_secs(1), drained).await.is_err() {
+        if tokio::time::timeout(deadline + Duration::from_secs(1), drained)
+            .await
+            .is_err()
+        {
             tracing::warn!("shutdown deadline passed with work still in flight");
         }
         refused_stop.cancel();
@@ -319,7 +352,12 @@ fn lock_sqlite(url: &str) -> anyhow::Result<Option<File>> {
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .with_context(|| format!("MINIPAY_DATABASE_URL: cannot create {}", lock_path.display()))?;
+        .with_context(|| {
+            format!(
+                "MINIPAY_DATABASE_URL: cannot create {}",
+                lock_path.display()
+            )
+        })?;
     match file.try_lock() {
         Ok(()) => Ok(Some(file)),
         Err(std::fs::TryLockError::WouldBlock) => bail!(

@@ -92,8 +92,12 @@ impl Catalog {
                     format!("sku {sku:?} must be 1-64 of A-Z a-z 0-9 _ . -"),
                 ));
             }
-            check_text("description", entry.description.get_ref(), true)
-                .map_err(|e| invalid(entry.description.span(), format!("description {}", e.reason)))?;
+            check_text("description", entry.description.get_ref(), true).map_err(|e| {
+                invalid(
+                    entry.description.span(),
+                    format!("description {}", e.reason),
+                )
+            })?;
             let price = *entry.price.get_ref();
             if price < 1 {
                 return Err(invalid(
@@ -104,7 +108,10 @@ impl Catalog {
             crate::wechat::params::check_total_fee(price)
                 .map_err(|e| invalid(entry.price.span(), format!("price {}", e.reason)))?;
             if products.contains_key(sku) {
-                return Err(invalid(entry.sku.span(), format!("sku {sku:?} appears twice")));
+                return Err(invalid(
+                    entry.sku.span(),
+                    format!("sku {sku:?} appears twice"),
+                ));
             }
             products.insert(
                 sku.clone(),
@@ -156,21 +163,53 @@ mod tests {
         assert!(Catalog::parse(ok).is_ok());
 
         let zero = "[[product]]\nsku = \"a\"\ndescription = \"A\"\nprice = 0\n";
-        assert!(matches!(error(zero), CatalogError::Invalid { line: 4, .. }), "{:?}", error(zero));
+        assert!(
+            matches!(error(zero), CatalogError::Invalid { line: 4, .. }),
+            "{:?}",
+            error(zero)
+        );
         let negative = "[[product]]\nsku = \"a\"\ndescription = \"A\"\nprice = -5\n";
-        assert!(matches!(error(negative), CatalogError::Invalid { line: 4, .. }));
+        assert!(matches!(
+            error(negative),
+            CatalogError::Invalid { line: 4, .. }
+        ));
         let float = "[[product]]\nsku = \"a\"\ndescription = \"A\"\nprice = 0.88\n";
-        assert!(matches!(error(float), CatalogError::Invalid { line: 4, .. }), "{:?}", error(float));
-        let unknown = "[[product]]\nsku = \"a\"\ndescription = \"A\"\nprice = 1\ncolour = \"red\"\n";
-        assert!(matches!(error(unknown), CatalogError::Invalid { line: 5, .. }), "{:?}", error(unknown));
+        assert!(
+            matches!(error(float), CatalogError::Invalid { line: 4, .. }),
+            "{:?}",
+            error(float)
+        );
+        let unknown =
+            "[[product]]\nsku = \"a\"\ndescription = \"A\"\nprice = 1\ncolour = \"red\"\n";
+        assert!(
+            matches!(error(unknown), CatalogError::Invalid { line: 5, .. }),
+            "{:?}",
+            error(unknown)
+        );
         let dup = format!("{ok}\n[[product]]\nsku = \"a\"\ndescription = \"B\"\nprice = 2\n");
-        assert!(matches!(error(&dup), CatalogError::Invalid { line: 7, .. }), "{:?}", error(&dup));
+        assert!(
+            matches!(error(&dup), CatalogError::Invalid { line: 7, .. }),
+            "{:?}",
+            error(&dup)
+        );
         let bad_sku = "[[product]]\nsku = \"a b\"\ndescription = \"A\"\nprice = 1\n";
-        assert!(matches!(error(bad_sku), CatalogError::Invalid { line: 2, .. }));
+        assert!(matches!(
+            error(bad_sku),
+            CatalogError::Invalid { line: 2, .. }
+        ));
         let emoji = "[[product]]\nsku = \"a\"\ndescription = \"咖啡☕🎉\"\nprice = 1\n";
-        assert!(matches!(error(emoji), CatalogError::Invalid { line: 3, .. }));
-        let long = format!("[[product]]\nsku = \"a\"\ndescription = \"{}\"\nprice = 1\n", "长".repeat(43));
-        assert!(matches!(error(&long), CatalogError::Invalid { line: 3, .. }));
+        assert!(matches!(
+            error(emoji),
+            CatalogError::Invalid { line: 3, .. }
+        ));
+        let long = format!(
+            "[[product]]\nsku = \"a\"\ndescription = \"{}\"\nprice = 1\n",
+            "长".repeat(43)
+        );
+        assert!(matches!(
+            error(&long),
+            CatalogError::Invalid { line: 3, .. }
+        ));
         let missing = "[[product]]\nsku = \"a\"\nprice = 1\n";
         assert!(matches!(error(missing), CatalogError::Invalid { .. }));
     }

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
 use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -192,8 +192,12 @@ pub struct Config {
 }
 
 /// WeChat's production hosts, primary then the cross-city backup (wechatpay-v2.md §2, §10).
-pub const WECHAT_PAY_HOSTS: [&str; 2] = ["https://api.mch.weixin.qq.com", "https://api2.mch.weixin.qq.com"];
-pub const WECHAT_LOGIN_HOSTS: [&str; 2] = ["https://api.weixin.qq.com", "https://api2.weixin.qq.com"];
+pub const WECHAT_PAY_HOSTS: [&str; 2] = [
+    "https://api.mch.weixin.qq.com",
+    "https://api2.mch.weixin.qq.com",
+];
+pub const WECHAT_LOGIN_HOSTS: [&str; 2] =
+    ["https://api.weixin.qq.com", "https://api2.weixin.qq.com"];
 
 impl Config {
     /// Reads defaults, then `file` (if any), then the `MINIPAY_*` variables of `env`.
@@ -232,10 +236,12 @@ impl Config {
                 "MINIPAY_DATABASE_URL must be sqlite://PATH or postgres://...",
             ));
         }
-        let listen: SocketAddr = s
-            .listen
-            .parse()
-            .map_err(|_| refuse(format!("MINIPAY_LISTEN: {:?} is not an address like 127.0.0.1:8080", s.listen)))?;
+        let listen: SocketAddr = s.listen.parse().map_err(|_| {
+            refuse(format!(
+                "MINIPAY_LISTEN: {:?} is not an address like 127.0.0.1:8080",
+                s.listen
+            ))
+        })?;
         let sign_type: SignType = s
             .sign_type
             .parse()
@@ -257,7 +263,9 @@ impl Config {
             }
         }
         let catalog = match &s.catalog {
-            Some(path) => Catalog::load(path).map_err(|e| refuse(format!("MINIPAY_CATALOG: {e}")))?,
+            Some(path) => {
+                Catalog::load(path).map_err(|e| refuse(format!("MINIPAY_CATALOG: {e}")))?
+            }
             None => Catalog::demo(),
         };
         let admin_token = match s.admin_token.filter(|t| !t.is_empty()) {
@@ -274,7 +282,11 @@ impl Config {
             .map(|p| {
                 p.parse::<IpNet>()
                     .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
-                    .map_err(|_| refuse(format!("MINIPAY_TRUSTED_PROXIES: {p:?} is not an IP or CIDR")))
+                    .map_err(|_| {
+                        refuse(format!(
+                            "MINIPAY_TRUSTED_PROXIES: {p:?} is not an IP or CIDR"
+                        ))
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let log_json = match s.log_format.as_str() {
@@ -285,13 +297,18 @@ impl Config {
         // WeChat refuses a time_expire under 5 minutes away; keep a margin for the prepay
         // retries and for closeorder's own 5-minute rule.
         if s.order_ttl_secs < 6 * 60 {
-            return Err(refuse("MINIPAY_ORDER_TTL_SECS must be at least 360 (WeChat needs time_expire ≥ 5 minutes ahead)"));
+            return Err(refuse(
+                "MINIPAY_ORDER_TTL_SECS must be at least 360 (WeChat needs time_expire ≥ 5 minutes ahead)",
+            ));
         }
         if s.order_ttl_secs > 7 * 24 * 3600 {
             return Err(refuse("MINIPAY_ORDER_TTL_SECS must be at most 7 days"));
         }
         for (name, value) in [
-            ("MINIPAY_PREPAY_MAX_ATTEMPTS", u64::from(s.prepay_max_attempts)),
+            (
+                "MINIPAY_PREPAY_MAX_ATTEMPTS",
+                u64::from(s.prepay_max_attempts),
+            ),
             ("MINIPAY_WORKER_CONCURRENCY", s.worker_concurrency as u64),
             ("MINIPAY_WORKER_BATCH_SIZE", s.worker_batch_size as u64),
             ("MINIPAY_DB_POOL_SIZE", u64::from(s.db_pool_size)),
@@ -320,7 +337,9 @@ impl Config {
             session_ttl: Duration::from_secs(s.session_ttl_secs.max(60)),
             prepay_max_attempts: s.prepay_max_attempts,
             prepay_backoff: Duration::from_millis(s.prepay_backoff_ms),
-            prepay_backoff_max: Duration::from_millis(s.prepay_backoff_max_ms.max(s.prepay_backoff_ms)),
+            prepay_backoff_max: Duration::from_millis(
+                s.prepay_backoff_max_ms.max(s.prepay_backoff_ms),
+            ),
             wechat_connect_timeout: Duration::from_millis(s.wechat_connect_timeout_ms.max(1)),
             wechat_timeout: Duration::from_millis(s.wechat_timeout_ms),
             reconcile_delay: Duration::from_secs(s.reconcile_delay_secs),
@@ -346,7 +365,9 @@ impl Config {
 
 /// The `MINIPAY_*` variables as raw strings (never re-typed: "0123" stays "0123"), and the
 /// unknown `MINIPAY_*` names.
-fn minipay_env(env: impl IntoIterator<Item = (String, String)>) -> (BTreeMap<String, String>, Vec<String>) {
+fn minipay_env(
+    env: impl IntoIterator<Item = (String, String)>,
+) -> (BTreeMap<String, String>, Vec<String>) {
     let mut known = BTreeMap::new();
     let mut unknown = Vec::new();
     for (name, value) in env {

@@ -1,16 +1,18 @@
 //! Every non-success answer of the JSON endpoints: `{"error": {"code", "message"}}` with a
 //! fitting status (api-contract.md). The variant picks status and code.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::Json;
 use axum::extract::FromRequest;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("a valid session token is required (Authorization: Bearer <token> from POST /v1/sessions)")]
+    #[error(
+        "a valid session token is required (Authorization: Bearer <token> from POST /v1/sessions)"
+    )]
     SessionRequired,
     #[error("the admin token is required (Authorization: Bearer <MINIPAY_ADMIN_TOKEN>)")]
     AdminRequired,

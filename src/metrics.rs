@@ -4,9 +4,9 @@
 
 use std::sync::OnceLock;
 
-use metrics::{describe_counter, describe_gauge, describe_histogram, gauge, Unit};
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use minipay_jobs::{payload::QUEUES, OrderStatus};
+use minipay_jobs::{OrderStatus, payload::QUEUES};
 
 use crate::app::Services;
 
@@ -37,22 +37,71 @@ pub fn install() -> PrometheusHandle {
 
 fn describe() {
     describe_gauge!("minipay_orders", "Orders by status.");
-    describe_counter!("minipay_orders_created_total", "Orders accepted (mini-program and merchant backend).");
-    describe_counter!("minipay_prepay_attempts_total", "unifiedorder calls by outcome: SUCCESS, WeChat's err_code, RETURN_FAIL, HTTP_5xx, TIMEOUT, CONNECT, UNTRUSTED.");
-    describe_counter!("minipay_prepay_requeued_total", "Pending orders whose lost or dead prepay job the reconciler re-queued.");
-    describe_histogram!("minipay_job_duration_seconds", Unit::Seconds, "Job handler duration by queue and result.");
+    describe_counter!(
+        "minipay_orders_created_total",
+        "Orders accepted (mini-program and merchant backend)."
+    );
+    describe_counter!(
+        "minipay_prepay_attempts_total",
+        "unifiedorder calls by outcome: SUCCESS, WeChat's err_code, RETURN_FAIL, HTTP_5xx, TIMEOUT, CONNECT, UNTRUSTED."
+    );
+    describe_counter!(
+        "minipay_prepay_requeued_total",
+        "Pending orders whose lost or dead prepay job the reconciler re-queued."
+    );
+    describe_histogram!(
+        "minipay_job_duration_seconds",
+        Unit::Seconds,
+        "Job handler duration by queue and result."
+    );
     describe_gauge!("minipay_queue_depth", "Jobs waiting or running, by queue.");
-    describe_gauge!("minipay_queue_oldest_pending_age_seconds", Unit::Seconds, "Age of the oldest due job not yet started, by queue.");
-    describe_gauge!("minipay_jobs_dead", "Jobs that will not run again (killed, or out of runs), by queue.");
-    describe_counter!("minipay_notifies_total", "Payment notifies by verdict (accepted, duplicate, bad_signature, amount_mismatch, ...).");
-    describe_counter!("minipay_notifies_unrecorded_total", "Refused notifies that could not be recorded (backlog full or database down).");
-    describe_histogram!("minipay_ready_to_paid_seconds", Unit::Seconds, "Time from pay params ready to payment applied.");
-    describe_gauge!("minipay_orders_ready_overdue", "Ready orders past the reconciliation delay with no payment.");
-    describe_counter!("minipay_reconcile_decisions_total", "Reconciliation order-query decisions.");
-    describe_counter!("minipay_alerts_total", "Conditions an operator must act on, by kind.");
-    describe_histogram!("minipay_http_request_duration_seconds", Unit::Seconds, "HTTP requests by method, route and status.");
-    describe_gauge!("minipay_long_poll_waiters", "Orders with a long-poll waiting in this process.");
-    describe_gauge!("minipay_database_up", "1 when the last scrape could read the database.");
+    describe_gauge!(
+        "minipay_queue_oldest_pending_age_seconds",
+        Unit::Seconds,
+        "Age of the oldest due job not yet started, by queue."
+    );
+    describe_gauge!(
+        "minipay_jobs_dead",
+        "Jobs that will not run again (killed, or out of runs), by queue."
+    );
+    describe_counter!(
+        "minipay_notifies_total",
+        "Payment notifies by verdict (accepted, duplicate, bad_signature, amount_mismatch, ...)."
+    );
+    describe_counter!(
+        "minipay_notifies_unrecorded_total",
+        "Refused notifies that could not be recorded (backlog full or database down)."
+    );
+    describe_histogram!(
+        "minipay_ready_to_paid_seconds",
+        Unit::Seconds,
+        "Time from pay params ready to payment applied."
+    );
+    describe_gauge!(
+        "minipay_orders_ready_overdue",
+        "Ready orders past the reconciliation delay with no payment."
+    );
+    describe_counter!(
+        "minipay_reconcile_decisions_total",
+        "Reconciliation order-query decisions."
+    );
+    describe_counter!(
+        "minipay_alerts_total",
+        "Conditions an operator must act on, by kind."
+    );
+    describe_histogram!(
+        "minipay_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP requests by method, route and status."
+    );
+    describe_gauge!(
+        "minipay_long_poll_waiters",
+        "Orders with a long-poll waiting in this process."
+    );
+    describe_gauge!(
+        "minipay_database_up",
+        "1 when the last scrape could read the database."
+    );
 }
 
 /// Reads the database-backed gauges.
@@ -74,15 +123,21 @@ pub async fn refresh_gauges(services: &Services) {
     match store.queue_stats(chrono::Utc::now().timestamp()).await {
         Ok(stats) => {
             for queue in QUEUES {
-                let s = stats.iter().find(|s| s.queue == queue).cloned().unwrap_or_default();
+                let s = stats
+                    .iter()
+                    .find(|s| s.queue == queue)
+                    .cloned()
+                    .unwrap_or_default();
                 gauge!("minipay_queue_depth", "queue" => queue).set(s.depth as f64);
-                gauge!("minipay_queue_oldest_pending_age_seconds", "queue" => queue).set(s.oldest_pending_secs as f64);
+                gauge!("minipay_queue_oldest_pending_age_seconds", "queue" => queue)
+                    .set(s.oldest_pending_secs as f64);
                 gauge!("minipay_jobs_dead", "queue" => queue).set(s.dead as f64);
             }
         }
         Err(_) => up = false,
     }
-    let overdue_before = services.clock.unix_ms() - services.config.reconcile_delay.as_millis() as i64;
+    let overdue_before =
+        services.clock.unix_ms() - services.config.reconcile_delay.as_millis() as i64;
     match store.ready_overdue(overdue_before).await {
         Ok(n) => gauge!("minipay_orders_ready_overdue").set(n as f64),
         Err(_) => up = false,

@@ -1,7 +1,7 @@
 //! Structured logs: text for people, JSON for log pipelines (`MINIPAY_LOG_FORMAT=json`). Order
 //! work runs inside spans carrying `out_trade_no`, so every line about an order names it.
 
-use tracing_subscriber::{fmt, EnvFilter};
+use tracing_subscriber::{EnvFilter, fmt};
 
 /// Installs the global subscriber (a second call is a no-op).
 pub fn init(filter: &str, json: bool) {

@@ -10,10 +10,13 @@ use tokio::sync::Notify;
 
 use crate::store::Store;
 
+/// The wake-up of one order and how many requests wait on it.
+type Entry = (Arc<Notify>, usize);
+
 /// Who is waiting on which order.
 #[derive(Clone, Default, Debug)]
 pub struct Waiters {
-    orders: Arc<Mutex<HashMap<String, (Arc<Notify>, usize)>>>,
+    orders: Arc<Mutex<HashMap<String, Entry>>>,
 }
 
 /// A registration; dropping it unregisters.

@@ -7,14 +7,16 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::auth::AdminAuth;
-use super::orders::{place, view, Created, Draft};
+use super::orders::{Created, Draft, place, view};
 use super::payer_ip::payer_ip;
 use crate::app::Services;
 use crate::error::{ApiError, AppJson};
-use crate::wechat::params::{check_openid, check_out_trade_no, check_text, check_total_fee, ParamError};
+use crate::wechat::params::{
+    ParamError, check_openid, check_out_trade_no, check_text, check_total_fee,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

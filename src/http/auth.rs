@@ -21,7 +21,9 @@ pub fn token_hash(token: &str) -> String {
 
 fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?;
     let token = token.trim();
     (!token.is_empty()).then_some(token)
 }
@@ -32,7 +34,10 @@ pub struct SessionAuth(pub SessionRow);
 impl FromRequestParts<Arc<Services>> for SessionAuth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, services: &Arc<Services>) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        services: &Arc<Services>,
+    ) -> Result<Self, ApiError> {
         let token = bearer(parts).ok_or(ApiError::SessionRequired)?;
         let session = services
             .store
@@ -49,7 +54,10 @@ pub struct AdminAuth;
 impl FromRequestParts<Arc<Services>> for AdminAuth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, services: &Arc<Services>) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        services: &Arc<Services>,
+    ) -> Result<Self, ApiError> {
         if is_admin(parts, services)? {
             Ok(AdminAuth)
         } else {
@@ -59,7 +67,11 @@ impl FromRequestParts<Arc<Services>> for AdminAuth {
 }
 
 fn is_admin(parts: &Parts, services: &Services) -> Result<bool, ApiError> {
-    let expected = services.config.admin_token.as_ref().ok_or(ApiError::AdminOff)?;
+    let expected = services
+        .config
+        .admin_token
+        .as_ref()
+        .ok_or(ApiError::AdminOff)?;
     Ok(bearer(parts).is_some_and(|token| {
         constant_time_eq(token.as_bytes(), expected.expose_secret().as_bytes())
     }))
@@ -74,7 +86,10 @@ pub enum Caller {
 impl FromRequestParts<Arc<Services>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, services: &Arc<Services>) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        services: &Arc<Services>,
+    ) -> Result<Self, ApiError> {
         if services.config.admin_token.is_some() && is_admin(parts, services)? {
             return Ok(Caller::Admin);
         }

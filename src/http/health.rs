@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::app::Services;
@@ -33,7 +33,11 @@ pub async fn readyz(State(services): State<Arc<Services>>) -> Response {
         checks.insert("workers".into(), json!(alive));
         ready &= alive;
     }
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({ "status": if ready { "ready" } else { "not_ready" }, "checks": checks });
     (status, Json(body)).into_response()
 }

@@ -11,11 +11,11 @@ mod sessions;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::Router;
 
 use crate::app::Services;
 use crate::error::ApiError;
@@ -35,7 +35,10 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/v1/admin/orders/{out_trade_no}", get(admin::order_history))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         // The notify reads its own body, with its own limit, and answers in XML.
-        .route("/v1/wechat/notify", post(notify::receive).layer(DefaultBodyLimit::disable()))
+        .route(
+            "/v1/wechat/notify",
+            post(notify::receive).layer(DefaultBodyLimit::disable()),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{to_bytes, Body};
+use axum::body::{Body, to_bytes};
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
@@ -16,13 +16,12 @@ use tracing::Instrument;
 
 use crate::app::Services;
 use crate::store::{NewNotify, RecordedNotify, Store};
-use crate::wechat::reply::{check_signed_by, Payment};
-use crate::wechat::xml::{self, to_xml, DEFAULT_BODY_LIMIT};
 use crate::wechat::Fields;
+use crate::wechat::reply::{Payment, check_signed_by};
+use crate::wechat::xml::{self, DEFAULT_BODY_LIMIT, to_xml};
 
 /// The exact acknowledgement WeChat expects (wechatpay-v2.md §6.3).
-pub const SUCCESS_REPLY: &str =
-    "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>";
+pub const SUCCESS_REPLY: &str = "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>";
 
 /// Raw bodies are stored up to this many bytes (an oversized forgery is not kept whole).
 const RAW_KEPT: usize = 8 * 1024;
@@ -59,10 +58,21 @@ pub async fn receive(State(services): State<Arc<Services>>, body: Body) -> Respo
     };
     let fields = match xml::parse(&raw, DEFAULT_BODY_LIMIT) {
         Ok(fields) => fields,
-        Err(e) => return refused(&services, received_at, &raw, None, refuse(e.kind(), e.to_string())),
+        Err(e) => {
+            return refused(
+                &services,
+                received_at,
+                &raw,
+                None,
+                refuse(e.kind(), e.to_string()),
+            );
+        }
     };
     let out_trade_no = fields.non_empty("out_trade_no").map(str::to_owned);
-    let span = tracing::info_span!("notify", out_trade_no = out_trade_no.as_deref().unwrap_or("-"));
+    let span = tracing::info_span!(
+        "notify",
+        out_trade_no = out_trade_no.as_deref().unwrap_or("-")
+    );
     handle(&services, received_at, &raw, &fields, out_trade_no)
         .instrument(span)
         .await
@@ -157,13 +167,22 @@ async fn verify(services: &Services, fields: &Fields) -> Result<Verified, Refusa
     if payment.total_fee != order.total_fee {
         return Err(refuse(
             "amount_mismatch",
-            format!("total_fee {} but the order is {} fen", payment.total_fee, order.total_fee),
+            format!(
+                "total_fee {} but the order is {} fen",
+                payment.total_fee, order.total_fee
+            ),
         ));
     }
     Ok(Verified::Payment(payment))
 }
 
-fn refused(services: &Services, received_at: i64, raw: &[u8], out_trade_no: Option<String>, refusal: Refusal) -> Response {
+fn refused(
+    services: &Services,
+    received_at: i64,
+    raw: &[u8],
+    out_trade_no: Option<String>,
+    refusal: Refusal,
+) -> Response {
     tracing::warn!(
         out_trade_no = out_trade_no.as_deref().unwrap_or("-"),
         verdict = refusal.verdict,
@@ -208,7 +227,10 @@ const BATCH: usize = 500;
 impl RefusedNotifies {
     /// Starts the writer. When `stop` fires it stops taking notifies, writes what is queued,
     /// and ends.
-    pub fn start(store: Store, stop: CancellationToken) -> (RefusedNotifies, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        store: Store,
+        stop: CancellationToken,
+    ) -> (RefusedNotifies, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<NewNotify>(BACKLOG);
         let writer = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);

@@ -15,9 +15,9 @@ use super::payer_ip::payer_ip;
 use crate::app::Services;
 use crate::error::{ApiError, AppJson};
 use crate::store::{CreateOutcome, NewOrder, OrderRow};
+use crate::wechat::UnifiedOrderParams;
 use crate::wechat::params::beijing_time;
 use crate::wechat::sign::random_alphanumeric;
-use crate::wechat::UnifiedOrderParams;
 use minipay_jobs::OrderStatus;
 
 /// Most units of one product in one order.
@@ -115,8 +115,11 @@ pub async fn place(
     let merchant = services.pay.merchant();
     for _ in 0..3 {
         let now = services.clock.now();
-        let number = out_trade_no.clone().unwrap_or_else(|| new_out_trade_no(now));
-        let expires = now + chrono::Duration::from_std(services.config.order_ttl).unwrap_or_default();
+        let number = out_trade_no
+            .clone()
+            .unwrap_or_else(|| new_out_trade_no(now));
+        let expires =
+            now + chrono::Duration::from_std(services.config.order_ttl).unwrap_or_default();
         let params = UnifiedOrderParams {
             appid: merchant.appid.clone(),
             mch_id: merchant.mch_id.clone(),
@@ -132,10 +135,12 @@ pub async fn place(
             time_start: beijing_time(now),
             time_expire: beijing_time(expires),
         };
-        params.validate(now).map_err(|e| ApiError::InvalidParameter {
-            field: e.field.into(),
-            reason: e.reason,
-        })?;
+        params
+            .validate(now)
+            .map_err(|e| ApiError::InvalidParameter {
+                field: e.field.into(),
+                reason: e.reason,
+            })?;
         let new = NewOrder {
             out_trade_no: number.clone(),
             session_id: draft.session_id,
@@ -165,7 +170,9 @@ pub async fn place(
             CreateOutcome::NumberTaken => continue,
         }
     }
-    Err(ApiError::Internal(anyhow::anyhow!("could not allocate an out_trade_no")))
+    Err(ApiError::Internal(anyhow::anyhow!(
+        "could not allocate an out_trade_no"
+    )))
 }
 
 /// `MP` + Beijing `yyMMddHHmmss` + 16 random characters: 30 of WeChat's allowed 32, sortable
@@ -178,7 +185,9 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let key = value.to_str().map_err(|_| ApiError::InvalidIdempotencyKey)?;
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::InvalidIdempotencyKey)?;
     if key.is_empty() || key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::InvalidIdempotencyKey);
     }
@@ -220,7 +229,11 @@ pub async fn show(
 }
 
 /// Waits until the order leaves `pending`, the time runs out, or the service shuts down.
-async fn wait_for_change(services: &Services, mut order: OrderRow, wait: Duration) -> Result<OrderRow, ApiError> {
+async fn wait_for_change(
+    services: &Services,
+    mut order: OrderRow,
+    wait: Duration,
+) -> Result<OrderRow, ApiError> {
     let deadline = tokio::time::Instant::now() + wait;
     let watch = services.waiters.watch(&order.out_trade_no);
     // Re-read on a timer as well: a wake-up from another process can be lost while the
@@ -257,7 +270,11 @@ pub fn view(order: &OrderRow) -> Value {
     });
     match order.status() {
         OrderStatus::Ready => {
-            if let Some(params) = order.pay_params.as_deref().and_then(|p| serde_json::from_str::<Value>(p).ok()) {
+            if let Some(params) = order
+                .pay_params
+                .as_deref()
+                .and_then(|p| serde_json::from_str::<Value>(p).ok())
+            {
                 body["pay_params"] = params;
             }
         }

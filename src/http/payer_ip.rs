@@ -39,8 +39,14 @@ mod tests {
         let h = headers("203.0.113.7, 10.0.0.5");
         assert_eq!(payer_ip(proxy, &h, &trusted).to_string(), "203.0.113.7");
         assert_eq!(payer_ip(stranger, &h, &trusted).to_string(), "198.51.100.9");
-        assert_eq!(payer_ip(proxy, &headers("garbage"), &trusted).to_string(), "10.0.0.5");
-        assert_eq!(payer_ip(proxy, &HeaderMap::new(), &trusted).to_string(), "10.0.0.5");
+        assert_eq!(
+            payer_ip(proxy, &headers("garbage"), &trusted).to_string(),
+            "10.0.0.5"
+        );
+        assert_eq!(
+            payer_ip(proxy, &HeaderMap::new(), &trusted).to_string(),
+            "10.0.0.5"
+        );
         assert_eq!(payer_ip(proxy, &h, &[]).to_string(), "10.0.0.5");
         let mapped: SocketAddr = "[::ffff:198.51.100.9]:1".parse().unwrap();
         assert_eq!(payer_ip(mapped, &h, &trusted).to_string(), "198.51.100.9");

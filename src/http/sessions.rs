@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine;
 use rand::rngs::OsRng;
-use rand::{TryRngCore, RngCore};
+use rand::{RngCore, TryRngCore};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
@@ -33,7 +33,9 @@ pub async fn create(
     AppJson(login): AppJson<Login>,
 ) -> Result<(StatusCode, AppJson<Token>), ApiError> {
     if login.code.is_empty() || login.code.len() > 128 {
-        return Err(ApiError::InvalidBody("code must be 1 to 128 characters".into()));
+        return Err(ApiError::InvalidBody(
+            "code must be 1 to 128 characters".into(),
+        ));
     }
     let session = match services.login.code_to_session(&login.code).await {
         Ok(session) => session,

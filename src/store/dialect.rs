@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use apalis_core::task::builder::TaskBuilder;
 use apalis_core::task::Task;
+use apalis_core::task::builder::TaskBuilder;
 use serde::Serialize;
 use sqlx::{PgConnection, SqliteConnection};
 

@@ -6,8 +6,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use futures::channel::mpsc;
 use futures::Stream;
+use futures::channel::mpsc;
 
 /// Fans one "a job was inserted" signal out to every subscribed worker.
 #[derive(Clone, Default, Debug)]

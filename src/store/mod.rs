@@ -19,9 +19,11 @@ use std::time::Duration;
 use apalis_postgres::PostgresStorage;
 use apalis_sqlite::SqliteStorage;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
-pub use dialect::{job_task, ORDER_CHANNEL};
+pub use dialect::{ORDER_CHANNEL, job_task};
 pub use insert_signal::{InsertSignal, JobWake};
 pub use notifies::{NewNotify, NotifyRow, RecordedNotify};
 pub use orders::{Applied, CreateOutcome, EventRow, NewOrder, OrderRow};
@@ -58,7 +60,11 @@ fn our_migrations(store: &Store) -> sqlx::migrate::Migrator {
 impl Store {
     /// Opens the database. SQLite runs in WAL with `synchronous=FULL` (this is money) and
     /// reports every insert into apalis' `Jobs` table to `signal`, which wakes idle workers.
-    pub async fn connect(url: &str, pool_size: u32, signal: &InsertSignal) -> Result<Store, sqlx::Error> {
+    pub async fn connect(
+        url: &str,
+        pool_size: u32,
+        signal: &InsertSignal,
+    ) -> Result<Store, sqlx::Error> {
         if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -109,7 +115,9 @@ impl Store {
                 apalis.run(pool).await?;
                 // apalis-sqlite acks through an index on lock_by that finished rows keep
                 // filling, so acks slow down as history grows (apalis-1.0.md §6.7).
-                sqlx::query("DROP INDEX IF EXISTS LIdx").execute(pool).await?;
+                sqlx::query("DROP INDEX IF EXISTS LIdx")
+                    .execute(pool)
+                    .await?;
                 sqlx::query(
                     "CREATE INDEX IF NOT EXISTS jobs_active_lock_by ON Jobs (lock_by) \
                      WHERE status IN ('Queued', 'Running')",
@@ -144,7 +152,11 @@ impl Store {
 
     /// Writes the catalog into `products` (a record of what was on sale; prices are read from
     /// the in-memory catalog).
-    pub async fn sync_products(&self, catalog: &crate::catalog::Catalog, now_ms: i64) -> Result<(), sqlx::Error> {
+    pub async fn sync_products(
+        &self,
+        catalog: &crate::catalog::Catalog,
+        now_ms: i64,
+    ) -> Result<(), sqlx::Error> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             for p in catalog.products() {
@@ -178,6 +190,9 @@ impl Store {
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
     matches!(
         e,
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
+        sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
     )
 }

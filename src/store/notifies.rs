@@ -3,8 +3,8 @@
 
 use minipay_jobs::ApplyPayment;
 
-use super::dialect::{job_task, Dialect};
-use super::{on_pool, Store};
+use super::dialect::{Dialect, job_task};
+use super::{Store, on_pool};
 use crate::wechat::reply::Payment;
 
 /// A received notify to record.
@@ -68,7 +68,10 @@ const APPLY_JOB_RUNS: usize = 10;
 impl Store {
     /// Stores a verified payment notify and its status-update job in one transaction. The
     /// unique transaction_id makes concurrent re-sends collapse into one row and one job.
-    pub async fn record_verified_notify(&self, notify: &NewNotify) -> Result<RecordedNotify, sqlx::Error> {
+    pub async fn record_verified_notify(
+        &self,
+        notify: &NewNotify,
+    ) -> Result<RecordedNotify, sqlx::Error> {
         let payment = notify
             .payment
             .as_ref()

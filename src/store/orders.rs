@@ -3,8 +3,8 @@
 
 use minipay_jobs::{OrderStatus, PrepayOrder, QueryOrder};
 
-use super::dialect::{job_task, Dialect};
-use super::{on_pool, Store};
+use super::dialect::{Dialect, job_task};
+use super::{Store, on_pool};
 use crate::wechat::reply::Payment;
 
 /// An order row.
@@ -89,15 +89,21 @@ pub enum CreateOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     /// The order became `paid`; `ready_at` for the ready→paid latency.
-    Paid { ready_at: Option<i64> },
+    Paid {
+        ready_at: Option<i64>,
+    },
     /// Already `paid` with this transaction: a duplicate.
     AlreadyPaid,
     /// Already `paid` by another transaction: the user paid twice.
-    PaidTwice { existing: String },
+    PaidTwice {
+        existing: String,
+    },
     /// The order is `failed` or `closed`: WeChat took money for an order we gave up on.
     NotPayable(OrderStatus),
     /// The amount differs from the order's.
-    AmountMismatch { expected: i64 },
+    AmountMismatch {
+        expected: i64,
+    },
     UnknownOrder,
 }
 
@@ -260,7 +266,13 @@ impl Store {
     }
 
     /// `pending → failed` with WeChat's (or our) error; false if not pending.
-    pub async fn mark_failed(&self, out_trade_no: &str, code: &str, message: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
+    pub async fn mark_failed(
+        &self,
+        out_trade_no: &str,
+        code: &str,
+        message: &str,
+        now_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let changed = sqlx::query(
@@ -372,7 +384,12 @@ impl Store {
     }
 
     /// `ready → closed` after WeChat closed it; false if not ready.
-    pub async fn mark_closed(&self, out_trade_no: &str, detail: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
+    pub async fn mark_closed(
+        &self,
+        out_trade_no: &str,
+        detail: &str,
+        now_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let changed = sqlx::query(
@@ -428,7 +445,13 @@ impl Store {
     }
 
     /// Adds a line to an order's history.
-    pub async fn add_event(&self, out_trade_no: &str, kind: &str, detail: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+    pub async fn add_event(
+        &self,
+        out_trade_no: &str,
+        kind: &str,
+        detail: &str,
+        now_ms: i64,
+    ) -> Result<(), sqlx::Error> {
         on_pool!(self, pool => {
             sqlx::query(INSERT_EVENT)
                 .bind(out_trade_no)

@@ -1,6 +1,6 @@
 //! Login sessions: the hash of the bearer token, the user's openid and session_key.
 
-use super::{on_pool, Store};
+use super::{Store, on_pool};
 
 /// An authenticated session, as request handlers see it (no session_key).
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -37,7 +37,11 @@ impl Store {
     }
 
     /// The live session whose token hashes to `token_hash`.
-    pub async fn session(&self, token_hash: &str, now_ms: i64) -> Result<Option<SessionRow>, sqlx::Error> {
+    pub async fn session(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<SessionRow>, sqlx::Error> {
         on_pool!(self, pool => {
             sqlx::query_as("SELECT id, openid FROM sessions WHERE token_hash = $1 AND expires_at > $2")
                 .bind(token_hash)

@@ -1,6 +1,6 @@
 //! Counts for `/metrics` and `/readyz`: orders by status, queue depth and age, dead jobs.
 
-use super::{on_pool, Store};
+use super::{Store, on_pool};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StatusCount {
@@ -54,7 +54,12 @@ impl Store {
     /// Backlog of each apalis queue; `now_secs` is the clock apalis' `run_at` is compared to.
     pub async fn queue_stats(&self, now_secs: i64) -> Result<Vec<QueueStats>, sqlx::Error> {
         match self {
-            Store::Sqlite(pool) => sqlx::query_as(QUEUE_STATS_SQLITE).bind(now_secs).fetch_all(pool).await,
+            Store::Sqlite(pool) => {
+                sqlx::query_as(QUEUE_STATS_SQLITE)
+                    .bind(now_secs)
+                    .fetch_all(pool)
+                    .await
+            }
             Store::Postgres(pool) => {
                 sqlx::query_as(QUEUE_STATS_POSTGRES)
                     .bind(now_secs as f64)
@@ -66,7 +71,11 @@ impl Store {
 
     /// Deletes finished jobs older than `older_than_secs` (apalis keeps them forever, and
     /// apalis-sqlite slows down as they pile up).
-    pub async fn vacuum_jobs(&self, now_secs: i64, older_than_secs: i64) -> Result<u64, sqlx::Error> {
+    pub async fn vacuum_jobs(
+        &self,
+        now_secs: i64,
+        older_than_secs: i64,
+    ) -> Result<u64, sqlx::Error> {
         let cutoff = now_secs - older_than_secs;
         let deleted = match self {
             Store::Sqlite(pool) => {
@@ -88,7 +97,12 @@ impl Store {
     }
 
     /// Whether a worker named `node…` (this process's) wrote a heartbeat in the last `within_secs`.
-    pub async fn workers_alive(&self, node: &str, now_secs: i64, within_secs: i64) -> Result<bool, sqlx::Error> {
+    pub async fn workers_alive(
+        &self,
+        node: &str,
+        now_secs: i64,
+        within_secs: i64,
+    ) -> Result<bool, sqlx::Error> {
         let pattern = format!("{node}-%");
         let alive: i64 = match self {
             Store::Sqlite(pool) => {

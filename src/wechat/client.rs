@@ -83,13 +83,14 @@ impl PayClient {
     async fn post(&self, path: &str, request: &Fields) -> Answer {
         let body = to_xml(request.iter());
         let mut answer = Answer::Failed(Transport::Connect);
-        for base in self.bases.iter() {
+        for (i, base) in self.bases.iter().enumerate() {
             answer = self.post_once(&format!("{base}{path}"), body.clone()).await;
             // Only "no answer from this host" moves on to the next one; a refusal is an answer.
-            if !matches!(
+            let unanswered = matches!(
                 answer,
                 Answer::Failed(Transport::Connect | Transport::Timeout | Transport::ServerError(_))
-            ) {
+            );
+            if !unanswered || i + 1 == self.bases.len() {
                 break;
             }
             tracing::warn!(%path, host = %base, answer = %answer.label(), "WeChat Pay host failed; trying the next one");

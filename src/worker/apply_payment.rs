@@ -14,7 +14,12 @@ use crate::app::Services;
 pub async fn run(job: ApplyPayment, services: Data<Arc<Services>>) -> Result<(), BoxDynError> {
     let services = Arc::clone(&services);
     let span = tracing::info_span!("apply_payment", out_trade_no = %job.out_trade_no, notify_id = job.notify_id);
-    guarded(ApplyPayment::QUEUE, Duration::from_secs(30), apply(services, job).instrument(span)).await
+    guarded(
+        ApplyPayment::QUEUE,
+        Duration::from_secs(30),
+        apply(services, job).instrument(span),
+    )
+    .await
 }
 
 async fn apply(services: Arc<Services>, job: ApplyPayment) -> Result<(), BoxDynError> {
@@ -22,8 +27,18 @@ async fn apply(services: Arc<Services>, job: ApplyPayment) -> Result<(), BoxDynE
         return Err(AbortError::new(format!("no notify {}", job.notify_id)).into());
     };
     let Some(payment) = notify.payment() else {
-        return Err(AbortError::new(format!("notify {} carries no verified payment", job.notify_id)).into());
+        return Err(AbortError::new(format!(
+            "notify {} carries no verified payment",
+            job.notify_id
+        ))
+        .into());
     };
-    payments::apply(&services, &payment, &format!("notify {}", job.notify_id), Some(job.notify_id)).await?;
+    payments::apply(
+        &services,
+        &payment,
+        &format!("notify {}", job.notify_id),
+        Some(job.notify_id),
+    )
+    .await?;
     Ok(())
 }

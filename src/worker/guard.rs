@@ -14,11 +14,12 @@ where
     F: Future<Output = Result<(), BoxDynError>>,
 {
     let started = Instant::now();
-    let result = match tokio::time::timeout(limit, std::panic::AssertUnwindSafe(job).catch_unwind()).await {
-        Err(_elapsed) => Err(format!("job did not finish within {limit:?}").into()),
-        Ok(Err(_panic)) => Err(AbortError::new("job panicked").into()),
-        Ok(Ok(result)) => result,
-    };
+    let result =
+        match tokio::time::timeout(limit, std::panic::AssertUnwindSafe(job).catch_unwind()).await {
+            Err(_elapsed) => Err(format!("job did not finish within {limit:?}").into()),
+            Ok(Err(_panic)) => Err(AbortError::new("job panicked").into()),
+            Ok(Ok(result)) => result,
+        };
     let outcome = if result.is_ok() { "ok" } else { "error" };
     metrics::histogram!("minipay_job_duration_seconds", "queue" => queue, "result" => outcome)
         .record(started.elapsed().as_secs_f64());

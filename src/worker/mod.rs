@@ -95,7 +95,9 @@ fn sqlite_backend<T: Send + Sync + 'static>(
     config: apalis_sqlite::Config,
 ) -> impl Fn() -> PollWith<SqliteStorage<T>, Rearm<Strategy>> + Send + Sync + 'static {
     move || {
-        let wake = Strategy::new().stream(signal.subscribe()).interval(SAFETY_POLL);
+        let wake = Strategy::new()
+            .stream(signal.subscribe())
+            .interval(SAFETY_POLL);
         SqliteStorage::<T>::new(&pool)
             .with_config(config.clone())
             .poll_with_strategy(Rearm(wake))
@@ -145,9 +147,42 @@ pub async fn run(
                     .heartbeat_interval(heartbeat)
                     .missed_heartbeats(3)
             };
-            monitor = register!(monitor, services, node, PrepayOrder::QUEUE, prepay::run, sqlite_backend::<PrepayOrder>(pool.clone(), signal.clone(), queue(PrepayOrder::QUEUE)));
-            monitor = register!(monitor, services, node, ApplyPayment::QUEUE, apply_payment::run, sqlite_backend::<ApplyPayment>(pool.clone(), signal.clone(), queue(ApplyPayment::QUEUE)));
-            monitor = register!(monitor, services, node, QueryOrder::QUEUE, query_order::run, sqlite_backend::<QueryOrder>(pool.clone(), signal.clone(), queue(QueryOrder::QUEUE)));
+            monitor = register!(
+                monitor,
+                services,
+                node,
+                PrepayOrder::QUEUE,
+                prepay::run,
+                sqlite_backend::<PrepayOrder>(
+                    pool.clone(),
+                    signal.clone(),
+                    queue(PrepayOrder::QUEUE)
+                )
+            );
+            monitor = register!(
+                monitor,
+                services,
+                node,
+                ApplyPayment::QUEUE,
+                apply_payment::run,
+                sqlite_backend::<ApplyPayment>(
+                    pool.clone(),
+                    signal.clone(),
+                    queue(ApplyPayment::QUEUE)
+                )
+            );
+            monitor = register!(
+                monitor,
+                services,
+                node,
+                QueryOrder::QUEUE,
+                query_order::run,
+                sqlite_backend::<QueryOrder>(
+                    pool.clone(),
+                    signal.clone(),
+                    queue(QueryOrder::QUEUE)
+                )
+            );
         }
         Store::Postgres(pool) => {
             let queue = move |name: &'static str| {
@@ -157,9 +192,30 @@ pub async fn run(
                     .heartbeat_interval(heartbeat)
                     .missed_heartbeats(3)
             };
-            monitor = register!(monitor, services, node, PrepayOrder::QUEUE, prepay::run, postgres_backend::<PrepayOrder>(pool.clone(), queue(PrepayOrder::QUEUE)));
-            monitor = register!(monitor, services, node, ApplyPayment::QUEUE, apply_payment::run, postgres_backend::<ApplyPayment>(pool.clone(), queue(ApplyPayment::QUEUE)));
-            monitor = register!(monitor, services, node, QueryOrder::QUEUE, query_order::run, postgres_backend::<QueryOrder>(pool.clone(), queue(QueryOrder::QUEUE)));
+            monitor = register!(
+                monitor,
+                services,
+                node,
+                PrepayOrder::QUEUE,
+                prepay::run,
+                postgres_backend::<PrepayOrder>(pool.clone(), queue(PrepayOrder::QUEUE))
+            );
+            monitor = register!(
+                monitor,
+                services,
+                node,
+                ApplyPayment::QUEUE,
+                apply_payment::run,
+                postgres_backend::<ApplyPayment>(pool.clone(), queue(ApplyPayment::QUEUE))
+            );
+            monitor = register!(
+                monitor,
+                services,
+                node,
+                QueryOrder::QUEUE,
+                query_order::run,
+                postgres_backend::<QueryOrder>(pool.clone(), queue(QueryOrder::QUEUE))
+            );
         }
     }
     monitor

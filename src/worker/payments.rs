@@ -38,19 +38,32 @@ pub async fn apply(
                 OrderStatus::Closed => "paid_after_close",
                 _ => "paid_after_failure",
             },
-            &format!("WeChat took payment {} for a {status} order: refund or reopen it", payment.transaction_id),
+            &format!(
+                "WeChat took payment {} for a {status} order: refund or reopen it",
+                payment.transaction_id
+            ),
         ),
         Applied::PaidTwice { existing } => alert(
             out_trade_no,
             "paid_twice",
-            &format!("second payment {} after {existing}: refund one", payment.transaction_id),
+            &format!(
+                "second payment {} after {existing}: refund one",
+                payment.transaction_id
+            ),
         ),
         Applied::AmountMismatch { expected } => alert(
             out_trade_no,
             "amount_mismatch",
-            &format!("payment of {} fen for an order of {expected} fen", payment.total_fee),
+            &format!(
+                "payment of {} fen for an order of {expected} fen",
+                payment.total_fee
+            ),
         ),
-        Applied::UnknownOrder => alert(out_trade_no, "unknown_order", "payment for an order we do not have"),
+        Applied::UnknownOrder => alert(
+            out_trade_no,
+            "unknown_order",
+            "payment for an order we do not have",
+        ),
     }
     Ok(applied)
 }

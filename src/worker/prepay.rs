@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use apalis::prelude::{AbortError, BoxDynError, Data};
 use backon::{BackoffBuilder, ExponentialBuilder};
-use minipay_jobs::decide::{after_order_query, after_unified_order, OrderClock};
+use minipay_jobs::decide::{OrderClock, after_order_query, after_unified_order};
 use minipay_jobs::{OrderStatus, PrepayDecision, PrepayOrder, QueryDecision};
 use tracing::Instrument;
 
@@ -23,7 +23,12 @@ pub async fn run(job: PrepayOrder, services: Data<Arc<Services>>) -> Result<(), 
     let services = Arc::clone(&services);
     let limit = services.prepay_deadline();
     let span = tracing::info_span!("prepay", out_trade_no = %job.out_trade_no);
-    guarded(PrepayOrder::QUEUE, limit, prepay(services, job).instrument(span)).await
+    guarded(
+        PrepayOrder::QUEUE,
+        limit,
+        prepay(services, job).instrument(span),
+    )
+    .await
 }
 
 async fn prepay(services: Arc<Services>, job: PrepayOrder) -> Result<(), BoxDynError> {
@@ -53,12 +58,19 @@ async fn prepay(services: Arc<Services>, job: PrepayOrder) -> Result<(), BoxDynE
         if attempts >= max_attempts {
             // Attempts made before a crash count too: the bound holds across restarts.
             let (code, message) = &last_error;
-            fail(&services, &order, code, &format!("gave up after {attempts} attempts: {message}")).await?;
+            fail(
+                &services,
+                &order,
+                code,
+                &format!("gave up after {attempts} attempts: {message}"),
+            )
+            .await?;
             return Ok(());
         }
         let answer = services.pay.unified_order(&params).await;
         let outcome = answer.label();
-        metrics::counter!("minipay_prepay_attempts_total", "outcome" => outcome.clone()).increment(1);
+        metrics::counter!("minipay_prepay_attempts_total", "outcome" => outcome.clone())
+            .increment(1);
         let decision = match after_unified_order(&answer.reply()) {
             PrepayDecision::Ready if answer.field("prepay_id").is_none() => PrepayDecision::Retry {
                 reason: "SUCCESS reply without prepay_id".into(),
@@ -78,9 +90,18 @@ async fn prepay(services: Arc<Services>, job: PrepayOrder) -> Result<(), BoxDynE
                     nonce(),
                 );
                 let now_ms = services.clock.unix_ms();
-                let first_check = minipay_jobs::schedule::first_check_at(now_ms / 1000, config.reconcile_delay.as_secs() as i64) * 1000;
+                let first_check = minipay_jobs::schedule::first_check_at(
+                    now_ms / 1000,
+                    config.reconcile_delay.as_secs() as i64,
+                ) * 1000;
                 if store
-                    .mark_ready(&order.out_trade_no, prepay_id, &serde_json::to_string(&pay_params)?, now_ms, first_check)
+                    .mark_ready(
+                        &order.out_trade_no,
+                        prepay_id,
+                        &serde_json::to_string(&pay_params)?,
+                        now_ms,
+                        first_check,
+                    )
                     .await?
                 {
                     tracing::info!(attempt = attempts + 1, "order ready");
@@ -91,7 +112,10 @@ async fn prepay(services: Arc<Services>, job: PrepayOrder) -> Result<(), BoxDynE
             PrepayDecision::Retry { reason } => {
                 tracing::warn!(attempt = attempts + 1, %outcome, %reason, "prepay attempt failed; retrying");
                 let now_ms = services.clock.unix_ms();
-                match store.record_prepay_attempt(&order.out_trade_no, &outcome, &reason, now_ms).await? {
+                match store
+                    .record_prepay_attempt(&order.out_trade_no, &outcome, &reason, now_ms)
+                    .await?
+                {
                     Some(n) => attempts = n,
                     None => return Ok(()), // settled meanwhile (e.g. paid by a notify)
                 }
@@ -103,14 +127,22 @@ async fn prepay(services: Arc<Services>, job: PrepayOrder) -> Result<(), BoxDynE
             PrepayDecision::Fail(failure) => {
                 tracing::warn!(code = %failure.code, message = %failure.message, "WeChat refused the order");
                 let now_ms = services.clock.unix_ms();
-                store.record_prepay_attempt(&order.out_trade_no, &outcome, &failure.message, now_ms).await?;
+                store
+                    .record_prepay_attempt(&order.out_trade_no, &outcome, &failure.message, now_ms)
+                    .await?;
                 fail(&services, &order, &failure.code, &failure.message).await?;
                 return Ok(());
             }
             PrepayDecision::Alarm(failure) => {
-                alert(&order.out_trade_no, "wechat_configuration", &format!("{}: {}", failure.code, failure.message));
+                alert(
+                    &order.out_trade_no,
+                    "wechat_configuration",
+                    &format!("{}: {}", failure.code, failure.message),
+                );
                 let now_ms = services.clock.unix_ms();
-                store.record_prepay_attempt(&order.out_trade_no, &outcome, &failure.message, now_ms).await?;
+                store
+                    .record_prepay_attempt(&order.out_trade_no, &outcome, &failure.message, now_ms)
+                    .await?;
                 fail(&services, &order, &failure.code, &failure.message).await?;
                 return Ok(());
             }
@@ -122,9 +154,18 @@ async fn prepay(services: Arc<Services>, job: PrepayOrder) -> Result<(), BoxDynE
     }
 }
 
-async fn fail(services: &Services, order: &OrderRow, code: &str, message: &str) -> Result<(), sqlx::Error> {
+async fn fail(
+    services: &Services,
+    order: &OrderRow,
+    code: &str,
+    message: &str,
+) -> Result<(), sqlx::Error> {
     let now_ms = services.clock.unix_ms();
-    if services.store.mark_failed(&order.out_trade_no, code, message, now_ms).await? {
+    if services
+        .store
+        .mark_failed(&order.out_trade_no, code, message, now_ms)
+        .await?
+    {
         tracing::warn!(code, message, "order failed");
         services.waiters.wake(&order.out_trade_no);
     }
@@ -148,7 +189,9 @@ async fn confirm_paid(
         };
         match after_order_query(&answer.reply(), answer.field("trade_state"), clock) {
             QueryDecision::Paid => {
-                let fields = answer.trusted_fields().ok_or("untrusted orderquery reply")?;
+                let fields = answer
+                    .trusted_fields()
+                    .ok_or("untrusted orderquery reply")?;
                 let payment = Payment::from_fields(fields)?;
                 payments::apply(services, &payment, "orderquery after ORDERPAID", None).await?;
                 return Ok(());

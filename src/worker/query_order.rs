@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::{AbortError, BoxDynError, Data};
-use minipay_jobs::decide::{after_close_order, after_order_query, OrderClock};
+use minipay_jobs::decide::{OrderClock, after_close_order, after_order_query};
 use minipay_jobs::schedule::next_check_at;
 use minipay_jobs::{CloseDecision, OrderStatus, QueryDecision, QueryOrder};
 use tracing::Instrument;
@@ -19,9 +19,15 @@ use crate::wechat::reply::{Answer, Payment};
 
 pub async fn run(job: QueryOrder, services: Data<Arc<Services>>) -> Result<(), BoxDynError> {
     let services = Arc::clone(&services);
-    let span = tracing::info_span!("reconcile", out_trade_no = %job.out_trade_no, check = job.check);
+    let span =
+        tracing::info_span!("reconcile", out_trade_no = %job.out_trade_no, check = job.check);
     let limit = services.config.wechat_timeout * 6 + Duration::from_secs(10);
-    guarded(QueryOrder::QUEUE, limit, reconcile(services, job).instrument(span)).await
+    guarded(
+        QueryOrder::QUEUE,
+        limit,
+        reconcile(services, job).instrument(span),
+    )
+    .await
 }
 
 async fn reconcile(services: Arc<Services>, job: QueryOrder) -> Result<(), BoxDynError> {
@@ -32,18 +38,51 @@ async fn reconcile(services: Arc<Services>, job: QueryOrder) -> Result<(), BoxDy
         return Ok(());
     }
     let answer = services.pay.order_query(&order.out_trade_no).await;
-    let decision = after_order_query(&answer.reply(), answer.field("trade_state"), clock(&services, &order));
+    let decision = after_order_query(
+        &answer.reply(),
+        answer.field("trade_state"),
+        clock(&services, &order),
+    );
     tracing::info!(decision = ?decision, trade_state = answer.field("trade_state").unwrap_or("-"), "order query");
-    metrics::counter!("minipay_reconcile_decisions_total", "decision" => decision_name(&decision)).increment(1);
+    metrics::counter!("minipay_reconcile_decisions_total", "decision" => decision_name(&decision))
+        .increment(1);
     match decision {
         QueryDecision::Paid => pay(&services, &answer, "orderquery (reconciliation)").await,
-        QueryDecision::Closed => close_locally(&services, &order, "WeChat reports the order CLOSED").await,
+        QueryDecision::Closed => {
+            close_locally(&services, &order, "WeChat reports the order CLOSED").await
+        }
         QueryDecision::Close => close(&services, &order, job.check).await,
-        QueryDecision::Wait => schedule(&services, &order, job.check, "still unpaid; checking again later").await,
-        QueryDecision::Retry { reason } => schedule(&services, &order, job.check, &format!("no answer ({reason}); checking again later")).await,
+        QueryDecision::Wait => {
+            schedule(
+                &services,
+                &order,
+                job.check,
+                "still unpaid; checking again later",
+            )
+            .await
+        }
+        QueryDecision::Retry { reason } => {
+            schedule(
+                &services,
+                &order,
+                job.check,
+                &format!("no answer ({reason}); checking again later"),
+            )
+            .await
+        }
         QueryDecision::Alarm(failure) => {
-            alert(&order.out_trade_no, "reconcile", &format!("{}: {}", failure.code, failure.message));
-            schedule(&services, &order, job.check, &format!("alert {}: {}", failure.code, failure.message)).await
+            alert(
+                &order.out_trade_no,
+                "reconcile",
+                &format!("{}: {}", failure.code, failure.message),
+            );
+            schedule(
+                &services,
+                &order,
+                job.check,
+                &format!("alert {}: {}", failure.code, failure.message),
+            )
+            .await
         }
     }
 }
@@ -57,7 +96,9 @@ fn clock(services: &Services, order: &OrderRow) -> OrderClock {
 }
 
 async fn pay(services: &Services, answer: &Answer, source: &str) -> Result<(), BoxDynError> {
-    let fields = answer.trusted_fields().ok_or("untrusted orderquery reply")?;
+    let fields = answer
+        .trusted_fields()
+        .ok_or("untrusted orderquery reply")?;
     let payment = Payment::from_fields(fields)?;
     payments::apply(services, &payment, source, None).await?;
     Ok(())
@@ -68,37 +109,89 @@ async fn close(services: &Services, order: &OrderRow, check: u32) -> Result<(), 
     let decision = after_close_order(&answer.reply());
     tracing::info!(decision = ?decision, "close order");
     match decision {
-        CloseDecision::Closed => close_locally(services, order, "expired unpaid; closed with WeChat").await,
+        CloseDecision::Closed => {
+            close_locally(services, order, "expired unpaid; closed with WeChat").await
+        }
         CloseDecision::ConfirmPaid => {
             // Paid at the last moment: the payment is real; fetch and apply it.
             let query = services.pay.order_query(&order.out_trade_no).await;
-            match after_order_query(&query.reply(), query.field("trade_state"), clock(services, order)) {
-                QueryDecision::Paid => pay(services, &query, "orderquery after closeorder ORDERPAID").await,
-                _ => schedule(services, order, check, "closeorder says ORDERPAID; confirming at the next check").await,
+            match after_order_query(
+                &query.reply(),
+                query.field("trade_state"),
+                clock(services, order),
+            ) {
+                QueryDecision::Paid => {
+                    pay(services, &query, "orderquery after closeorder ORDERPAID").await
+                }
+                _ => {
+                    schedule(
+                        services,
+                        order,
+                        check,
+                        "closeorder says ORDERPAID; confirming at the next check",
+                    )
+                    .await
+                }
             }
         }
-        CloseDecision::Retry { reason } => schedule(services, order, check, &format!("closeorder not answered ({reason})")).await,
+        CloseDecision::Retry { reason } => {
+            schedule(
+                services,
+                order,
+                check,
+                &format!("closeorder not answered ({reason})"),
+            )
+            .await
+        }
         CloseDecision::Alarm(failure) => {
-            alert(&order.out_trade_no, "close_refused", &format!("{}: {}", failure.code, failure.message));
-            schedule(services, order, check, &format!("closeorder refused: {} {}", failure.code, failure.message)).await
+            alert(
+                &order.out_trade_no,
+                "close_refused",
+                &format!("{}: {}", failure.code, failure.message),
+            );
+            schedule(
+                services,
+                order,
+                check,
+                &format!("closeorder refused: {} {}", failure.code, failure.message),
+            )
+            .await
         }
     }
 }
 
-async fn close_locally(services: &Services, order: &OrderRow, detail: &str) -> Result<(), BoxDynError> {
-    if services.store.mark_closed(&order.out_trade_no, detail, services.clock.unix_ms()).await? {
+async fn close_locally(
+    services: &Services,
+    order: &OrderRow,
+    detail: &str,
+) -> Result<(), BoxDynError> {
+    if services
+        .store
+        .mark_closed(&order.out_trade_no, detail, services.clock.unix_ms())
+        .await?
+    {
         tracing::info!(detail, "order closed");
         services.waiters.wake(&order.out_trade_no);
     }
     Ok(())
 }
 
-async fn schedule(services: &Services, order: &OrderRow, check: u32, decision: &str) -> Result<(), BoxDynError> {
+async fn schedule(
+    services: &Services,
+    order: &OrderRow,
+    check: u32,
+    decision: &str,
+) -> Result<(), BoxDynError> {
     let now = services.clock.unix();
     let next = next_check_at(now, check, order.expires_at / 1000);
     services
         .store
-        .schedule_check(&order.out_trade_no, next * 1000, &format!("check {check}: {decision}"), now * 1000)
+        .schedule_check(
+            &order.out_trade_no,
+            next * 1000,
+            &format!("check {check}: {decision}"),
+            now * 1000,
+        )
         .await?;
     Ok(())
 }

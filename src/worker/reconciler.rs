@@ -38,14 +38,19 @@ async fn sweep(services: &Services, last_vacuum: &mut Instant) -> Result<(), sql
         tracing::info!(out_trade_no = %job.out_trade_no, check = job.check, "no notify yet; order query queued");
     }
     let stuck_before = now_ms - config.stuck_pending.as_millis() as i64;
-    for out_trade_no in store.requeue_stuck_pending(stuck_before, 100, now_ms).await? {
+    for out_trade_no in store
+        .requeue_stuck_pending(stuck_before, 100, now_ms)
+        .await?
+    {
         tracing::warn!(%out_trade_no, "pending order had no live prepay job; re-queued");
         metrics::counter!("minipay_prepay_requeued_total").increment(1);
     }
     if last_vacuum.elapsed() >= VACUUM_EVERY {
         *last_vacuum = Instant::now();
         let now_secs = chrono::Utc::now().timestamp();
-        let deleted = store.vacuum_jobs(now_secs, config.job_retention.as_secs() as i64).await?;
+        let deleted = store
+            .vacuum_jobs(now_secs, config.job_retention.as_secs() as i64)
+            .await?;
         if deleted > 0 {
             tracing::info!(deleted, "old finished jobs deleted");
         }

@@ -2,5 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
+mod notify;
+mod orders;
+mod pipeline;
 mod sign_tool;
 mod simulator;

@@ -46,7 +46,8 @@ pub struct PayResult {
     pub notify_xml: String,
 }
 
-/// `POST /sim/force`: the next `times` calls for `out_trade_no` get `outcome`.
+/// `POST /sim/force`: the next `times` calls for `out_trade_no` (or for any order, with
+/// `"*"`) get `outcome`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForceRule {

@@ -14,7 +14,7 @@ use axum::Router;
 use axum::routing::{get, post};
 
 pub use control::{ForceRule, PayRequest, PayResult};
-pub use state::{Call, Delivery, Faults, Forced, SimOrderView, TradeState};
+pub use state::{ANY_ORDER, Call, Delivery, Faults, Forced, SimOrderView, TradeState};
 
 use super::ApiKey;
 use crate::clock::Clock;

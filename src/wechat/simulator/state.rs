@@ -154,6 +154,9 @@ pub struct SimOrderView {
     pub deliveries: Vec<Delivery>,
 }
 
+/// A [`ForceRule`] for this `out_trade_no` applies to the next calls of any order.
+pub const ANY_ORDER: &str = "*";
+
 #[derive(Default)]
 pub(super) struct SimState {
     pub orders: HashMap<String, SimOrder>,
@@ -173,8 +176,15 @@ impl SimState {
         }
     }
 
+    /// The next forced outcome for this order, else for any order (`out_trade_no` "*").
     pub fn take_forced(&mut self, out_trade_no: Option<&str>) -> Option<Forced> {
-        self.forced.get_mut(out_trade_no?)?.pop_front()
+        if let Some(forced) = out_trade_no
+            .and_then(|otn| self.forced.get_mut(otn))
+            .and_then(VecDeque::pop_front)
+        {
+            return Some(forced);
+        }
+        self.forced.get_mut(ANY_ORDER)?.pop_front()
     }
 
     pub fn view(&self, out_trade_no: &str) -> Option<SimOrderView> {

@@ -1,0 +1,177 @@
+//! The payment notify webhook: forgeries are refused with FAIL and change nothing (but are
+//! recorded with their verdict); genuine notifies are recorded before SUCCESS and applied once,
+//! however many copies arrive at once.
+
+use minipay::http::SUCCESS_REPLY;
+use minipay::wechat::sign::sign;
+use minipay::wechat::simulator::{Forced, PayRequest};
+use minipay::wechat::{ApiKey, Fields, SignType, xml};
+use reqwest::StatusCode;
+
+use crate::helpers::{TestApp, eventually, on_both_backends};
+
+/// A `ready` order: (session token, out_trade_no).
+async fn ready_order(app: &TestApp, code: &str, sku: &str) -> (String, String) {
+    let token = app.login(code).await;
+    let otn = app.create_order(&token, sku, 1).await["out_trade_no"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.wait_for_status(&token, &otn, "ready").await;
+    (token, otn)
+}
+
+fn parse(xml_text: &str) -> Fields {
+    xml::parse(xml_text.as_bytes(), xml::DEFAULT_BODY_LIMIT).unwrap()
+}
+
+/// `fields` with `changes` applied, signed again with `key` (MD5, as the demo merchant).
+fn resigned(fields: &Fields, changes: &[(&str, &str)], key: &ApiKey) -> String {
+    let mut fields = fields.clone();
+    for (name, value) in changes {
+        fields.set(*name, *value);
+    }
+    fields.remove("sign");
+    let signature = sign(fields.iter(), key, SignType::Md5);
+    fields.set("sign", signature);
+    xml::to_xml(fields.iter())
+}
+
+fn return_code(reply: &str) -> String {
+    parse(reply)
+        .get("return_code")
+        .unwrap_or_default()
+        .to_owned()
+}
+
+on_both_backends! {
+    async fn forged_notifies_are_refused_and_change_nothing(backend) {
+        let Some(app) = TestApp::spawn(backend).await else { return };
+        let (token, otn) = ready_order(&app, "oscar#1", "sms-100").await;
+        let genuine = app.pay(&otn, false).notify_xml;
+        let fields = parse(&genuine);
+        let key = app.merchant().key.clone();
+        let wrong_key = ApiKey::new("0123456789abcdef0123456789abcdef");
+        let mut unsigned = fields.clone();
+        unsigned.remove("sign");
+
+        let forgeries: Vec<(&str, Vec<u8>)> = vec![
+            ("bad_signature", resigned(&fields, &[], &wrong_key).into_bytes()),
+            ("bad_signature", xml::to_xml(unsigned.iter()).into_bytes()),
+            ("bad_signature", genuine.replace("<total_fee>88</total_fee>", "<total_fee>1</total_fee>").into_bytes()),
+            ("amount_mismatch", resigned(&fields, &[("total_fee", "1"), ("cash_fee", "1")], &key).into_bytes()),
+            ("foreign_merchant", resigned(&fields, &[("appid", "wx1111111111111111")], &key).into_bytes()),
+            ("foreign_merchant", resigned(&fields, &[("mch_id", "1900000109")], &key).into_bytes()),
+            ("unknown_order", resigned(&fields, &[("out_trade_no", "MPNOSUCHORDER00001")], &key).into_bytes()),
+            ("wrong_currency", resigned(&fields, &[("fee_type", "USD")], &key).into_bytes()),
+            ("doctype", format!("<?xml version=\"1.0\"?><!DOCTYPE xml [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]>{}", genuine.replace("<bank_type><![CDATA[OTHERS]]></bank_type>", "<bank_type>&xxe;</bank_type>")).into_bytes()),
+            ("entity", genuine.replace("<bank_type><![CDATA[OTHERS]]></bank_type>", "<bank_type>&xxe;</bank_type>").into_bytes()),
+            ("too_large", format!("{}{}", genuine, " ".repeat(70 * 1024)).into_bytes()),
+            ("not_utf8", genuine.replace("OTHERS", "OTHER\u{FFFD}").replace('\u{FFFD}', "").into_bytes().into_iter().chain([0xff, 0xfe]).collect()),
+            ("nested", genuine.replace("<bank_type><![CDATA[OTHERS]]></bank_type>", "<bank_type><x>1</x></bank_type>").into_bytes()),
+            ("repeated_field", genuine.replace("</xml>", "<total_fee>1</total_fee></xml>").into_bytes()),
+            ("return_fail", resigned(&fields, &[("return_code", "FAIL")], &key).into_bytes()),
+            ("malformed", b"this is not xml".to_vec()),
+        ];
+        for (verdict, body) in &forgeries {
+            let (status, reply) = app.post_notify(body.clone()).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(return_code(&reply), "FAIL", "{verdict}: {reply}");
+            assert_eq!(app.order(&token, &otn, None).await["status"], "ready", "{verdict} changed the order");
+        }
+        // Each forgery is on record with its verdict, for an operator to see.
+        let refused = forgeries.len() as i64;
+        eventually("refused notifies recorded", || async {
+            app.scalar("SELECT COUNT(*) FROM notifies WHERE verdict <> 'accepted'").await == refused
+        })
+        .await;
+        let verdicts: Vec<String> = match app.store() {
+            minipay::store::Store::Sqlite(p) => sqlx::query_scalar("SELECT verdict FROM notifies ORDER BY id").fetch_all(p).await.unwrap(),
+            minipay::store::Store::Postgres(p) => sqlx::query_scalar("SELECT verdict FROM notifies ORDER BY id").fetch_all(p).await.unwrap(),
+        };
+        let expected: Vec<&str> = forgeries.iter().map(|(v, _)| *v).collect();
+        assert_eq!(verdicts, expected);
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM notifies WHERE transaction_id IS NOT NULL").await, 0);
+
+        // the genuine one still works
+        let (_, reply) = app.post_notify(genuine).await;
+        assert_eq!(reply, SUCCESS_REPLY);
+        app.wait_for_status(&token, &otn, "paid").await;
+        app.stop().await;
+    }
+}
+
+on_both_backends! {
+    async fn twenty_concurrent_copies_are_applied_once(backend) {
+        let Some(app) = TestApp::spawn(backend).await else { return };
+        let (token, otn) = ready_order(&app, "peggy#1", "coffee-latte").await;
+        let genuine = app.pay(&otn, false).notify_xml;
+        let replies = futures::future::join_all((0..20).map(|_| app.post_notify(genuine.clone()))).await;
+        for (status, reply) in &replies {
+            assert_eq!(*status, StatusCode::OK);
+            assert_eq!(reply, SUCCESS_REPLY);
+        }
+        let paid = app.wait_for_status(&token, &otn, "paid").await;
+        let paid_at = app.history(&otn).await["paid_at"].clone();
+
+        // re-sends after the fact: still SUCCESS, still nothing new
+        for _ in 0..3 {
+            assert_eq!(app.post_notify(genuine.clone()).await.1, SUCCESS_REPLY);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let history = app.history(&otn).await;
+        assert_eq!(history["paid_at"], paid_at);
+        assert_eq!(history["transaction_id"], paid["transaction_id"]);
+        let paid_events = history["history"].as_array().unwrap().iter().filter(|e| e["kind"] == "paid").count();
+        assert_eq!(paid_events, 1, "exactly one status change");
+        assert_eq!(history["notifies"].as_array().unwrap().len(), 1, "one recorded payment");
+        let jobs = match app.store() {
+            minipay::store::Store::Sqlite(_) => app.scalar("SELECT COUNT(*) FROM Jobs WHERE job_type = 'apply_payment'").await,
+            minipay::store::Store::Postgres(_) => app.scalar("SELECT COUNT(*) FROM apalis.jobs WHERE job_type = 'apply_payment'").await,
+        };
+        assert_eq!(jobs, 1, "one status-update job");
+        app.stop().await;
+    }
+}
+
+on_both_backends! {
+    async fn coupons_lower_cash_fee_and_the_order_is_still_paid(backend) {
+        let Some(app) = TestApp::spawn(backend).await else { return };
+        let (token, otn) = ready_order(&app, "quinn#1", "vip-month").await;
+        let paid = app.sim().pay(PayRequest { out_trade_no: otn.clone(), deliver: true, coupon_fee: Some(500) }).unwrap();
+        let fields = parse(&paid.notify_xml);
+        assert_eq!(fields.get("coupon_fee_0"), Some("500"));
+        app.wait_for_status(&token, &otn, "paid").await;
+        let history = app.history(&otn).await;
+        assert_eq!(history["total_fee"], 2500);
+        assert_eq!(history["cash_fee"], 2000);
+        app.stop().await;
+    }
+}
+
+on_both_backends! {
+    async fn a_payment_for_a_failed_order_is_recorded_and_raised(backend) {
+        let Some(app) = TestApp::spawn(backend).await else { return };
+        // a template notify from a real payment
+        let (_, paid_otn) = ready_order(&app, "rita#1", "sms-100").await;
+        let template = parse(&app.pay(&paid_otn, false).notify_xml);
+
+        app.force_next(Forced::ErrCode { err_code: "NOAUTH".into(), err_code_des: "商户无此接口权限".into() }, 1);
+        let token = app.login("sam#1").await;
+        let failed = app.create_order(&token, "sms-100", 1).await["out_trade_no"].as_str().unwrap().to_owned();
+        app.wait_for_status(&token, &failed, "failed").await;
+
+        // WeChat says it took money for the failed order anyway.
+        let key = app.merchant().key.clone();
+        let notify = resigned(&template, &[("out_trade_no", &failed), ("transaction_id", "4200000000000000000000000099")], &key);
+        assert_eq!(app.post_notify(notify).await.1, SUCCESS_REPLY, "verified and recorded");
+        eventually("alert recorded", || async {
+            app.history(&failed).await["history"].as_array().unwrap().iter().any(|e| e["kind"] == "alert")
+        })
+        .await;
+        let history = app.history(&failed).await;
+        assert_eq!(history["status"], "failed", "not silently marked paid");
+        assert_eq!(history["notifies"].as_array().unwrap().len(), 1);
+        app.stop().await;
+    }
+}

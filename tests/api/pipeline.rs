@@ -1,0 +1,186 @@
+//! The mission end to end over real loopback HTTP against the in-process simulator: login →
+//! order → long-poll → ready → pay → notify → paid; transient faults; permanent refusals;
+//! ORDERPAID; a crash between the order insert and the job run.
+
+use minipay::app::Role;
+use minipay::wechat::simulator::Forced;
+use minipay::wechat::{PayParams, SignType};
+use serde_json::Value;
+
+use crate::helpers::{Backend, TestApp, on_both_backends};
+
+async fn happy_path(app: &TestApp, code: &str) {
+    let token = app.login(code).await;
+    let created = app.create_order(&token, "sms-100", 2).await;
+    assert_eq!(created["status"], "pending");
+    assert_eq!(created["total_fee"], 176);
+    let otn = created["out_trade_no"].as_str().unwrap().to_owned();
+
+    let ready = app.order(&token, &otn, Some(10)).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    // The pay params verify on their own, with the merchant's key, as WeChat's client does.
+    let params: PayParams = serde_json::from_value(ready["pay_params"].clone()).unwrap();
+    let merchant = app.merchant();
+    assert!(params.verify(&merchant.appid, &merchant.key));
+    assert_eq!(params.sign_type, merchant.sign_type);
+    assert_eq!(params.time_stamp.len(), 10);
+    let sim_order = app.sim().order(&otn).unwrap();
+    assert_eq!(params.package, format!("prepay_id={}", sim_order.prepay_id));
+    assert_eq!(sim_order.total_fee, 176);
+
+    let paid = app.pay(&otn, true);
+    let order = app.wait_for_status(&token, &otn, "paid").await;
+    assert_eq!(order["transaction_id"], paid.transaction_id.as_str());
+    assert!(order.get("pay_params").is_none());
+    // The simulator heard SUCCESS once and stopped re-sending.
+    crate::helpers::eventually("notify acknowledged", || async {
+        app.sim()
+            .order(&otn)
+            .unwrap()
+            .deliveries
+            .iter()
+            .any(|d| d.acknowledged)
+    })
+    .await;
+    let deliveries = app.sim().order(&otn).unwrap().deliveries;
+    assert_eq!(deliveries.iter().filter(|d| d.acknowledged).count(), 1);
+    assert_eq!(
+        deliveries.last().unwrap().reply,
+        minipay::http::SUCCESS_REPLY
+    );
+}
+
+on_both_backends! {
+    async fn login_order_ready_pay_paid(backend) {
+        let Some(app) = TestApp::spawn(backend).await else { return };
+        happy_path(&app, "alice#1").await;
+        app.stop().await;
+    }
+}
+
+on_both_backends! {
+    async fn the_same_flow_with_hmac_sha256(backend) {
+        let Some(app) = TestApp::spawn_with(backend, Role::All, |s| s.sign_type = "HMAC-SHA256".into()).await else { return };
+        assert_eq!(app.merchant().sign_type, SignType::HmacSha256);
+        happy_path(&app, "hmac#1").await;
+        app.stop().await;
+    }
+}
+
+fn otn(order: &Value) -> String {
+    order["out_trade_no"].as_str().unwrap().to_owned()
+}
+
+on_both_backends! {
+    async fn transient_failures_are_retried_with_identical_parameters(backend) {
+        let Some(app) = TestApp::spawn(backend).await else { return };
+        app.force_next(Forced::Http500, 2);
+        app.force_next(Forced::Hang, 1);
+        app.force_next(Forced::SystemError, 1);
+        app.force_next(Forced::BadSignature, 1);
+        let token = app.login("bob#1").await;
+        let order = otn(&app.create_order(&token, "coffee-latte", 1).await);
+        let ready = app.wait_for_status(&token, &order, "ready").await;
+        assert!(ready["pay_params"]["paySign"].is_string());
+
+        let calls = app.sim().order(&order).unwrap().calls;
+        let outcomes: Vec<&str> = calls.iter().map(|c| c.outcome.as_str()).collect();
+        assert_eq!(outcomes, ["HTTP_500", "HTTP_500", "HANG after SUCCESS", "SYSTEMERROR", "SUCCESS", "SUCCESS"]);
+        for call in &calls {
+            assert_eq!(call.business, calls[0].business, "every attempt carries the same business parameters");
+        }
+        let history = app.history(&order).await;
+        assert_eq!(history["prepay_attempts"], 6);
+        let attempts = history["history"].as_array().unwrap().iter().filter(|e| e["kind"] == "prepay_attempt").count();
+        assert_eq!(attempts, 5);
+        app.stop().await;
+    }
+}
+
+on_both_backends! {
+    async fn permanent_refusals_fail_the_order_with_wechats_code(backend) {
+        let Some(app) = TestApp::spawn(backend).await else { return };
+        let token = app.login("carol#1").await;
+        for (err_code, des) in [("NOAUTH", "商户无此接口权限"), ("ORDERCLOSED", "订单已关闭")] {
+            app.force_next(Forced::ErrCode { err_code: err_code.into(), err_code_des: des.into() }, 1);
+            let order = otn(&app.create_order(&token, "sms-100", 1).await);
+            let failed = app.wait_for_status(&token, &order, "failed").await;
+            assert_eq!(failed["error"]["code"], err_code);
+            assert_eq!(failed["error"]["message"], des);
+            assert!(failed.get("pay_params").is_none());
+            assert_eq!(app.sim().order(&order).map(|o| o.calls.len()).unwrap_or(0), 0, "no order at WeChat");
+        }
+        app.stop().await;
+    }
+}
+
+on_both_backends! {
+    async fn retries_are_bounded_and_end_in_failed_with_the_last_error(backend) {
+        let Some(app) = TestApp::spawn_with(backend, Role::All, |s| s.prepay_max_attempts = 3).await else { return };
+        app.force_next(Forced::SystemError, 10);
+        let token = app.login("dave#1").await;
+        let order = otn(&app.create_order(&token, "sms-100", 1).await);
+        let failed = app.wait_for_status(&token, &order, "failed").await;
+        assert_eq!(failed["error"]["code"], "SYSTEMERROR");
+        assert!(failed["error"]["message"].as_str().unwrap().contains("gave up after 3 attempts"), "{failed}");
+        assert_eq!(app.history(&order).await["prepay_attempts"], 3);
+        app.stop().await;
+    }
+}
+
+on_both_backends! {
+    async fn orderpaid_is_good_news_confirmed_by_order_query(backend) {
+        let Some(app) = TestApp::spawn(backend).await else { return };
+        app.force_next(Forced::PaidElsewhere, 1);
+        let token = app.login("erin#1").await;
+        let order = otn(&app.create_order(&token, "vip-month", 1).await);
+        let paid = app.wait_for_status(&token, &order, "paid").await;
+        let sim = app.sim().order(&order).unwrap();
+        assert_eq!(paid["transaction_id"].as_str(), sim.transaction_id.as_deref());
+        let history = app.history(&order).await;
+        let events: Vec<String> = history["history"].as_array().unwrap().iter()
+            .map(|e| format!("{}: {}", e["kind"].as_str().unwrap(), e["detail"].as_str().unwrap()))
+            .collect();
+        assert!(events.iter().any(|e| e.starts_with("paid:") && e.contains("orderquery after ORDERPAID")), "{events:?}");
+        assert!(!events.iter().any(|e| e.starts_with("failed")), "{events:?}");
+        assert!(sim.calls.iter().any(|c| c.api == "orderquery"));
+        app.stop().await;
+    }
+}
+
+on_both_backends! {
+    async fn an_order_survives_a_crash_before_its_job_ran(backend) {
+        // API only: the order and its job are stored, no worker exists to run the job.
+        let Some(app) = TestApp::spawn_with(backend, Role::Serve, |_| {}).await else { return };
+        let token = app.login("frank#1").await;
+        let order = otn(&app.create_order(&token, "sms-100", 3).await);
+        assert_eq!(app.order(&token, &order, None).await["status"], "pending");
+        assert_eq!(orders_without_job(&app).await, 0, "every order row has its prepay job");
+        assert_eq!(app.scalar(PREPAY_JOBS).await, 1);
+
+        // The process dies; a new one with workers picks the job up.
+        let app = app.restart(Role::All).await;
+        let ready = app.wait_for_status(&token, &order, "ready").await;
+        assert_eq!(ready["total_fee"], 264);
+        assert_eq!(orders_without_job(&app).await, 0);
+        app.stop().await;
+    }
+}
+
+const PREPAY_JOBS: &str = "SELECT COUNT(*) FROM orders";
+
+async fn orders_without_job(app: &TestApp) -> i64 {
+    match app.store() {
+        minipay::store::Store::Sqlite(_) => app.scalar(
+            "SELECT COUNT(*) FROM orders o WHERE NOT EXISTS \
+             (SELECT 1 FROM Jobs j WHERE j.job_type = 'prepay_order' AND j.idempotency_key = 'prepay:' || o.out_trade_no)",
+        ).await,
+        minipay::store::Store::Postgres(_) => app.scalar(
+            "SELECT COUNT(*) FROM orders o WHERE NOT EXISTS \
+             (SELECT 1 FROM apalis.jobs j WHERE j.job_type = 'prepay_order' AND j.idempotency_key = 'prepay:' || o.out_trade_no)",
+        ).await,
+    }
+}
+
+#[allow(dead_code)]
+fn _backend_is_used(_: Backend) {}
