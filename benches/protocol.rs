@@ -1,8 +1,8 @@
 //! Protocol micro-benchmarks: the work every notify costs before any I/O.
 
-use criterion::{criterion_group, criterion_main, Criterion};
-use minipay::wechat::sign::{sign, verify, ApiKey, SignType};
-use minipay::wechat::{xml, Fields};
+use criterion::{Criterion, criterion_group, criterion_main};
+use minipay::wechat::sign::{ApiKey, SignType, sign, verify};
+use minipay::wechat::{Fields, xml};
 use std::hint::black_box;
 
 /// Vector D of wechatpay-v2.md: a notify with a coupon, 22 fields.

@@ -32,16 +32,19 @@ pub struct Settings {
     pub database_url: String,
     pub listen: String,
     pub appid: Option<String>,
-    pub app_secret: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub app_secret: Option<SecretString>,
     pub mch_id: Option<String>,
-    pub api_key: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub api_key: Option<SecretString>,
     pub sign_type: String,
     pub notify_url: Option<String>,
     /// One URL, or several separated by commas, tried in order.
     pub pay_base_url: Option<String>,
     pub auth_base_url: Option<String>,
     pub catalog: Option<PathBuf>,
-    pub admin_token: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub admin_token: Option<SecretString>,
     /// IPs or CIDRs of reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: String,
     /// `text` or `json`.
@@ -268,11 +271,11 @@ impl Config {
             }
             None => Catalog::demo(),
         };
-        let admin_token = match s.admin_token.filter(|t| !t.is_empty()) {
-            Some(t) if t.len() < 16 => {
+        let admin_token = match s.admin_token.filter(|t| !t.expose_secret().is_empty()) {
+            Some(t) if t.expose_secret().len() < 16 => {
                 return Err(refuse("MINIPAY_ADMIN_TOKEN must be at least 16 characters"));
             }
-            other => other.map(SecretString::from),
+            other => other,
         };
         let trusted_proxies = s
             .trusted_proxies
@@ -394,11 +397,13 @@ fn setting_name(key: &str) -> String {
 
 fn mode(s: &Settings) -> Result<Mode, ConfigError> {
     let present = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.is_empty());
+    let secret =
+        |v: &Option<SecretString>| v.as_ref().is_some_and(|v| !v.expose_secret().is_empty());
     let fields = [
         ("MINIPAY_APPID", present(&s.appid)),
-        ("MINIPAY_APP_SECRET", present(&s.app_secret)),
+        ("MINIPAY_APP_SECRET", secret(&s.app_secret)),
         ("MINIPAY_MCH_ID", present(&s.mch_id)),
-        ("MINIPAY_API_KEY", present(&s.api_key)),
+        ("MINIPAY_API_KEY", secret(&s.api_key)),
     ];
     let set: Vec<&str> = fields.iter().filter(|f| f.1).map(|f| f.0).collect();
     let unset: Vec<&str> = fields.iter().filter(|f| !f.1).map(|f| f.0).collect();
@@ -412,7 +417,12 @@ fn mode(s: &Settings) -> Result<Mode, ConfigError> {
             unset.join(", ")
         )));
     }
-    let api_key = ApiKey::new(s.api_key.clone().unwrap_or_default());
+    let api_key = ApiKey::new(
+        s.api_key
+            .as_ref()
+            .map(|k| k.expose_secret().to_owned())
+            .unwrap_or_default(),
+    );
     if api_key.len() != 32 {
         return Err(refuse(format!(
             "MINIPAY_API_KEY must be the 32-character APIv2 key (it has {} characters)",
@@ -421,7 +431,7 @@ fn mode(s: &Settings) -> Result<Mode, ConfigError> {
     }
     Ok(Mode::Live(Credentials {
         appid: s.appid.clone().unwrap_or_default(),
-        app_secret: SecretString::from(s.app_secret.clone().unwrap_or_default()),
+        app_secret: s.app_secret.clone().unwrap_or_default(),
         mch_id: s.mch_id.clone().unwrap_or_default(),
         api_key,
     }))
@@ -447,5 +457,175 @@ fn base_urls(name: &str, value: Option<String>) -> Result<Option<Vec<String>>, C
 impl Credentials {
     pub fn app_secret(&self) -> &str {
         self.app_secret.expose_secret()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY32: &str = "192006250b4c09247ec02edce69f6a2d";
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn live(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut vars = env(&[
+            ("MINIPAY_APPID", "wx0123456789abcdef"),
+            ("MINIPAY_APP_SECRET", "app-secret-value"),
+            ("MINIPAY_MCH_ID", "0123456789"),
+            ("MINIPAY_API_KEY", KEY32),
+            (
+                "MINIPAY_NOTIFY_URL",
+                "https://pay.example.com/v1/wechat/notify",
+            ),
+        ]);
+        for (k, v) in extra {
+            vars.retain(|(name, _)| name != k);
+            vars.push(((*k).to_owned(), (*v).to_owned()));
+        }
+        vars
+    }
+
+    fn refused(vars: Vec<(String, String)>) -> String {
+        Config::load(None, vars).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn no_credentials_is_simulator_mode_with_the_contract_defaults() {
+        let config = Config::load(None, env(&[("PATH", "/bin")])).unwrap();
+        assert!(config.simulator_mode());
+        assert_eq!(config.database_url, "sqlite://minipay.db");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.sign_type, SignType::Md5);
+        assert!(config.admin_token.is_none());
+        assert!(config.catalog.get("sms-100").is_some());
+    }
+
+    #[test]
+    fn live_credentials_are_read_verbatim() {
+        let config = Config::load(None, live(&[])).unwrap();
+        let Mode::Live(creds) = &config.mode else {
+            panic!("live mode expected")
+        };
+        assert_eq!(creds.mch_id, "0123456789", "a leading zero survives");
+        assert_eq!(creds.api_key.expose(), KEY32);
+    }
+
+    #[test]
+    fn half_set_credentials_name_what_is_missing() {
+        let message = refused(env(&[("MINIPAY_APPID", "wx1"), ("MINIPAY_MCH_ID", "1")]));
+        assert!(message.contains("half-set"), "{message}");
+        assert!(
+            message.contains("MINIPAY_APP_SECRET") && message.contains("MINIPAY_API_KEY"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn each_bad_setting_is_named() {
+        let cases: Vec<(Vec<(String, String)>, &str)> = vec![
+            (live(&[("MINIPAY_API_KEY", "short")]), "MINIPAY_API_KEY"),
+            (
+                live(&[("MINIPAY_NOTIFY_URL", "http://pay.example.com/notify")]),
+                "MINIPAY_NOTIFY_URL",
+            ),
+            (live(&[("MINIPAY_NOTIFY_URL", "")]), "MINIPAY_NOTIFY_URL"),
+            (
+                live(&[("MINIPAY_CATALOG", "/no/such/catalog.toml")]),
+                "MINIPAY_CATALOG",
+            ),
+            (env(&[("MINIPAY_SIGN_TYPE", "SHA1")]), "MINIPAY_SIGN_TYPE"),
+            (env(&[("MINIPAY_LISTEN", "localhost")]), "MINIPAY_LISTEN"),
+            (
+                env(&[("MINIPAY_DATABASE_URL", "mysql://x")]),
+                "MINIPAY_DATABASE_URL",
+            ),
+            (
+                env(&[("MINIPAY_ADMIN_TOKEN", "short")]),
+                "MINIPAY_ADMIN_TOKEN",
+            ),
+            (
+                env(&[("MINIPAY_ORDER_TTL_SECS", "60")]),
+                "MINIPAY_ORDER_TTL_SECS",
+            ),
+            (
+                env(&[("MINIPAY_ORDER_TTL_SECS", "soon")]),
+                "MINIPAY_ORDER_TTL_SECS",
+            ),
+            (
+                env(&[("MINIPAY_TRUSTED_PROXIES", "10.0.0.0/33")]),
+                "MINIPAY_TRUSTED_PROXIES",
+            ),
+            (
+                env(&[("MINIPAY_PAY_BASE_URL", "ftp://x")]),
+                "MINIPAY_PAY_BASE_URL",
+            ),
+            (env(&[("MINIPAY_LOG_FORMAT", "xml")]), "MINIPAY_LOG_FORMAT"),
+            (
+                env(&[("MINIPAY_WORKER_CONCURENCY", "3")]),
+                "MINIPAY_WORKER_CONCURENCY",
+            ),
+        ];
+        for (vars, setting) in cases {
+            let message = refused(vars);
+            assert!(message.contains(setting), "{setting}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_bad_catalog_names_its_line() {
+        let dir = std::env::temp_dir().join(format!("minipay-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("catalog.toml");
+        std::fs::write(
+            &path,
+            "[[product]]\nsku = \"a\"\ndescription = \"A\"\nprice = 0\n",
+        )
+        .unwrap();
+        let message = refused(env(&[("MINIPAY_CATALOG", path.to_str().unwrap())]));
+        assert!(
+            message.contains("MINIPAY_CATALOG") && message.contains("line 4"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_file_is_overridden_by_the_environment() {
+        let dir = std::env::temp_dir().join(format!("minipay-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("minipay.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nworker_concurrency = 7\nsign_type = \"HMAC-SHA256\"\n",
+        )
+        .unwrap();
+        let config =
+            Config::load(Some(&path), env(&[("MINIPAY_LISTEN", "127.0.0.1:9001")])).unwrap();
+        assert_eq!(config.listen.port(), 9001);
+        assert_eq!(config.worker_concurrency, 7);
+        assert_eq!(config.sign_type, SignType::HmacSha256);
+
+        std::fs::write(&path, "listn = \"127.0.0.1:9000\"\n").unwrap();
+        let message = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(message.contains("listn"), "{message}");
+        let missing = Config::load(Some(&dir.join("nope.toml")), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("nope.toml"), "{missing}");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let vars = live(&[("MINIPAY_ADMIN_TOKEN", "admin-token-0123456789")]);
+        let config = Config::load(None, vars).unwrap();
+        let shown = format!("{config:?}");
+        for secret in [KEY32, "app-secret-value", "admin-token-0123456789"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
     }
 }

@@ -196,7 +196,7 @@ pub fn test_settings(database_url: &str) -> Settings {
     Settings {
         database_url: database_url.to_owned(),
         listen: "127.0.0.1:0".into(),
-        admin_token: Some(ADMIN_TOKEN.into()),
+        admin_token: Some(ADMIN_TOKEN.to_owned().into()),
         prepay_backoff_ms: 20,
         prepay_backoff_max_ms: 200,
         wechat_connect_timeout_ms: 500,

@@ -3,7 +3,9 @@
 
 mod helpers;
 mod notify;
+mod observability;
 mod orders;
 mod pipeline;
+mod reconcile;
 mod sign_tool;
 mod simulator;

@@ -226,12 +226,10 @@ pub(super) async fn set_trade_state(
     Path(out_trade_no): Path<String>,
     Json(set): Json<SetTradeState>,
 ) -> StatusCode {
-    match sim.state().orders.get_mut(&out_trade_no) {
-        Some(order) => {
-            order.trade_state = set.trade_state;
-            StatusCode::NO_CONTENT
-        }
-        None => StatusCode::NOT_FOUND,
+    if sim.set_trade_state(&out_trade_no, set.trade_state) {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
     }
 }
 

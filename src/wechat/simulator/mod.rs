@@ -133,6 +133,17 @@ impl Simulator {
         self.state().close_violations.clone()
     }
 
+    /// Sets an order's trade state (e.g. USERPAYING while the user enters the password).
+    pub fn set_trade_state(&self, out_trade_no: &str, trade_state: TradeState) -> bool {
+        match self.state().orders.get_mut(out_trade_no) {
+            Some(order) => {
+                order.trade_state = trade_state;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Marks an order paid and, unless `deliver` is off, POSTs its notify to the order's
     /// notify_url until answered SUCCESS.
     pub fn pay(&self, request: PayRequest) -> Result<PayResult, String> {

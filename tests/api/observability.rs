@@ -1,0 +1,91 @@
+//! Health, readiness and Prometheus metrics: `/metrics` parses as Prometheus text and the
+//! payment metrics move as orders flow.
+
+use prometheus_parse::{Scrape, Value};
+use reqwest::StatusCode;
+
+use crate::helpers::{TestApp, on_both_backends};
+
+async fn scrape(app: &TestApp) -> Scrape {
+    let response = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
+}
+
+/// The value of `name` with these labels: a counter or gauge, or a histogram's count.
+fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let matches =
+        |s: &&prometheus_parse::Sample| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v));
+    let mut total = 0.0;
+    for sample in scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(matches)
+    {
+        total += match &sample.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            Value::Histogram(buckets) => buckets.iter().map(|b| b.count).fold(0.0, f64::max),
+            Value::Summary(_) => 0.0,
+        };
+    }
+    total
+}
+
+on_both_backends! {
+    async fn metrics_move_as_orders_flow(backend) {
+        let Some(app) = TestApp::spawn(backend).await else { return };
+        let (status, health) = app.get_json("/healthz", None).await;
+        assert_eq!((status, health["status"].as_str()), (StatusCode::OK, Some("ok")));
+        crate::helpers::eventually("ready", || async {
+            app.get_json("/readyz", None).await.0 == StatusCode::OK
+        })
+        .await;
+        let (_, ready) = app.get_json("/readyz", None).await;
+        assert_eq!(ready["checks"]["database"], true);
+        assert_eq!(ready["checks"]["migrations"], true);
+        assert_eq!(ready["checks"]["workers"], true);
+
+        let before = scrape(&app).await;
+        assert_eq!(value(&before, "minipay_orders", &[("status", "paid")]), 0.0);
+        for queue in ["prepay_order", "apply_payment", "query_order"] {
+            assert!(before.samples.iter().any(|s| s.metric == "minipay_queue_depth" && s.labels.get("queue") == Some(queue)), "{queue}");
+        }
+
+        let token = app.login("xena#1").await;
+        let otn = app.create_order(&token, "sms-100", 1).await["out_trade_no"].as_str().unwrap().to_owned();
+        app.wait_for_status(&token, &otn, "ready").await;
+        let mid = scrape(&app).await;
+        assert_eq!(value(&mid, "minipay_orders", &[("status", "ready")]), 1.0);
+        let genuine = app.pay(&otn, false).notify_xml;
+        let forged = genuine.replace("<total_fee>88</total_fee>", "<total_fee>8</total_fee>");
+        app.post_notify(forged).await;
+        app.post_notify(genuine).await;
+        app.wait_for_status(&token, &otn, "paid").await;
+        let after = scrape(&app).await;
+
+        assert_eq!(value(&after, "minipay_orders", &[("status", "paid")]), 1.0);
+        assert_eq!(value(&after, "minipay_orders", &[("status", "ready")]), 0.0);
+        let grew = |name: &str, labels: &[(&str, &str)]| {
+            let (b, a) = (value(&before, name, labels), value(&after, name, labels));
+            assert!(a >= b + 1.0, "{name} {labels:?} did not move: {b} -> {a}");
+        };
+        grew("minipay_orders_created_total", &[]);
+        grew("minipay_prepay_attempts_total", &[("outcome", "SUCCESS")]);
+        grew("minipay_notifies_total", &[("verdict", "accepted")]);
+        grew("minipay_notifies_total", &[("verdict", "bad_signature")]);
+        grew("minipay_job_duration_seconds_count", &[("queue", "prepay_order")]);
+        grew("minipay_job_duration_seconds_count", &[("queue", "apply_payment")]);
+        grew("minipay_ready_to_paid_seconds_count", &[]);
+        grew("minipay_http_request_duration_seconds_count", &[("route", "/v1/orders")]);
+        assert_eq!(value(&after, "minipay_database_up", &[]), 1.0);
+        assert!(after.docs.contains_key("minipay_orders"), "metrics carry HELP text");
+        app.stop().await;
+    }
+}
