@@ -73,12 +73,18 @@ impl Services {
     }
 }
 
+/// How long requests are refused with `Connection: close` before the listener closes.
+const HTTP_CLOSE_GRACE: Duration = Duration::from_millis(1000);
+
 /// A built service, ready to run.
 pub struct App {
     services: Arc<Services>,
     role: Role,
     listener: Option<TcpListener>,
     signal: InsertSignal,
+    /// The embedded simulator's own loopback listener: the workers call WeChat through it,
+    /// and it keeps answering until they have drained at shutdown.
+    simulator_listener: Option<TcpListener>,
     refused_writer: tokio::task::JoinHandle<()>,
     refused_stop: CancellationToken,
     /// Held for the process lifetime: SQLite is single-process for workers.
@@ -143,7 +149,18 @@ impl App {
                 (merchant, secret, simulator)
             }
         };
-        let embedded = local.map(|addr| format!("http://{addr}/simulator"));
+        let simulator_listener = match &simulator {
+            Some(_) => Some(
+                TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .context("binding the simulator")?,
+            ),
+            None => None,
+        };
+        let embedded = match &simulator_listener {
+            Some(l) => Some(format!("http://{}", l.local_addr()?)),
+            None => None,
+        };
         let pay_bases = base_urls(
             &config,
             config.pay_base_urls.clone(),
@@ -190,6 +207,7 @@ impl App {
             role,
             listener,
             signal,
+            simulator_listener,
             refused_writer,
             refused_stop,
             _sqlite_lock: sqlite_lock,
@@ -216,6 +234,7 @@ impl App {
             role,
             listener,
             signal,
+            simulator_listener,
             refused_writer,
             refused_stop,
             _sqlite_lock,
@@ -223,21 +242,38 @@ impl App {
         let stop = services.stopping.clone();
         let deadline = services.config.shutdown_timeout;
 
+        // HTTP stops in two steps: at the signal, requests get 503 with `Connection: close`
+        // (so clients drop their keep-alive connections); after a short grace the listener
+        // closes and idle connections with it. Closing idle keep-alive connections at once
+        // races clients that are just sending on them, which they see as a reset.
+        let http_close = CancellationToken::new();
         let server = listener.map(|listener| {
             services
                 .waiters
                 .spawn_listener(&services.store, stop.clone());
             let router = crate::http::router(services.clone());
-            let stop = stop.clone();
+            let close = http_close.clone();
             tokio::spawn(async move {
                 axum::serve(
                     listener,
                     router.into_make_service_with_connect_info::<SocketAddr>(),
                 )
-                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .with_graceful_shutdown(async move { close.cancelled().await })
                 .await
             })
         });
+        let simulator_stop = CancellationToken::new();
+        let simulator_server = match (&services.simulator, simulator_listener) {
+            (Some(sim), Some(listener)) => {
+                let (router, stop) = (sim.router(), simulator_stop.clone());
+                Some(tokio::spawn(async move {
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(async move { stop.cancelled().await })
+                        .await
+                }))
+            }
+            _ => None,
+        };
         let (workers, reconciler) = if role.runs_workers() {
             let node = services
                 .worker_node
@@ -271,6 +307,10 @@ impl App {
             "shutting down: no new requests or jobs"
         );
         stop.cancel();
+        if server.is_some() {
+            tokio::time::sleep(HTTP_CLOSE_GRACE.min(deadline / 2)).await;
+        }
+        http_close.cancel();
         let drained = async {
             if let Some(server) = server {
                 match server.await {
@@ -278,6 +318,7 @@ impl App {
                     Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
                     Ok(Ok(())) => {}
                 }
+                tracing::debug!("HTTP server drained");
             }
             if let Some(workers) = workers {
                 match workers.await {
@@ -285,6 +326,7 @@ impl App {
                     Err(e) => tracing::error!(error = %e, "worker task failed"),
                     Ok(Ok(())) => {}
                 }
+                tracing::debug!("workers drained");
             }
             if let Some(reconciler) = reconciler {
                 let _ = reconciler.await;
@@ -295,6 +337,10 @@ impl App {
             .is_err()
         {
             tracing::warn!("shutdown deadline passed with work still in flight");
+        }
+        simulator_stop.cancel();
+        if let Some(server) = simulator_server {
+            let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
         }
         refused_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), refused_writer).await;

@@ -54,6 +54,8 @@ pub enum ApiError {
     InvalidWait,
     #[error("the service is temporarily unavailable; try again shortly")]
     Unavailable(#[source] sqlx::Error),
+    #[error("this instance is shutting down; retry (another instance will answer)")]
+    ShuttingDown,
     #[error("something went wrong on our side")]
     Internal(#[from] anyhow::Error),
 }
@@ -90,6 +92,7 @@ impl ApiError {
             ApiError::OutTradeNoTaken(_) => (StatusCode::CONFLICT, "OUT_TRADE_NO_TAKEN"),
             ApiError::InvalidWait => (StatusCode::BAD_REQUEST, "INVALID_WAIT"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+            ApiError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "SHUTTING_DOWN"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
         }
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use base64::Engine;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
@@ -66,15 +67,29 @@ impl FromRequestParts<Arc<Services>> for AdminAuth {
     }
 }
 
+/// The password of HTTP Basic credentials (any user name), for the browser admin page.
+fn basic_password(parts: &Parts) -> Option<String> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':')
+        .map(|(_, password)| password.to_owned())
+}
+
 fn is_admin(parts: &Parts, services: &Services) -> Result<bool, ApiError> {
     let expected = services
         .config
         .admin_token
         .as_ref()
         .ok_or(ApiError::AdminOff)?;
-    Ok(bearer(parts).is_some_and(|token| {
-        constant_time_eq(token.as_bytes(), expected.expose_secret().as_bytes())
-    }))
+    let expected = expected.expose_secret().as_bytes();
+    let presented = bearer(parts)
+        .map(str::to_owned)
+        .or_else(|| basic_password(parts));
+    Ok(presented.is_some_and(|token| constant_time_eq(token.as_bytes(), expected)))
 }
 
 /// Either kind of caller (reading an order: its session, or the merchant's backend).

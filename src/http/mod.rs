@@ -6,6 +6,7 @@ mod health;
 mod notify;
 mod orders;
 mod payer_ip;
+mod queues;
 mod sessions;
 
 use std::sync::Arc;
@@ -13,8 +14,10 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::HeaderValue;
+use axum::http::header::{CONNECTION, RETRY_AFTER};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::app::Services;
@@ -33,6 +36,11 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/v1/orders/{out_trade_no}", get(orders::show))
         .route("/v1/admin/orders", post(admin::create_order))
         .route("/v1/admin/orders/{out_trade_no}", get(admin::order_history))
+        .route("/v1/admin/queues", get(queues::list_queues))
+        .route("/v1/admin/queues/{queue}/jobs", get(queues::list_jobs))
+        .route("/v1/admin/jobs/{id}/retry", post(queues::retry_job))
+        .route("/admin", get(queues::page))
+        .route("/admin/jobs/{id}/retry", post(queues::page_retry))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         // The notify reads its own body, with its own limit, and answers in XML.
         .route(
@@ -48,8 +56,39 @@ pub fn router(services: Arc<Services>) -> Router {
         Some(sim) => api.nest_service("/simulator", sim.router()),
         None => api,
     };
-    api.layer(middleware::from_fn_with_state(services.clone(), observe))
-        .with_state(services)
+    api.layer(middleware::from_fn_with_state(
+        services.clone(),
+        shutting_down,
+    ))
+    .layer(middleware::from_fn_with_state(services.clone(), observe))
+    .with_state(services)
+}
+
+/// Once shutdown starts, new requests get 503 and every response says `Connection: close`,
+/// so clients stop reusing connections before the listener closes. Health checks still
+/// answer (`/readyz` says not ready).
+async fn shutting_down(
+    State(services): State<Arc<Services>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !services.stopping.is_cancelled() {
+        return next.run(request).await;
+    }
+    let path = request.uri().path();
+    let mut response = if path == "/healthz" || path == "/readyz" {
+        next.run(request).await
+    } else {
+        let mut refused = ApiError::ShuttingDown.into_response();
+        refused
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        refused
+    };
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// Counts and times every request by route and status.

@@ -8,6 +8,7 @@
 
 mod dialect;
 mod insert_signal;
+mod jobs;
 mod notifies;
 mod orders;
 mod sessions;
@@ -25,6 +26,7 @@ use sqlx::sqlite::{
 
 pub use dialect::{ORDER_CHANNEL, job_task};
 pub use insert_signal::{InsertSignal, JobWake};
+pub use jobs::{JobRow, JobState};
 pub use notifies::{NewNotify, NotifyRow, RecordedNotify};
 pub use orders::{Applied, CreateOutcome, EventRow, NewOrder, OrderRow};
 pub use sessions::SessionRow;

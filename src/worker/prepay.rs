@@ -121,7 +121,15 @@ async fn prepay(services: Arc<Services>, job: PrepayOrder) -> Result<(), BoxDynE
                 }
                 last_error = (outcome, reason);
                 if attempts < max_attempts {
-                    tokio::time::sleep(backoff.next().unwrap_or(config.prepay_backoff_max)).await;
+                    let pause = backoff.next().unwrap_or(config.prepay_backoff_max);
+                    // At shutdown, hand the job back instead of waiting out the backoff: the
+                    // next process retries it (apalis re-runs a failed job).
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = services.stopping.cancelled() => {
+                            return Err("shutting down; the prepay will be retried".into());
+                        }
+                    }
                 }
             }
             PrepayDecision::Fail(failure) => {
@@ -201,7 +209,10 @@ async fn confirm_paid(
                 tracing::warn!(decision = %last, "order query after ORDERPAID did not confirm the payment yet");
             }
         }
-        tokio::time::sleep(backoff.next().unwrap_or(Duration::from_secs(1))).await;
+        tokio::select! {
+            () = tokio::time::sleep(backoff.next().unwrap_or(Duration::from_secs(1))) => {}
+            () = services.stopping.cancelled() => break,
+        }
     }
     // Leave it pending: the job runs again, and the reconciler re-queues it if it dies.
     Err(format!("ORDERPAID not confirmed by orderquery: {last}").into())

@@ -52,9 +52,14 @@ pub fn demo_merchant(sign_type: SignType) -> Merchant {
     }
 }
 
-/// A reqwest client with short timeouts, as tests want.
+/// A client for the API (long-polls take up to 30 s).
 pub fn http() -> reqwest::Client {
     minipay::wechat::client::http_client(Duration::from_millis(500), Duration::from_secs(40))
+}
+
+/// A client for WeChat calls, with the short timeout tests use to see hangs as timeouts.
+pub fn wechat_http() -> reqwest::Client {
+    minipay::wechat::client::http_client(Duration::from_millis(500), Duration::from_secs(2))
 }
 
 /// Runs a test body once on SQLite and once on PostgreSQL.

@@ -17,7 +17,7 @@ use minipay::wechat::{ApiKey, Fields, SignType, UnifiedOrderParams, xml};
 use minipay_jobs::{Reply, Transport};
 use secrecy::SecretString;
 
-use crate::helpers::{dead_url, demo_merchant, http, serve, simulator};
+use crate::helpers::{dead_url, demo_merchant, http, serve, simulator, wechat_http};
 
 fn params(out_trade_no: &str, sign_type: SignType) -> UnifiedOrderParams {
     let merchant = demo_merchant(sign_type);
@@ -40,7 +40,7 @@ fn params(out_trade_no: &str, sign_type: SignType) -> UnifiedOrderParams {
 }
 
 fn client(bases: Vec<String>, sign_type: SignType) -> PayClient {
-    PayClient::new(http(), bases, demo_merchant(sign_type))
+    PayClient::new(wechat_http(), bases, demo_merchant(sign_type))
 }
 
 /// POSTs raw fields (signed with `key` unless `sign` is already present) to the simulator.

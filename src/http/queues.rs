@@ -1,0 +1,175 @@
+//! The operator's queue view (admin token): depth and age per queue, dead jobs, and retry.
+//! JSON under `/v1/admin/`, and a plain HTML page at `/admin` for a browser (HTTP Basic auth,
+//! any user name, the admin token as password).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::header::{LOCATION, WWW_AUTHENTICATE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use minipay_jobs::payload::QUEUES;
+use quick_xml::escape::escape;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::AdminAuth;
+use crate::app::Services;
+use crate::error::{ApiError, AppJson};
+use crate::store::{JobState, QueueStats};
+
+const LIST_LIMIT: i64 = 100;
+
+async fn stats(services: &Services) -> Result<Vec<QueueStats>, ApiError> {
+    let found = services
+        .store
+        .queue_stats(chrono::Utc::now().timestamp())
+        .await?;
+    Ok(QUEUES
+        .iter()
+        .map(|queue| {
+            found
+                .iter()
+                .find(|s| s.queue == *queue)
+                .cloned()
+                .unwrap_or(QueueStats {
+                    queue: (*queue).to_owned(),
+                    ..QueueStats::default()
+                })
+        })
+        .collect())
+}
+
+pub async fn list_queues(
+    State(services): State<Arc<Services>>,
+    _admin: AdminAuth,
+) -> Result<AppJson<Value>, ApiError> {
+    let queues: Vec<Value> = stats(&services)
+        .await?
+        .into_iter()
+        .map(|s| json!({ "queue": s.queue, "depth": s.depth, "oldest_pending_secs": s.oldest_pending_secs, "dead": s.dead }))
+        .collect();
+    Ok(AppJson(json!({ "queues": queues })))
+}
+
+#[derive(Deserialize)]
+pub struct JobFilter {
+    state: Option<String>,
+}
+
+pub async fn list_jobs(
+    State(services): State<Arc<Services>>,
+    _admin: AdminAuth,
+    Path(queue): Path<String>,
+    Query(filter): Query<JobFilter>,
+) -> Result<AppJson<Value>, ApiError> {
+    if !QUEUES.contains(&queue.as_str()) {
+        return Err(ApiError::NoRoute);
+    }
+    let state = match filter.state.as_deref() {
+        None => JobState::Dead,
+        Some(name) => JobState::parse(name).ok_or_else(|| ApiError::InvalidParameter {
+            field: "state".into(),
+            reason: "must be dead, waiting or running".into(),
+        })?,
+    };
+    let jobs = services.store.jobs(&queue, state, LIST_LIMIT).await?;
+    Ok(AppJson(json!({ "queue": queue, "jobs": jobs })))
+}
+
+pub async fn retry_job(
+    State(services): State<Arc<Services>>,
+    _admin: AdminAuth,
+    Path(id): Path<String>,
+) -> Result<AppJson<Value>, ApiError> {
+    if services.store.retry_job(&id).await? {
+        tracing::info!(job = %id, "dead job re-queued by an operator");
+        Ok(AppJson(json!({ "id": id, "status": "Pending" })))
+    } else {
+        Err(ApiError::InvalidParameter {
+            field: "id".into(),
+            reason: format!("job {id} does not exist or is not dead"),
+        })
+    }
+}
+
+/// Asks a browser for the admin credentials.
+fn challenge(e: ApiError) -> Response {
+    let mut response = e.into_response();
+    if response.status() == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"minipay admin\""),
+        );
+    }
+    response
+}
+
+pub async fn page(
+    State(services): State<Arc<Services>>,
+    admin: Result<AdminAuth, ApiError>,
+) -> Response {
+    if let Err(e) = admin {
+        return challenge(e);
+    }
+    match render(&services).await {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn page_retry(
+    State(services): State<Arc<Services>>,
+    admin: Result<AdminAuth, ApiError>,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(e) = admin {
+        return challenge(e);
+    }
+    match services.store.retry_job(&id).await {
+        Ok(_) => (StatusCode::SEE_OTHER, [(LOCATION, "/admin")]).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn render(services: &Services) -> Result<String, ApiError> {
+    let mut html = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>minipay queues</title>\
+         <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}\
+         td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}code{font-size:90%}</style>\
+         </head><body><h1>minipay queues</h1><table><tr><th>queue</th><th>depth</th>\
+         <th>oldest pending (s)</th><th>dead</th></tr>",
+    );
+    let queues = stats(services).await?;
+    for q in &queues {
+        html.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(q.queue.as_str()),
+            q.depth,
+            q.oldest_pending_secs,
+            q.dead
+        ));
+    }
+    html.push_str("</table><h2>Dead jobs</h2><p>Jobs that will not run again. Retrying is safe: every job re-checks its order first.</p><table><tr><th>queue</th><th>id</th><th>runs</th><th>job</th><th>last result</th><th></th></tr>");
+    for q in &queues {
+        for job in services
+            .store
+            .jobs(&q.queue, JobState::Dead, LIST_LIMIT)
+            .await?
+        {
+            html.push_str(&format!(
+                "<tr><td>{}</td><td><code>{}</code></td><td>{}/{}</td><td><code>{}</code></td><td>{}</td>\
+                 <td><form method=\"post\" action=\"/admin/jobs/{}/retry\"><button>retry</button></form></td></tr>",
+                escape(job.queue.as_str()),
+                escape(job.id.as_str()),
+                job.attempts,
+                job.max_attempts,
+                escape(job.args.as_str()),
+                escape(job.last_result.as_deref().unwrap_or("")),
+                escape(job.id.as_str()),
+            ));
+        }
+    }
+    html.push_str("</table></body></html>");
+    Ok(html)
+}
