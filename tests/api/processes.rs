@@ -261,3 +261,209 @@ async fn sigterm_during_load_drains_and_exits_zero() {
         Some(0)
     );
 }
+
+/// 1 `serve` + 3 `work` processes on one PostgreSQL, 2,000 orders against a simulator that
+/// fails now and then, one worker killed with SIGKILL mid-run and replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_out_on_postgres_survives_a_killed_worker() {
+    const ORDERS: usize = 2_000;
+    let Some(db) = Database::create(Backend::Postgres).await else {
+        return;
+    };
+    let logs = tempfile::tempdir().unwrap();
+    let client = crate::helpers::http();
+
+    let sim_port = free_port();
+    let sim_url = format!("http://127.0.0.1:{sim_port}");
+    let mut sim = Proc::start(
+        "simulator",
+        &["simulator", "--listen", &format!("127.0.0.1:{sim_port}")],
+        &[],
+        logs.path(),
+    );
+    wait_until_up(&format!("{sim_url}/sim/stats"), &mut sim).await;
+    client
+        .post(format!("{sim_url}/sim/faults"))
+        .json(&json!({ "latency_ms": 20, "http_500_share": 0.02, "systemerror_share": 0.01, "hang_share": 0.005, "hang_ms": 3000 }))
+        .send()
+        .await
+        .unwrap();
+
+    let env = |port: u16| {
+        let mut env = base_env(&db.url, port);
+        env.extend([
+            ("MINIPAY_PAY_BASE_URL", sim_url.clone()),
+            ("MINIPAY_AUTH_BASE_URL", sim_url.clone()),
+            ("MINIPAY_DB_POOL_SIZE", "8".to_owned()),
+            ("MINIPAY_WORKER_CONCURRENCY", "16".to_owned()),
+            ("MINIPAY_WECHAT_TIMEOUT_MS", "1000".to_owned()),
+            ("MINIPAY_PREPAY_BACKOFF_MS", "20".to_owned()),
+            ("MINIPAY_PREPAY_BACKOFF_MAX_MS", "200".to_owned()),
+        ]);
+        env
+    };
+    let api_port = free_port();
+    let api = format!("http://127.0.0.1:{api_port}");
+    let mut serve = Proc::start("serve", &["serve"], &env(api_port), logs.path());
+    wait_until_up(&format!("{api}/readyz"), &mut serve).await;
+    let mut workers: Vec<Proc> = (1..=3)
+        .map(|i| Proc::start(&format!("work-{i}"), &["work"], &env(0), logs.path()))
+        .collect();
+
+    let mut tokens = Vec::new();
+    for i in 0..20 {
+        let reply: Value = client
+            .post(format!("{api}/v1/sessions"))
+            .json(&json!({ "code": format!("scale{i}#1") }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        tokens.push(reply["token"].as_str().unwrap().to_owned());
+    }
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut submitters = Vec::new();
+    for _ in 0..16 {
+        let (client, api, tokens, next) =
+            (client.clone(), api.clone(), tokens.clone(), next.clone());
+        submitters.push(tokio::spawn(async move {
+            let mut made = Vec::new();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= ORDERS {
+                    return made;
+                }
+                let response = client
+                    .post(format!("{api}/v1/orders"))
+                    .bearer_auth(&tokens[n % tokens.len()])
+                    .json(&json!({ "sku": "sms-100", "quantity": 1 + (n % 3) }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 202);
+                let body: Value = response.json().await.unwrap();
+                made.push(body["out_trade_no"].as_str().unwrap().to_owned());
+            }
+        }));
+    }
+
+    let store = minipay::store::Store::connect(&db.url, 2, &minipay::store::InsertSignal::new())
+        .await
+        .unwrap();
+    let pool = match &store {
+        minipay::store::Store::Postgres(pool) => pool.clone(),
+        minipay::store::Store::Sqlite(_) => unreachable!(),
+    };
+    let ready = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM orders WHERE status = 'ready'")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    // Kill one worker mid-run, with jobs in its hands, and start a replacement.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while ready().await < (ORDERS / 3) as i64 {
+        assert!(Instant::now() < deadline, "too slow before the kill");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let killed = Instant::now();
+    workers[0].signal("KILL");
+    workers[0]
+        .wait_for_exit(Duration::from_secs(5))
+        .expect("killed");
+    workers.push(Proc::start("work-4", &["work"], &env(0), logs.path()));
+
+    let mut created = Vec::new();
+    for s in submitters {
+        created.extend(s.await.unwrap());
+    }
+    assert_eq!(created.len(), ORDERS);
+    while ready().await < ORDERS as i64 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {ORDERS} orders ready\n{}",
+            ready().await,
+            workers
+                .iter()
+                .map(|w| w.output())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "all {ORDERS} orders ready {:?} after the kill",
+        killed.elapsed()
+    );
+
+    // No job is left failed or dead (acks land within a heartbeat).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let unfinished: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM apalis.jobs WHERE status IN ('Failed', 'Killed') OR (job_type = 'prepay_order' AND status <> 'Done')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(unfinished, 0, "jobs left failed, dead or unfinished");
+
+    // Every attempt of an order carried the same business parameters, and none came after
+    // the order was ready.
+    let calls: Vec<Value> = client
+        .get(format!("{sim_url}/sim/calls"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ready_at: HashMap<String, i64> =
+        sqlx::query_as::<_, (String, i64)>("SELECT out_trade_no, ready_at FROM orders")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    let mut first_params: HashMap<String, Value> = HashMap::new();
+    let mut prepay_calls = 0;
+    for call in calls.iter().filter(|c| c["api"] == "unifiedorder") {
+        prepay_calls += 1;
+        let otn = call["out_trade_no"].as_str().unwrap().to_owned();
+        let params = first_params
+            .entry(otn.clone())
+            .or_insert_with(|| call["business"].clone());
+        assert_eq!(
+            &call["business"], params,
+            "{otn}: parameters changed between attempts"
+        );
+        assert!(
+            call["at_ms"].as_i64().unwrap() <= ready_at[&otn],
+            "{otn}: a prepay call after the order was ready"
+        );
+    }
+    assert_eq!(first_params.len(), ORDERS);
+    eprintln!("{prepay_calls} unifiedorder calls for {ORDERS} orders (faults injected)");
+
+    serve.signal("TERM");
+    for w in &workers[1..] {
+        w.signal("TERM");
+    }
+    assert_eq!(
+        serve
+            .wait_for_exit(Duration::from_secs(10))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+    for w in workers.iter_mut().skip(1) {
+        assert_eq!(
+            w.wait_for_exit(Duration::from_secs(10))
+                .and_then(|s| s.code()),
+            Some(0),
+            "{}",
+            w.output()
+        );
+    }
+    store.close().await;
+    db.drop_now().await;
+}
