@@ -48,8 +48,8 @@ pub struct PayResult {
 
 /// `POST /sim/force`: the next `times` calls for `out_trade_no` (or for any order, with
 /// `"*"`) get `outcome`.
+// No `deny_unknown_fields`: serde does not support it together with `flatten`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ForceRule {
     pub out_trade_no: String,
     #[serde(flatten)]
@@ -258,4 +258,33 @@ pub(super) async fn stats(State(sim): State<Simulator>) -> Json<Stats> {
         calls: state.calls.len(),
         close_violations: state.close_violations.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn force_rules_read_as_documented() {
+        for (kind, expected) in [
+            ("http_500", Forced::Http500),
+            ("hang", Forced::Hang),
+            ("system_error", Forced::SystemError),
+            ("bad_signature", Forced::BadSignature),
+            ("paid_elsewhere", Forced::PaidElsewhere),
+        ] {
+            let rule: ForceRule = serde_json::from_str(&format!(
+                r#"{{"out_trade_no":"*","kind":"{kind}","times":2}}"#
+            ))
+            .unwrap();
+            assert_eq!(rule.outcome, expected);
+            assert_eq!(rule.times, 2);
+        }
+        let rule: ForceRule = serde_json::from_str(
+            r#"{"out_trade_no":"MP1","kind":"err_code","err_code":"NOAUTH","err_code_des":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(rule.times, 1);
+        assert!(matches!(rule.outcome, Forced::ErrCode { .. }));
+    }
 }

@@ -83,6 +83,7 @@ impl Default for Faults {
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Forced {
     /// HTTP 500 before handling.
+    #[serde(rename = "http_500")]
     Http500,
     /// Handled, then the connection hangs (the reply is lost).
     Hang,
