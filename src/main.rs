@@ -212,9 +212,7 @@ fn serve_simulator(args: SimulatorArgs) -> ExitCode {
             listener.local_addr()?
         );
         axum::serve(listener, Simulator::new(config).router())
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
+            .with_graceful_shutdown(shutdown_signal())
             .await
     });
     match result {

@@ -89,7 +89,7 @@ macro_rules! register {
 }
 
 /// A SQLite queue woken by inserts through this process's pool, with a safety poll.
-fn sqlite_backend<T: Send + Sync + 'static>(
+pub fn sqlite_backend<T: Send + Sync + 'static>(
     pool: SqlitePool,
     signal: InsertSignal,
     config: apalis_sqlite::Config,
@@ -105,7 +105,7 @@ fn sqlite_backend<T: Send + Sync + 'static>(
 }
 
 /// A PostgreSQL queue woken by apalis' LISTEN/NOTIFY, with a safety poll.
-fn postgres_backend<T: Send + Sync + 'static>(
+pub fn postgres_backend<T: Send + Sync + 'static>(
     pool: PgPool,
     config: apalis_postgres::Config,
 ) -> impl Fn() -> PollWith<PostgresStorage<T>, Rearm<Strategy>> + Send + Sync + 'static {

@@ -32,10 +32,16 @@ pub async fn run(job: PrepayOrder, services: Data<Arc<Services>>) -> Result<(), 
 }
 
 async fn prepay(services: Arc<Services>, job: PrepayOrder) -> Result<(), BoxDynError> {
+    let started_ms = services.clock.unix_ms();
     let store = &services.store;
     let Some(order) = store.order(&job.out_trade_no).await? else {
         return Err(AbortError::new(format!("no order {}", job.out_trade_no)).into());
     };
+    if order.prepay_attempts == 0 && order.prepay_generation == 0 {
+        // The job was queued in the transaction that created the order.
+        metrics::histogram!("minipay_job_pickup_seconds", "queue" => PrepayOrder::QUEUE)
+            .record((started_ms - order.created_at).max(0) as f64 / 1000.0);
+    }
     if order.status() != OrderStatus::Pending {
         // Delivered twice, or re-queued after the first run finished: nothing left to do.
         tracing::debug!(status = %order.status, "order is no longer pending");
