@@ -55,6 +55,8 @@ pub struct Services {
     /// Where WeChat posts payment results for orders created by this process.
     pub notify_url: String,
     pub refused: RefusedNotifies,
+    /// Sessions already looked up.
+    pub sessions: crate::http::SessionCache,
     pub metrics: PrometheusHandle,
     /// This process's worker name prefix, when it runs workers.
     pub worker_node: Option<String>,
@@ -197,6 +199,7 @@ impl App {
             waiters: Waiters::new(),
             notify_url,
             refused,
+            sessions: crate::http::SessionCache::new(),
             metrics: crate::metrics::install(),
             worker_node,
             simulator,

@@ -99,7 +99,7 @@ impl Default for Settings {
             stuck_pending_secs: 120,
             shutdown_timeout_secs: 30,
             worker_concurrency: 64,
-            worker_batch_size: 16,
+            worker_batch_size: 64,
             heartbeat_secs: 2,
             db_pool_size: 16,
             job_retention_secs: 3600,

@@ -42,7 +42,7 @@ pub async fn raw_commit_rate(
     };
     match &store {
         Store::Sqlite(p) => {
-            sqlx::query(ddl).execute(p).await?;
+            sqlx::query(ddl).execute(&p.writer).await?;
         }
         Store::Postgres(p) => {
             sqlx::query(ddl).execute(p).await?;
@@ -54,7 +54,7 @@ pub async fn raw_commit_rate(
         async move {
             match &*store {
                 Store::Sqlite(p) => {
-                    let mut tx = p.begin().await?;
+                    let mut tx = p.writer.begin().await?;
                     sqlx::query("INSERT INTO bench_commits (v) VALUES ($1)")
                         .bind(i.to_string())
                         .execute(&mut *tx)
@@ -110,7 +110,7 @@ pub async fn apalis_drain(
             .collect();
         match &store {
             Store::Sqlite(p) => {
-                let mut tx = p.begin().await?;
+                let mut tx = p.writer.begin().await?;
                 apalis_sqlite::queries::push_tasks(&mut *tx, NOOP_QUEUE, &tasks).await?;
                 tx.commit().await?;
             }
@@ -131,8 +131,9 @@ pub async fn apalis_drain(
                 .queue(NOOP_QUEUE)
                 .batch_size(batch)
                 .heartbeat_interval(heartbeat)
-                .missed_heartbeats(3);
-            let make = minipay::worker::sqlite_backend::<Noop>(pool, signal.clone(), config);
+                .missed_heartbeats(3)
+                .lock_tasks(minipay::worker::LOCK_TASKS);
+            let make = minipay::worker::sqlite_backend::<Noop>(pool.writer, signal.clone(), config);
             let done = done.clone();
             Monitor::new().register(move |run| {
                 WorkerBuilder::new(format!("{name}-{run}").as_str())
@@ -147,7 +148,8 @@ pub async fn apalis_drain(
                 .queue(NOOP_QUEUE)
                 .batch_size(batch)
                 .heartbeat_interval(heartbeat)
-                .missed_heartbeats(3);
+                .missed_heartbeats(3)
+                .lock_tasks(minipay::worker::LOCK_TASKS);
             let make = minipay::worker::postgres_backend::<Noop>(pool, config);
             let done = done.clone();
             Monitor::new().register(move |run| {

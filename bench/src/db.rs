@@ -19,7 +19,6 @@ impl Backend {
 }
 
 pub struct BenchDb {
-    pub backend: Backend,
     pub url: String,
     _dir: Option<tempfile::TempDir>,
     pg_name: Option<String>,
@@ -38,7 +37,6 @@ impl BenchDb {
                 let dir = tempfile::tempdir()?;
                 let url = format!("sqlite://{}/bench.db", dir.path().display());
                 Ok(BenchDb {
-                    backend,
                     url,
                     _dir: Some(dir),
                     pg_name: None,
@@ -60,7 +58,6 @@ impl BenchDb {
                     .map(|(b, _)| b.to_owned())
                     .unwrap_or(admin.clone());
                 Ok(BenchDb {
-                    backend,
                     url: format!("{base}/{name}"),
                     _dir: None,
                     pg_name: Some(name),

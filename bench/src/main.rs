@@ -98,7 +98,7 @@ fn service_settings() -> Vec<(&'static str, String)> {
 }
 
 const POOL_SIZE: u32 = 16;
-const BATCH: usize = 16;
+const BATCH: usize = 64;
 const CLIENTS: usize = 64;
 
 async fn measure(backend: Backend, plan: Plan, dir: &std::path::Path) -> anyhow::Result<Figures> {
@@ -157,12 +157,17 @@ async fn measure(backend: Backend, plan: Plan, dir: &std::path::Path) -> anyhow:
     let (run, trips) = scenarios::submit_to_ready(&svc, plan.orders_fast, CLIENTS).await;
     let after = svc.cpu();
     eprintln!(
-        "    {:.0} orders/s in {:.1} s; CPU s: service {:.1}, simulator {:.1}, load generator {:.1}",
+        "    {:.0} orders/s in {:.1} s; CPU s: service {:.1}, simulator {:.1}, load generator {:.1}, whole machine {:.1} of {:.1}",
         run.rate(),
         run.elapsed.as_secs_f64(),
         after[0] - before[0],
         after[1] - before[1],
-        after[2] - before[2]
+        after[2] - before[2],
+        after[3] - before[3],
+        run.elapsed.as_secs_f64()
+            * std::thread::available_parallelism()
+                .map(|n| n.get() as f64)
+                .unwrap_or(1.0),
     );
     f.fast = Some(run);
     f.pickup_ms = svc.pickup_ms().await.ok();

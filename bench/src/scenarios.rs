@@ -93,11 +93,14 @@ impl Service {
     }
 
     /// CPU seconds used so far by the service, the simulator, and this load generator.
-    pub fn cpu(&self) -> [f64; 3] {
+    /// CPU seconds used so far by the service, the simulator, this load generator, and the
+    /// whole machine (every core).
+    pub fn cpu(&self) -> [f64; 4] {
         [
             self.service.cpu_secs(),
             self.simulator.cpu_secs(),
             crate::procs::cpu_secs(std::process::id()),
+            crate::procs::machine_busy_secs(),
         ]
     }
 
@@ -218,7 +221,7 @@ pub async fn wake_latencies(db: &BenchDb, trips: &[Trip]) -> anyhow::Result<Samp
                 sqlx::query_as(
                     "SELECT out_trade_no, ready_at FROM orders WHERE ready_at IS NOT NULL",
                 )
-                .fetch_all(&p)
+                .fetch_all(&p.reader)
                 .await?
             }
             minipay::store::Store::Postgres(p) => {

@@ -14,6 +14,7 @@ use super::orders::{Created, Draft, place, view};
 use super::payer_ip::payer_ip;
 use crate::app::Services;
 use crate::error::{ApiError, AppJson};
+use crate::store::EventRow;
 use crate::wechat::params::{
     ParamError, check_openid, check_out_trade_no, check_text, check_total_fee,
 };
@@ -87,7 +88,24 @@ pub async fn order_history(
         .order(&out_trade_no)
         .await?
         .ok_or_else(|| ApiError::OrderNotFound(out_trade_no.clone()))?;
-    let events = services.store.events(&out_trade_no).await?;
+    let mut events = services.store.events(&out_trade_no).await?;
+    // Creation and readiness are columns of the order, not event rows.
+    events.insert(
+        0,
+        EventRow {
+            at: order.created_at,
+            kind: "created".into(),
+            detail: format!("{} fen", order.total_fee),
+        },
+    );
+    if let (Some(at), Some(prepay_id)) = (order.ready_at, &order.prepay_id) {
+        events.push(EventRow {
+            at,
+            kind: "ready".into(),
+            detail: format!("prepay_id {prepay_id}"),
+        });
+    }
+    events.sort_by_key(|e| e.at);
     let notifies = services.store.notifies_for(&out_trade_no).await?;
     let mut body = view(&order);
     body["openid"] = json!(order.openid);

@@ -40,11 +40,17 @@ impl FromRequestParts<Arc<Services>> for SessionAuth {
         services: &Arc<Services>,
     ) -> Result<Self, ApiError> {
         let token = bearer(parts).ok_or(ApiError::SessionRequired)?;
+        let hash = token_hash(token);
+        let now_ms = services.clock.unix_ms();
+        if let Some(session) = services.sessions.get(&hash, now_ms) {
+            return Ok(SessionAuth(session));
+        }
         let session = services
             .store
-            .session(&token_hash(token), services.clock.unix_ms())
+            .session(&hash, now_ms)
             .await?
             .ok_or(ApiError::SessionRequired)?;
+        services.sessions.put(hash, session.clone());
         Ok(SessionAuth(session))
     }
 }

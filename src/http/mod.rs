@@ -7,6 +7,7 @@ mod notify;
 mod orders;
 mod payer_ip;
 mod queues;
+mod session_cache;
 mod sessions;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::error::ApiError;
 
 pub use auth::token_hash;
 pub use notify::{RefusedNotifies, SUCCESS_REPLY};
+pub use session_cache::SessionCache;
 
 /// JSON bodies of this API are small; anything larger is refused before parsing.
 const JSON_BODY_LIMIT: usize = 16 * 1024;

@@ -221,40 +221,30 @@ pub async fn show(
             _ => Err(ApiError::OrderNotFound(out_trade_no.clone())),
         }
     };
-    let mut order = visible(services.store.order(&out_trade_no).await?)?;
-    if wait > 0 && order.status() == OrderStatus::Pending {
-        order = wait_for_change(&services, order, Duration::from_secs(wait)).await?;
+    if wait == 0 {
+        return Ok(AppJson(view(&visible(
+            services.store.order(&out_trade_no).await?,
+        )?)));
     }
-    Ok(AppJson(view(&order)))
-}
-
-/// Waits until the order leaves `pending`, the time runs out, or the service shuts down.
-async fn wait_for_change(
-    services: &Services,
-    mut order: OrderRow,
-    wait: Duration,
-) -> Result<OrderRow, ApiError> {
-    let deadline = tokio::time::Instant::now() + wait;
-    let watch = services.waiters.watch(&order.out_trade_no);
-    // Re-read on a timer as well: a wake-up from another process can be lost while the
-    // listener reconnects, and SQLite has no cross-process signal.
+    // Long-poll: register for the wake-up before each read, so that a change between the read
+    // and the wait is not missed. Re-read on a timer as well: a wake-up from another process can
+    // be lost while the listener reconnects, and SQLite has no cross-process signal.
     const RECHECK: Duration = Duration::from_millis(1000);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    let watch = services.waiters.watch(&out_trade_no);
     loop {
         let notified = watch.notify().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let fresh = services.store.order(&order.out_trade_no).await?;
-        if let Some(fresh) = fresh {
-            order = fresh;
-        }
+        let order = visible(services.store.order(&out_trade_no).await?)?;
         let now = tokio::time::Instant::now();
         if order.status() != OrderStatus::Pending || now >= deadline {
-            return Ok(order);
+            return Ok(AppJson(view(&order)));
         }
         tokio::select! {
             () = &mut notified => {}
             () = tokio::time::sleep(RECHECK.min(deadline - now)) => {}
-            () = services.stopping.cancelled() => return Ok(order),
+            () = services.stopping.cancelled() => return Ok(AppJson(view(&order))),
         }
     }
 }

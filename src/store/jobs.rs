@@ -2,7 +2,7 @@
 //! own board needs its own origin and has no authentication; this is the same information
 //! behind the admin token.)
 
-use super::Store;
+use super::{SqlitePools, Store};
 
 /// One job row, for the admin view.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
@@ -64,7 +64,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<JobRow>, sqlx::Error> {
         match self {
-            Store::Sqlite(pool) => {
+            Store::Sqlite(SqlitePools { reader: pool, .. }) => {
                 let sql = format!(
                     "SELECT id, job_type AS queue, status, attempts, max_attempts, run_at, \
                      CAST(job AS TEXT) AS args, last_result, lock_by FROM Jobs \
@@ -98,7 +98,7 @@ impl Store {
     /// Safe for our jobs: each re-checks its order's status before acting.
     pub async fn retry_job(&self, id: &str) -> Result<bool, sqlx::Error> {
         let changed = match self {
-            Store::Sqlite(pool) => {
+            Store::Sqlite(SqlitePools { writer: pool, .. }) => {
                 let sql = format!(
                     "UPDATE Jobs SET status = 'Pending', attempts = 0, lock_by = NULL, lock_at = NULL, \
                      done_at = NULL, run_at = strftime('%s', 'now') WHERE id = $1 AND {DEAD}"

@@ -35,21 +35,50 @@ pub use stats::{QueueStats, StatusCount};
 /// The database holding orders and the job queue.
 #[derive(Clone, Debug)]
 pub enum Store {
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePools),
     Postgres(PgPool),
 }
 
-/// Runs the same body against whichever pool the store holds. The body is type-checked once
-/// per backend, so `sqlx` calls inside it resolve to that backend.
+/// SQLite has one writer at a time. Writes go through a single connection so that they queue
+/// in-process, first come first served; with several writing connections SQLite's busy
+/// handler makes waiters sleep in steps of up to 100 ms (measured: p99 commit 54 ms and a
+/// 1.7 s maximum with 16 writers, 8 ms with one). Reads use their own pool; in WAL they never
+/// wait for the writer.
+#[derive(Clone, Debug)]
+pub struct SqlitePools {
+    /// One connection: every write transaction, ours and apalis'.
+    pub writer: SqlitePool,
+    pub reader: SqlitePool,
+}
+
+/// Runs the same body against the pool that takes writes (on PostgreSQL, the pool). The body
+/// is type-checked once per backend, so `sqlx` calls inside it resolve to that backend.
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match $store {
-            $crate::store::Store::Sqlite($pool) => $body,
+            $crate::store::Store::Sqlite(pools) => {
+                let $pool = &pools.writer;
+                $body
+            }
             $crate::store::Store::Postgres($pool) => $body,
         }
     };
 }
 pub(crate) use on_pool;
+
+/// Like `on_pool!`, for statements that only read.
+macro_rules! on_reader {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite(pools) => {
+                let $pool = &pools.reader;
+                $body
+            }
+            $crate::store::Store::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_reader;
 
 /// Our migrations, per backend; apalis migrates its own tables after ours.
 fn our_migrations(store: &Store) -> sqlx::migrate::Migrator {
@@ -75,8 +104,10 @@ impl Store {
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
             let signal = signal.clone();
-            let pool = SqlitePoolOptions::new()
-                .max_connections(pool_size)
+            let writer = SqlitePoolOptions::new()
+                .max_connections(1)
+                // A write waits for the one connection; the wait is the queue.
+                .acquire_timeout(Duration::from_secs(30))
                 .after_connect(move |conn, _| {
                     let signal = signal.clone();
                     Box::pin(async move {
@@ -91,9 +122,13 @@ impl Store {
                         Ok(())
                     })
                 })
+                .connect_with(options.clone())
+                .await?;
+            let reader = SqlitePoolOptions::new()
+                .max_connections(pool_size)
                 .connect_with(options)
                 .await?;
-            Ok(Store::Sqlite(pool))
+            Ok(Store::Sqlite(SqlitePools { writer, reader }))
         } else {
             let pool = PgPoolOptions::new()
                 .max_connections(pool_size)
@@ -108,7 +143,7 @@ impl Store {
     /// migrator ignores the other's rows (apalis-1.0.md §6.9).
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         match self {
-            Store::Sqlite(pool) => {
+            Store::Sqlite(SqlitePools { writer: pool, .. }) => {
                 let mut ours = our_migrations(self);
                 ours.set_ignore_missing(true);
                 ours.run(pool).await?;
@@ -138,7 +173,7 @@ impl Store {
     /// Whether every migration of ours is applied (for `/readyz`).
     pub async fn migrations_applied(&self) -> Result<bool, sqlx::Error> {
         let expected: Vec<i64> = our_migrations(self).iter().map(|m| m.version).collect();
-        let applied: Vec<i64> = on_pool!(self, pool => {
+        let applied: Vec<i64> = on_reader!(self, pool => {
             sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
                 .fetch_all(pool)
                 .await?
@@ -148,7 +183,7 @@ impl Store {
 
     /// A round trip to the database.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        on_pool!(self, pool => { sqlx::query("SELECT 1").execute(pool).await?; });
+        on_reader!(self, pool => { sqlx::query("SELECT 1").execute(pool).await?; });
         Ok(())
     }
 
@@ -184,7 +219,13 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        on_pool!(self, pool => pool.close().await)
+        match self {
+            Store::Sqlite(pools) => {
+                pools.writer.close().await;
+                pools.reader.close().await;
+            }
+            Store::Postgres(pool) => pool.close().await,
+        }
     }
 }
 

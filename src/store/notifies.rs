@@ -4,7 +4,7 @@
 use minipay_jobs::ApplyPayment;
 
 use super::dialect::{Dialect, job_task};
-use super::{Store, on_pool};
+use super::{Store, on_pool, on_reader};
 use crate::wechat::reply::Payment;
 
 /// A received notify to record.
@@ -134,7 +134,7 @@ impl Store {
     }
 
     pub async fn notify(&self, id: i64) -> Result<Option<NotifyRow>, sqlx::Error> {
-        on_pool!(self, pool => {
+        on_reader!(self, pool => {
             sqlx::query_as("SELECT * FROM notifies WHERE id = $1")
                 .bind(id)
                 .fetch_optional(pool)
@@ -144,7 +144,7 @@ impl Store {
 
     /// Every notify about an order, oldest first.
     pub async fn notifies_for(&self, out_trade_no: &str) -> Result<Vec<NotifyRow>, sqlx::Error> {
-        on_pool!(self, pool => {
+        on_reader!(self, pool => {
             sqlx::query_as("SELECT * FROM notifies WHERE out_trade_no = $1 ORDER BY id")
                 .bind(out_trade_no)
                 .fetch_all(pool)

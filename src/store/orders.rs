@@ -4,7 +4,7 @@
 use minipay_jobs::{OrderStatus, PrepayOrder, QueryOrder};
 
 use super::dialect::{Dialect, job_task};
-use super::{Store, on_pool};
+use super::{Store, on_pool, on_reader};
 use crate::wechat::reply::Payment;
 
 /// An order row.
@@ -74,6 +74,42 @@ pub struct NewOrder {
     pub expires_at: i64,
 }
 
+impl NewOrder {
+    /// The row as `INSERT_ORDER` writes it (read back without a query).
+    fn as_inserted(&self) -> OrderRow {
+        OrderRow {
+            out_trade_no: self.out_trade_no.clone(),
+            session_id: self.session_id,
+            openid: self.openid.clone(),
+            sku: self.sku.clone(),
+            quantity: self.quantity,
+            total_fee: self.total_fee,
+            description: self.description.clone(),
+            attach: self.attach.clone(),
+            payer_ip: self.payer_ip.clone(),
+            idempotency_key: self.idempotency_key.clone(),
+            params: self.params.clone(),
+            status: OrderStatus::Pending.as_str().to_owned(),
+            prepay_id: None,
+            pay_params: None,
+            error_code: None,
+            error_message: None,
+            transaction_id: None,
+            time_end: None,
+            cash_fee: None,
+            prepay_attempts: 0,
+            prepay_generation: 0,
+            reconcile_checks: 0,
+            next_check_at: None,
+            created_at: self.created_at,
+            updated_at: self.created_at,
+            ready_at: None,
+            paid_at: None,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
 /// What `create_order` did.
 #[derive(Debug)]
 pub enum CreateOutcome {
@@ -110,6 +146,10 @@ pub enum Applied {
 const INSERT_ORDER: &str = "INSERT INTO orders (out_trade_no, session_id, openid, sku, quantity, total_fee, \
      description, attach, payer_ip, idempotency_key, params, status, created_at, updated_at, expires_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12, $12, $13) ON CONFLICT DO NOTHING";
+
+const MARK_READY: &str = "UPDATE orders SET status = 'ready', prepay_id = $2, pay_params = $3, \
+     prepay_attempts = prepay_attempts + 1, ready_at = $4, updated_at = $4, next_check_at = $5 \
+     WHERE out_trade_no = $1 AND status = 'pending'";
 
 const INSERT_EVENT: &str =
     "INSERT INTO order_events (out_trade_no, at, kind, detail) VALUES ($1, $2, $3, $4)";
@@ -148,12 +188,8 @@ impl Store {
                 == 1;
             if inserted {
                 tx.enqueue(PrepayOrder::QUEUE, task).await?;
-                let row: OrderRow = sqlx::query_as("SELECT * FROM orders WHERE out_trade_no = $1")
-                    .bind(&order.out_trade_no)
-                    .fetch_one(&mut *tx)
-                    .await?;
                 tx.commit().await?;
-                return Ok(CreateOutcome::Created(row));
+                return Ok(CreateOutcome::Created(order.as_inserted()));
             }
             let existing: Option<OrderRow> = match (&order.idempotency_key, order.session_id) {
                 (Some(key), Some(session)) => {
@@ -184,7 +220,7 @@ impl Store {
     }
 
     pub async fn order(&self, out_trade_no: &str) -> Result<Option<OrderRow>, sqlx::Error> {
-        on_pool!(self, pool => {
+        on_reader!(self, pool => {
             sqlx::query_as("SELECT * FROM orders WHERE out_trade_no = $1")
                 .bind(out_trade_no)
                 .fetch_optional(pool)
@@ -201,35 +237,38 @@ impl Store {
         now_ms: i64,
         first_check_at_ms: i64,
     ) -> Result<bool, sqlx::Error> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let changed = sqlx::query(
-                "UPDATE orders SET status = 'ready', prepay_id = $2, pay_params = $3, \
-                 prepay_attempts = prepay_attempts + 1, ready_at = $4, updated_at = $4, \
-                 next_check_at = $5 WHERE out_trade_no = $1 AND status = 'pending'",
-            )
+        // One statement, no explicit transaction: this runs once per order, and the history
+        // shows "ready" from `ready_at` rather than from an event row.
+        let changed = match self {
+            Store::Sqlite(pools) => sqlx::query(MARK_READY)
+                .bind(out_trade_no)
+                .bind(prepay_id)
+                .bind(pay_params_json)
+                .bind(now_ms)
+                .bind(first_check_at_ms)
+                .execute(&pools.writer)
+                .await?
+                .rows_affected(),
+            // The NOTIFY rides in the same statement, so it is sent exactly when the change
+            // commits.
+            Store::Postgres(pool) => sqlx::query(concat!(
+                "WITH changed AS (",
+                "UPDATE orders SET status = 'ready', prepay_id = $2, pay_params = $3, ",
+                "prepay_attempts = prepay_attempts + 1, ready_at = $4, updated_at = $4, ",
+                "next_check_at = $5 WHERE out_trade_no = $1 AND status = 'pending' ",
+                "RETURNING out_trade_no) ",
+                "SELECT pg_notify('minipay_order', out_trade_no) FROM changed"
+            ))
             .bind(out_trade_no)
             .bind(prepay_id)
             .bind(pay_params_json)
             .bind(now_ms)
             .bind(first_check_at_ms)
-            .execute(&mut *tx)
+            .fetch_all(pool)
             .await?
-            .rows_affected()
-                == 1;
-            if changed {
-                sqlx::query(INSERT_EVENT)
-                    .bind(out_trade_no)
-                    .bind(now_ms)
-                    .bind("ready")
-                    .bind(format!("prepay_id {prepay_id}"))
-                    .execute(&mut *tx)
-                    .await?;
-                tx.announce(out_trade_no).await?;
-            }
-            tx.commit().await?;
-            Ok(changed)
-        })
+            .len() as u64,
+        };
+        Ok(changed == 1)
     }
 
     /// Records a prepay attempt that did not succeed; returns the attempts so far, or `None`
@@ -567,7 +606,7 @@ impl Store {
 
     /// The order's history: its events, oldest first.
     pub async fn events(&self, out_trade_no: &str) -> Result<Vec<EventRow>, sqlx::Error> {
-        on_pool!(self, pool => {
+        on_reader!(self, pool => {
             sqlx::query_as("SELECT at, kind, detail FROM order_events WHERE out_trade_no = $1 ORDER BY id")
                 .bind(out_trade_no)
                 .fetch_all(pool)

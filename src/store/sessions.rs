@@ -1,12 +1,14 @@
 //! Login sessions: the hash of the bearer token, the user's openid and session_key.
 
-use super::{Store, on_pool};
+use super::{Store, on_pool, on_reader};
 
 /// An authenticated session, as request handlers see it (no session_key).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SessionRow {
     pub id: i64,
     pub openid: String,
+    /// Unix ms after which the token is refused.
+    pub expires_at: i64,
 }
 
 impl Store {
@@ -42,8 +44,8 @@ impl Store {
         token_hash: &str,
         now_ms: i64,
     ) -> Result<Option<SessionRow>, sqlx::Error> {
-        on_pool!(self, pool => {
-            sqlx::query_as("SELECT id, openid FROM sessions WHERE token_hash = $1 AND expires_at > $2")
+        on_reader!(self, pool => {
+            sqlx::query_as("SELECT id, openid, expires_at FROM sessions WHERE token_hash = $1 AND expires_at > $2")
                 .bind(token_hash)
                 .bind(now_ms)
                 .fetch_optional(pool)

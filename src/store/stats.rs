@@ -1,6 +1,6 @@
 //! Counts for `/metrics` and `/readyz`: orders by status, queue depth and age, dead jobs.
 
-use super::{Store, on_pool};
+use super::{SqlitePools, Store, on_reader};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StatusCount {
@@ -34,7 +34,7 @@ const QUEUE_STATS_POSTGRES: &str = "SELECT job_type AS queue, \
 
 impl Store {
     pub async fn status_counts(&self) -> Result<Vec<StatusCount>, sqlx::Error> {
-        on_pool!(self, pool => {
+        on_reader!(self, pool => {
             sqlx::query_as("SELECT status, COUNT(*) AS count FROM orders GROUP BY status")
                 .fetch_all(pool)
                 .await
@@ -43,7 +43,7 @@ impl Store {
 
     /// `ready` orders with no payment `delay_ms` after they became ready.
     pub async fn ready_overdue(&self, ready_before_ms: i64) -> Result<i64, sqlx::Error> {
-        on_pool!(self, pool => {
+        on_reader!(self, pool => {
             sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE status = 'ready' AND ready_at < $1")
                 .bind(ready_before_ms)
                 .fetch_one(pool)
@@ -54,7 +54,7 @@ impl Store {
     /// Backlog of each apalis queue; `now_secs` is the clock apalis' `run_at` is compared to.
     pub async fn queue_stats(&self, now_secs: i64) -> Result<Vec<QueueStats>, sqlx::Error> {
         match self {
-            Store::Sqlite(pool) => {
+            Store::Sqlite(SqlitePools { reader: pool, .. }) => {
                 sqlx::query_as(QUEUE_STATS_SQLITE)
                     .bind(now_secs)
                     .fetch_all(pool)
@@ -78,7 +78,7 @@ impl Store {
     ) -> Result<u64, sqlx::Error> {
         let cutoff = now_secs - older_than_secs;
         let deleted = match self {
-            Store::Sqlite(pool) => {
+            Store::Sqlite(SqlitePools { writer: pool, .. }) => {
                 sqlx::query("DELETE FROM Jobs WHERE status IN ('Done', 'Killed') AND done_at < $1")
                     .bind(cutoff)
                     .execute(pool)
@@ -105,7 +105,7 @@ impl Store {
     ) -> Result<bool, sqlx::Error> {
         let pattern = format!("{node}-%");
         let alive: i64 = match self {
-            Store::Sqlite(pool) => {
+            Store::Sqlite(SqlitePools { reader: pool, .. }) => {
                 sqlx::query_scalar("SELECT COUNT(*) FROM Workers WHERE last_seen >= $1 AND id LIKE $2")
                     .bind(now_secs - within_secs)
                     .bind(&pattern)

@@ -21,7 +21,7 @@ use minipay_jobs::{ApplyPayment, PrepayOrder, QueryOrder};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Services;
-use crate::store::{InsertSignal, Store};
+use crate::store::{InsertSignal, SqlitePools, Store};
 
 pub use payments::apply as apply_payment;
 
@@ -54,6 +54,12 @@ impl<P: PollStrategy> PollStrategy for Rearm<P> {
 /// How often an idle worker looks for jobs its wake-up stream did not announce (jobs queued
 /// by another process on SQLite, a NOTIFY lost while reconnecting, delayed `run_at`).
 const SAFETY_POLL: Duration = Duration::from_millis(500);
+
+/// Whether a job's row is marked `Running` when it starts. Off: each mark is one more write
+/// that the worker's fetch loop waits for, and it buys nothing here — a claimed row is already
+/// `Queued` with the worker's name, which is all that crash recovery (re-queueing the rows of
+/// a worker whose heartbeat stopped) and acknowledgement look at.
+pub const LOCK_TASKS: bool = false;
 
 /// This process's worker name prefix: unique per process start, because apalis 1.0 strands
 /// the jobs of a crashed worker when a new process reuses its name (apalis-1.0.md §2.5).
@@ -139,13 +145,14 @@ pub async fn run(
     // A killed worker's jobs go back to the queue after heartbeat × 3 (6 s by default) instead
     // of apalis' 300 s on PostgreSQL.
     match services.store.clone() {
-        Store::Sqlite(pool) => {
+        Store::Sqlite(SqlitePools { writer: pool, .. }) => {
             let queue = move |name: &'static str| {
                 apalis_sqlite::Config::default()
                     .queue(name)
                     .batch_size(batch)
                     .heartbeat_interval(heartbeat)
                     .missed_heartbeats(3)
+                    .lock_tasks(LOCK_TASKS)
             };
             monitor = register!(
                 monitor,
@@ -191,6 +198,7 @@ pub async fn run(
                     .batch_size(batch)
                     .heartbeat_interval(heartbeat)
                     .missed_heartbeats(3)
+                    .lock_tasks(LOCK_TASKS)
             };
             monitor = register!(
                 monitor,

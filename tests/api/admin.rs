@@ -8,7 +8,7 @@ use crate::helpers::{ADMIN_TOKEN, TestApp, eventually, on_both_backends};
 async fn exec(app: &TestApp, sql: &'static str) {
     match app.store() {
         minipay::store::Store::Sqlite(p) => {
-            sqlx::query(sql).execute(p).await.unwrap();
+            sqlx::query(sql).execute(&p.writer).await.unwrap();
         }
         minipay::store::Store::Postgres(p) => {
             sqlx::query(sql).execute(p).await.unwrap();

@@ -332,7 +332,10 @@ impl TestApp {
     /// Runs a `SELECT COUNT(*) ...`-style scalar query on either backend.
     pub async fn scalar(&self, sql: &'static str) -> i64 {
         match self.store() {
-            Store::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+            Store::Sqlite(pools) => sqlx::query_scalar(sql)
+                .fetch_one(&pools.writer)
+                .await
+                .unwrap(),
             Store::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
         }
     }

@@ -86,7 +86,7 @@ on_both_backends! {
         })
         .await;
         let verdicts: Vec<String> = match app.store() {
-            minipay::store::Store::Sqlite(p) => sqlx::query_scalar("SELECT verdict FROM notifies ORDER BY id").fetch_all(p).await.unwrap(),
+            minipay::store::Store::Sqlite(p) => sqlx::query_scalar("SELECT verdict FROM notifies ORDER BY id").fetch_all(&p.writer).await.unwrap(),
             minipay::store::Store::Postgres(p) => sqlx::query_scalar("SELECT verdict FROM notifies ORDER BY id").fetch_all(p).await.unwrap(),
         };
         let expected: Vec<&str> = forgeries.iter().map(|(v, _)| *v).collect();

@@ -109,7 +109,7 @@ on_both_backends! {
         let token = body["token"].as_str().unwrap();
         // The database holds the token's hash, not the token.
         let stored: String = match app.store() {
-            minipay::store::Store::Sqlite(p) => sqlx::query_scalar("SELECT token_hash FROM sessions").fetch_one(p).await.unwrap(),
+            minipay::store::Store::Sqlite(p) => sqlx::query_scalar("SELECT token_hash FROM sessions").fetch_one(&p.writer).await.unwrap(),
             minipay::store::Store::Postgres(p) => sqlx::query_scalar("SELECT token_hash FROM sessions").fetch_one(p).await.unwrap(),
         };
         assert_eq!(stored, minipay::http::token_hash(token));

@@ -96,7 +96,7 @@ on_both_backends! {
         let otn = app.create_order(&token, "sms-100", 1).await["out_trade_no"].as_str().unwrap().to_owned();
         // The job row is lost (an operator deleted it, a restore without the queue, ...).
         match app.store() {
-            minipay::store::Store::Sqlite(p) => { sqlx::query("DELETE FROM Jobs").execute(p).await.unwrap(); }
+            minipay::store::Store::Sqlite(p) => { sqlx::query("DELETE FROM Jobs").execute(&p.writer).await.unwrap(); }
             minipay::store::Store::Postgres(p) => { sqlx::query("DELETE FROM apalis.jobs").execute(p).await.unwrap(); }
         }
         let app = app.restart(Role::All).await;
