@@ -7,6 +7,7 @@
 //! differ, the [`Dialect`] trait or a per-backend constant says so.
 
 mod dialect;
+mod group_commit;
 mod insert_signal;
 mod jobs;
 mod notifies;
@@ -46,9 +47,11 @@ pub enum Store {
 /// wait for the writer.
 #[derive(Clone, Debug)]
 pub struct SqlitePools {
-    /// One connection: every write transaction, ours and apalis'.
+    /// One connection: every write transaction, ours (through `group`) and apalis'.
     pub writer: SqlitePool,
     pub reader: SqlitePool,
+    /// Our write transactions, committed in batches.
+    pub group: group_commit::GroupCommit,
 }
 
 /// Runs the same body against the pool that takes writes (on PostgreSQL, the pool). The body
@@ -65,6 +68,34 @@ macro_rules! on_pool {
     };
 }
 pub(crate) use on_pool;
+
+/// Runs `$body` as one write transaction, `$tx` being its connection: on SQLite inside the next
+/// group commit, on PostgreSQL in a transaction of its own. The body owns what it captures (on
+/// SQLite it runs on the committing task) and ends in `Ok(value)`; an `Err` rolls it back.
+macro_rules! write_tx {
+    ($store:expr, $tx:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite(pools) => {
+                pools
+                    .group
+                    .run(move |$tx: &mut sqlx::SqliteConnection| Box::pin(async move { $body }))
+                    .await
+            }
+            $crate::store::Store::Postgres(pool) => {
+                let mut transaction = pool.begin().await?;
+                let result = {
+                    let $tx: &mut sqlx::PgConnection = &mut transaction;
+                    async { $body }.await
+                };
+                if result.is_ok() {
+                    transaction.commit().await?;
+                }
+                result
+            }
+        }
+    };
+}
+pub(crate) use write_tx;
 
 /// Like `on_pool!`, for statements that only read.
 macro_rules! on_reader {
@@ -128,7 +159,12 @@ impl Store {
                 .max_connections(pool_size)
                 .connect_with(options)
                 .await?;
-            Ok(Store::Sqlite(SqlitePools { writer, reader }))
+            let group = group_commit::GroupCommit::start(writer.clone());
+            Ok(Store::Sqlite(SqlitePools {
+                writer,
+                reader,
+                group,
+            }))
         } else {
             let pool = PgPoolOptions::new()
                 .max_connections(pool_size)

@@ -4,7 +4,7 @@
 use minipay_jobs::ApplyPayment;
 
 use super::dialect::{Dialect, job_task};
-use super::{Store, on_pool, on_reader};
+use super::{Store, on_reader, write_tx};
 use crate::wechat::reply::Payment;
 
 /// A received notify to record.
@@ -72,12 +72,12 @@ impl Store {
         &self,
         notify: &NewNotify,
     ) -> Result<RecordedNotify, sqlx::Error> {
+        let notify = notify.clone();
         let payment = notify
             .payment
-            .as_ref()
+            .clone()
             .ok_or_else(|| sqlx::Error::Protocol("a verified notify carries its payment".into()))?;
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        write_tx!(self, tx => {
             let id: Option<i64> = sqlx::query_scalar(concat!(
                 "INSERT INTO notifies (received_at, verdict, detail, out_trade_no, transaction_id, ",
                 "total_fee, cash_fee, time_end, raw) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ",
@@ -95,7 +95,6 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
             let Some(id) = id else {
-                tx.rollback().await?;
                 return Ok(RecordedNotify::Duplicate);
             };
             let job = ApplyPayment {
@@ -105,15 +104,14 @@ impl Store {
             let task = job_task(&job, job.idempotency_key(), APPLY_JOB_RUNS, None)
                 .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
             tx.enqueue(ApplyPayment::QUEUE, task).await?;
-            tx.commit().await?;
             Ok(RecordedNotify::New(id))
         })
     }
 
     /// Stores refused notifies, many per transaction.
     pub async fn record_refused_notifies(&self, notifies: &[NewNotify]) -> Result<(), sqlx::Error> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        let notifies = notifies.to_vec();
+        write_tx!(self, tx => {
             for n in notifies {
                 sqlx::query(INSERT_NOTIFY)
                     .bind(n.received_at)
@@ -128,7 +126,6 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            tx.commit().await?;
             Ok(())
         })
     }

@@ -4,7 +4,7 @@
 use minipay_jobs::{OrderStatus, PrepayOrder, QueryOrder};
 
 use super::dialect::{Dialect, job_task};
-use super::{Store, on_pool, on_reader};
+use super::{Store, on_pool, on_reader, write_tx};
 use crate::wechat::reply::Payment;
 
 /// An order row.
@@ -166,8 +166,8 @@ impl Store {
         };
         let task = job_task(&job, job.idempotency_key(0), PREPAY_JOB_RUNS, None)
             .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        let order = order.clone();
+        write_tx!(self, tx => {
             let inserted = sqlx::query(INSERT_ORDER)
                 .bind(&order.out_trade_no)
                 .bind(order.session_id)
@@ -188,7 +188,6 @@ impl Store {
                 == 1;
             if inserted {
                 tx.enqueue(PrepayOrder::QUEUE, task).await?;
-                tx.commit().await?;
                 return Ok(CreateOutcome::Created(order.as_inserted()));
             }
             let existing: Option<OrderRow> = match (&order.idempotency_key, order.session_id) {
@@ -211,7 +210,6 @@ impl Store {
                         .filter(|_: &OrderRow| order.session_id.is_none())
                 }
             };
-            tx.rollback().await?;
             Ok(match existing {
                 Some(row) => CreateOutcome::Existing(row),
                 None => CreateOutcome::NumberTaken,
@@ -280,26 +278,27 @@ impl Store {
         reason: &str,
         now_ms: i64,
     ) -> Result<Option<i64>, sqlx::Error> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        let out_trade_no = out_trade_no.to_owned();
+        let outcome = outcome.to_owned();
+        let reason = reason.to_owned();
+        write_tx!(self, tx => {
             let attempts: Option<i64> = sqlx::query_scalar(
                 "UPDATE orders SET prepay_attempts = prepay_attempts + 1, updated_at = $2 \
                  WHERE out_trade_no = $1 AND status = 'pending' RETURNING prepay_attempts",
             )
-            .bind(out_trade_no)
+            .bind(&out_trade_no)
             .bind(now_ms)
             .fetch_optional(&mut *tx)
             .await?;
             if let Some(n) = attempts {
                 sqlx::query(INSERT_EVENT)
-                    .bind(out_trade_no)
+                    .bind(&out_trade_no)
                     .bind(now_ms)
                     .bind("prepay_attempt")
                     .bind(format!("attempt {n}: {outcome}: {reason}"))
                     .execute(&mut *tx)
                     .await?;
             }
-            tx.commit().await?;
             Ok(attempts)
         })
     }
@@ -312,15 +311,17 @@ impl Store {
         message: &str,
         now_ms: i64,
     ) -> Result<bool, sqlx::Error> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        let out_trade_no = out_trade_no.to_owned();
+        let code = code.to_owned();
+        let message = message.to_owned();
+        write_tx!(self, tx => {
             let changed = sqlx::query(
                 "UPDATE orders SET status = 'failed', error_code = $2, error_message = $3, updated_at = $4 \
                  WHERE out_trade_no = $1 AND status = 'pending'",
             )
-            .bind(out_trade_no)
-            .bind(code)
-            .bind(message)
+            .bind(&out_trade_no)
+            .bind(&code)
+            .bind(&message)
             .bind(now_ms)
             .execute(&mut *tx)
             .await?
@@ -328,15 +329,14 @@ impl Store {
                 == 1;
             if changed {
                 sqlx::query(INSERT_EVENT)
-                    .bind(out_trade_no)
+                    .bind(&out_trade_no)
                     .bind(now_ms)
                     .bind("failed")
                     .bind(format!("{code}: {message}"))
                     .execute(&mut *tx)
                     .await?;
-                tx.announce(out_trade_no).await?;
+                tx.announce(&out_trade_no).await?;
             }
-            tx.commit().await?;
             Ok(changed)
         })
     }
@@ -350,8 +350,9 @@ impl Store {
         notify_id: Option<i64>,
         now_ms: i64,
     ) -> Result<Applied, sqlx::Error> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        let payment = payment.clone();
+        let source = source.to_owned();
+        write_tx!(self, tx => {
             let updated: Option<Option<i64>> = sqlx::query_scalar(
                 "UPDATE orders SET status = 'paid', transaction_id = $2, time_end = $3, cash_fee = $4, \
                  paid_at = $5, updated_at = $5, next_check_at = NULL \
@@ -417,7 +418,6 @@ impl Store {
                     applied
                 }
             };
-            tx.commit().await?;
             Ok(applied)
         })
     }
@@ -429,13 +429,14 @@ impl Store {
         detail: &str,
         now_ms: i64,
     ) -> Result<bool, sqlx::Error> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        let out_trade_no = out_trade_no.to_owned();
+        let detail = detail.to_owned();
+        write_tx!(self, tx => {
             let changed = sqlx::query(
                 "UPDATE orders SET status = 'closed', next_check_at = NULL, updated_at = $2 \
                  WHERE out_trade_no = $1 AND status = 'ready'",
             )
-            .bind(out_trade_no)
+            .bind(&out_trade_no)
             .bind(now_ms)
             .execute(&mut *tx)
             .await?
@@ -443,15 +444,14 @@ impl Store {
                 == 1;
             if changed {
                 sqlx::query(INSERT_EVENT)
-                    .bind(out_trade_no)
+                    .bind(&out_trade_no)
                     .bind(now_ms)
                     .bind("closed")
-                    .bind(detail)
+                    .bind(&detail)
                     .execute(&mut *tx)
                     .await?;
-                tx.announce(out_trade_no).await?;
+                tx.announce(&out_trade_no).await?;
             }
-            tx.commit().await?;
             Ok(changed)
         })
     }
@@ -464,21 +464,21 @@ impl Store {
         decision: &str,
         now_ms: i64,
     ) -> Result<(), sqlx::Error> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        let out_trade_no = out_trade_no.to_owned();
+        let decision = decision.to_owned();
+        write_tx!(self, tx => {
             sqlx::query("UPDATE orders SET next_check_at = $2 WHERE out_trade_no = $1 AND status = 'ready'")
-                .bind(out_trade_no)
+                .bind(&out_trade_no)
                 .bind(next_check_at_ms)
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(INSERT_EVENT)
-                .bind(out_trade_no)
+                .bind(&out_trade_no)
                 .bind(now_ms)
                 .bind("reconcile")
-                .bind(decision)
+                .bind(&decision)
                 .execute(&mut *tx)
                 .await?;
-            tx.commit().await?;
             Ok(())
         })
     }
@@ -512,20 +512,21 @@ impl Store {
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<QueryOrder>, sqlx::Error> {
-        on_pool!(self, pool => {
-            let due: Vec<(String, i64)> = sqlx::query_as(
+        let due: Vec<(String, i64)> = on_reader!(self, pool => {
+            sqlx::query_as(
                 "SELECT out_trade_no, reconcile_checks FROM orders \
                  WHERE status = 'ready' AND next_check_at <= $1 ORDER BY next_check_at LIMIT $2",
             )
             .bind(now_ms)
             .bind(limit)
             .fetch_all(pool)
-            .await?;
-            if due.is_empty() {
-                return Ok(Vec::new());
-            }
+            .await?
+        });
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        write_tx!(self, tx => {
             let mut claimed = Vec::new();
-            let mut tx = pool.begin().await?;
             for (out_trade_no, checks) in due {
                 let won = sqlx::query(
                     "UPDATE orders SET reconcile_checks = reconcile_checks + 1, next_check_at = $3 \
@@ -546,7 +547,6 @@ impl Store {
                     claimed.push(job);
                 }
             }
-            tx.commit().await?;
             Ok(claimed)
         })
     }
@@ -563,15 +563,19 @@ impl Store {
             Store::Sqlite(_) => STUCK_PENDING_SQLITE,
             Store::Postgres(_) => STUCK_PENDING_POSTGRES,
         };
-        on_pool!(self, pool => {
-            let stuck: Vec<(String, i64)> = sqlx::query_as(find)
+        let stuck: Vec<(String, i64)> = on_reader!(self, pool => {
+            sqlx::query_as(find)
                 .bind(created_before_ms)
                 .bind(limit)
                 .fetch_all(pool)
-                .await?;
+                .await?
+        });
+        if stuck.is_empty() {
+            return Ok(Vec::new());
+        }
+        write_tx!(self, tx => {
             let mut requeued = Vec::new();
             for (out_trade_no, generation) in stuck {
-                let mut tx = pool.begin().await?;
                 let won = sqlx::query(
                     "UPDATE orders SET prepay_generation = prepay_generation + 1, updated_at = $3 \
                      WHERE out_trade_no = $1 AND status = 'pending' AND prepay_generation = $2",
@@ -598,7 +602,6 @@ impl Store {
                         .await?;
                     requeued.push(out_trade_no);
                 }
-                tx.commit().await?;
             }
             Ok(requeued)
         })
