@@ -67,9 +67,13 @@ where
     let started = Instant::now();
     let until = duration.map(|d| started + d);
     let mut tasks = Vec::new();
-    for _ in 0..concurrency {
+    // Clients join over the first 500 ms (as real users arrive), not in one burst.
+    let ramp = Duration::from_millis(500);
+    for client in 0..concurrency {
         let (job, next, errors) = (job.clone(), next.clone(), errors.clone());
+        let join_at = started + ramp.mul_f64(client as f64 / concurrency as f64);
         tasks.push(tokio::spawn(async move {
+            tokio::time::sleep_until(join_at.into()).await;
             let mut mine = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);

@@ -100,6 +100,8 @@ fn service_settings() -> Vec<(&'static str, String)> {
 const POOL_SIZE: u32 = 16;
 const BATCH: usize = 64;
 const CLIENTS: usize = 64;
+/// Clients of the 200 ms scenario, each with one order in flight.
+const SLOW_CLIENTS: usize = 1_000;
 
 async fn measure(backend: Backend, plan: Plan, dir: &std::path::Path) -> anyhow::Result<Figures> {
     let mut f = Figures::new(backend);
@@ -201,8 +203,24 @@ async fn measure(backend: Backend, plan: Plan, dir: &std::path::Path) -> anyhow:
         "[{}] minipay: submit → ready, simulator at 200 ms",
         backend.name()
     );
+    svc.stop().await?;
+    db.drop_now().await;
+
+    // A fresh process: first light load (nothing queues) for pickup and wake-up latency as
+    // apalis-1.0.md measured them; then the 200 ms scenario, whose peak RSS is the process's.
+    let db = BenchDb::create(backend).await?;
+    let svc = Service::start(&db, dir, &service_settings(), CLIENTS).await?;
+    eprintln!("[{}] minipay: light load, 100 orders/s", backend.name());
+    let (light, trips) = scenarios::submit_to_ready_at(&svc, 100.0, plan.window).await;
+    f.light_errors = light.errors;
+    f.light_pickup_ms = svc.pickup_ms().await.ok();
+    f.light_wake = Some(scenarios::wake_latencies(&db, &trips).await?);
+    eprintln!(
+        "[{}] minipay: submit → ready, simulator at 200 ms",
+        backend.name()
+    );
     svc.sim_latency(200).await?;
-    let (run, _) = scenarios::submit_to_ready(&svc, plan.orders_slow, 1_000).await;
+    let (run, _) = scenarios::submit_to_ready(&svc, plan.orders_slow, SLOW_CLIENTS).await;
     f.slow = Some(run);
     f.rss_mib = svc.peak_rss_mib();
     svc.stop().await?;

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use futures::FutureExt;
 use minipay::wechat::sign::{SignType, sign};
 use minipay::wechat::simulator::SimConfig;
 use minipay::wechat::{Fields, xml};
@@ -154,13 +155,33 @@ pub struct Trip {
 /// `orders` orders from `concurrency` clients, each: submit, then long-poll until `ready`.
 pub async fn submit_to_ready(svc: &Service, orders: usize, concurrency: usize) -> (Run, Vec<Trip>) {
     let trips = Arc::new(Mutex::new(Vec::with_capacity(orders)));
-    let (client, api, tokens, sink) = (
-        svc.client.clone(),
-        svc.api.clone(),
-        svc.tokens.clone(),
-        trips.clone(),
-    );
-    let run = closed_loop(concurrency, Some(orders), None, move |i| {
+    let run = closed_loop(
+        concurrency,
+        Some(orders),
+        None,
+        order_trip(svc, trips.clone()),
+    )
+    .await;
+    let trips = trips.lock().map(|t| t.clone()).unwrap_or_default();
+    (run, trips)
+}
+
+/// Orders started at a fixed `rate` for `duration` (light load: nothing queues).
+pub async fn submit_to_ready_at(svc: &Service, rate: f64, duration: Duration) -> (Run, Vec<Trip>) {
+    let trips = Arc::new(Mutex::new(Vec::new()));
+    let run = open_loop(rate, duration, order_trip(svc, trips.clone())).await;
+    let trips = trips.lock().map(|t| t.clone()).unwrap_or_default();
+    (run, trips)
+}
+
+/// One order's trip: submit, then long-poll until `ready`; the trip is recorded in `sink`.
+fn order_trip(
+    svc: &Service,
+    sink: Arc<Mutex<Vec<Trip>>>,
+) -> impl Fn(usize) -> futures::future::BoxFuture<'static, anyhow::Result<()>> + Send + Sync + 'static
+{
+    let (client, api, tokens) = (svc.client.clone(), svc.api.clone(), svc.tokens.clone());
+    move |i| {
         let (client, api, tokens, sink) =
             (client.clone(), api.clone(), tokens.clone(), sink.clone());
         async move {
@@ -204,10 +225,8 @@ pub async fn submit_to_ready(svc: &Service, orders: usize, concurrency: usize) -
                 }
             }
         }
-    })
-    .await;
-    let trips = trips.lock().map(|t| t.clone()).unwrap_or_default();
-    (run, trips)
+        .boxed()
+    }
 }
 
 /// Long-poll wake-up: from the moment the worker marked each order ready (`ready_at`) to the

@@ -81,16 +81,21 @@ macro_rules! write_tx {
                     .run(move |$tx: &mut sqlx::SqliteConnection| Box::pin(async move { $body }))
                     .await
             }
+            // Boxed: a transaction's future is large, and it would otherwise be inlined into
+            // every caller's future (a waiting job would carry it for nothing).
             $crate::store::Store::Postgres(pool) => {
-                let mut transaction = pool.begin().await?;
-                let result = {
-                    let $tx: &mut sqlx::PgConnection = &mut transaction;
-                    async { $body }.await
-                };
-                if result.is_ok() {
-                    transaction.commit().await?;
-                }
-                result
+                Box::pin(async {
+                    let mut transaction = pool.begin().await?;
+                    let result = {
+                        let $tx: &mut sqlx::PgConnection = &mut transaction;
+                        async { $body }.await
+                    };
+                    if result.is_ok() {
+                        transaction.commit().await?;
+                    }
+                    result
+                })
+                .await
             }
         }
     };
@@ -156,7 +161,7 @@ impl Store {
                 .connect_with(options.clone())
                 .await?;
             let reader = SqlitePoolOptions::new()
-                .max_connections(pool_size)
+                .max_connections(pool_size.min(4))
                 .connect_with(options)
                 .await?;
             let group = group_commit::GroupCommit::start(writer.clone());
