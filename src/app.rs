@@ -347,7 +347,13 @@ impl App {
         }
         refused_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), refused_writer).await;
-        services.store.close().await;
+        // A connection still held by work cut off at the deadline would make close wait forever.
+        if tokio::time::timeout(Duration::from_secs(2), services.store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("database connections still busy at exit; closing anyway");
+        }
         tracing::info!("stopped");
         Ok(())
     }

@@ -35,6 +35,8 @@ pub enum XmlError {
     WrongRoot(String),
     #[error("field <{0}> contains an element; WeChat documents are flat")]
     Nested(String),
+    #[error("{0:?} is not a field name")]
+    BadName(String),
     #[error("field <{0}> appears more than once")]
     Repeated(String),
     #[error("more than {MAX_FIELDS} fields")]
@@ -60,6 +62,7 @@ impl XmlError {
             XmlError::WrongRoot(_) => "wrong_root",
             XmlError::Nested(_) => "nested",
             XmlError::Repeated(_) => "repeated_field",
+            XmlError::BadName(_) => "bad_name",
             XmlError::TooManyFields => "too_many_fields",
             XmlError::StrayText | XmlError::TrailingContent | XmlError::Malformed(_) => "malformed",
         }
@@ -187,10 +190,23 @@ fn expect_root(root: &BytesStart<'_>) -> Result<(), XmlError> {
     }
 }
 
+/// Element names as WeChat writes them: an ASCII letter or `_`, then letters, digits, `_`,
+/// `-` or `.`. Anything else (quotes, `/`, control characters, which the tokenizer lets
+/// through in odd places) is refused, so that every field read can be written back.
 fn element_name(element: &BytesStart<'_>) -> Result<String, XmlError> {
-    std::str::from_utf8(element.name().as_ref())
-        .map(str::to_owned)
-        .map_err(|_| XmlError::NotUtf8)
+    let name = std::str::from_utf8(element.name().as_ref())
+        .map_err(|_| XmlError::NotUtf8)?
+        .to_owned();
+    let mut bytes = name.bytes();
+    let valid = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if valid {
+        Ok(name)
+    } else {
+        Err(XmlError::BadName(name))
+    }
 }
 
 fn decode_text(text: &BytesText<'_>) -> Result<String, XmlError> {
@@ -321,6 +337,29 @@ mod tests {
                 read(malformed)
             );
         }
+    }
+
+    /// Found by `fuzz/run.sh` (xml_reader): names that read but could not be written back.
+    #[test]
+    fn odd_element_names_are_refused() {
+        for body in [
+            &b"<xml><\" \"/></xml>"[..],
+            b"<xml><a' '/></xml>",
+            b"<xml><\x19//></xml>",
+            b"<xml><a//></xml>",
+            b"<xml><1a>x</1a></xml>",
+        ] {
+            assert!(
+                matches!(
+                    parse(body, DEFAULT_BODY_LIMIT),
+                    Err(XmlError::BadName(_) | XmlError::Malformed(_))
+                ),
+                "{}: {:?}",
+                String::from_utf8_lossy(body),
+                parse(body, DEFAULT_BODY_LIMIT)
+            );
+        }
+        assert!(read("<xml><coupon_fee_0>1</coupon_fee_0><a-b.c>2</a-b.c></xml>").is_ok());
     }
 
     #[test]
