@@ -128,7 +128,7 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
                 dir.path(),
             )?);
         }
-        if started.elapsed().as_secs() % 30 == 0 {
+        if started.elapsed().as_secs().is_multiple_of(30) {
             eprintln!(
                 "soak: {:>4} s, {} orders",
                 started.elapsed().as_secs(),
