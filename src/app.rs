@@ -316,20 +316,10 @@ impl App {
         http_close.cancel();
         let drained = async {
             if let Some(server) = server {
-                match server.await {
-                    Ok(Err(e)) => tracing::error!(error = %e, "HTTP server stopped with an error"),
-                    Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
-                    Ok(Ok(())) => {}
-                }
-                tracing::debug!("HTTP server drained");
+                report_end("HTTP server", server.await);
             }
             if let Some(workers) = workers {
-                match workers.await {
-                    Ok(Err(e)) => tracing::error!(error = %e, "workers stopped with an error"),
-                    Err(e) => tracing::error!(error = %e, "worker task failed"),
-                    Ok(Ok(())) => {}
-                }
-                tracing::debug!("workers drained");
+                report_end("workers", workers.await);
             }
             if let Some(reconciler) = reconciler {
                 let _ = reconciler.await;
@@ -356,6 +346,18 @@ impl App {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Logs how a part of the service ended, if not cleanly.
+fn report_end<E: std::fmt::Display>(
+    part: &str,
+    ended: Result<Result<(), E>, tokio::task::JoinError>,
+) {
+    match ended {
+        Ok(Ok(())) => tracing::debug!(part, "drained"),
+        Ok(Err(e)) => tracing::error!(part, error = %e, "stopped with an error"),
+        Err(e) => tracing::error!(part, error = %e, "task failed"),
     }
 }
 

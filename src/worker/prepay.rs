@@ -83,6 +83,10 @@ async fn prepay(services: Arc<Services>, job: PrepayOrder) -> Result<(), BoxDynE
             },
             decision => decision,
         };
+        let decision_kind = match decision {
+            PrepayDecision::Alarm(_) => Refusal::Configuration,
+            _ => Refusal::Order,
+        };
         match decision {
             PrepayDecision::Ready => {
                 let prepay_id = answer.field("prepay_id").unwrap_or_default();
@@ -138,21 +142,13 @@ async fn prepay(services: Arc<Services>, job: PrepayOrder) -> Result<(), BoxDynE
                     }
                 }
             }
-            PrepayDecision::Fail(failure) => {
-                tracing::warn!(code = %failure.code, message = %failure.message, "WeChat refused the order");
-                let now_ms = services.clock.unix_ms();
-                store
-                    .record_prepay_attempt(&order.out_trade_no, &outcome, &failure.message, now_ms)
-                    .await?;
-                fail(&services, &order, &failure.code, &failure.message).await?;
-                return Ok(());
-            }
-            PrepayDecision::Alarm(failure) => {
-                alert(
-                    &order.out_trade_no,
-                    "wechat_configuration",
-                    &format!("{}: {}", failure.code, failure.message),
-                );
+            PrepayDecision::Fail(failure) | PrepayDecision::Alarm(failure) => {
+                if matches!(decision_kind, Refusal::Configuration) {
+                    let detail = format!("{}: {}", failure.code, failure.message);
+                    alert(&order.out_trade_no, "wechat_configuration", &detail);
+                } else {
+                    tracing::warn!(code = %failure.code, message = %failure.message, "WeChat refused the order");
+                }
                 let now_ms = services.clock.unix_ms();
                 store
                     .record_prepay_attempt(&order.out_trade_no, &outcome, &failure.message, now_ms)
@@ -166,6 +162,12 @@ async fn prepay(services: Arc<Services>, job: PrepayOrder) -> Result<(), BoxDynE
             }
         }
     }
+}
+
+/// Whose problem a permanent refusal is: this order's, or the merchant's setup.
+enum Refusal {
+    Order,
+    Configuration,
 }
 
 async fn fail(

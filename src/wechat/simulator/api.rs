@@ -273,18 +273,7 @@ impl Simulator {
         let prepay_id = new_prepay_id(self.clock().now());
         state.orders.insert(
             out_trade_no.to_owned(),
-            SimOrder {
-                business: business.clone(),
-                sign_type,
-                prepay_id: prepay_id.clone(),
-                created_at: now,
-                trade_state: TradeState::Notpay,
-                transaction_id: None,
-                time_end: None,
-                cash_fee: None,
-                coupon_fee: None,
-                deliveries: Vec::new(),
-            },
+            SimOrder::new(business.clone(), sign_type, prepay_id.clone(), now),
         );
         Answer::Success(prepay_fields(&prepay_id))
     }
@@ -350,17 +339,13 @@ impl Simulator {
         let order = state
             .orders
             .entry(out_trade_no.to_owned())
-            .or_insert_with(|| SimOrder {
-                business: business.clone(),
-                sign_type,
-                prepay_id: new_prepay_id(now),
-                created_at: now.timestamp(),
-                trade_state: TradeState::Notpay,
-                transaction_id: None,
-                time_end: None,
-                cash_fee: None,
-                coupon_fee: None,
-                deliveries: Vec::new(),
+            .or_insert_with(|| {
+                SimOrder::new(
+                    business.clone(),
+                    sign_type,
+                    new_prepay_id(now),
+                    now.timestamp(),
+                )
             });
         let total = order
             .business

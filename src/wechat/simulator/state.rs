@@ -142,6 +142,29 @@ pub(super) struct SimOrder {
     pub deliveries: Vec<Delivery>,
 }
 
+impl SimOrder {
+    /// An order as the first unifiedorder creates it: unpaid.
+    pub fn new(
+        business: BTreeMap<String, String>,
+        sign_type: SignType,
+        prepay_id: String,
+        created_at: i64,
+    ) -> SimOrder {
+        SimOrder {
+            business,
+            sign_type,
+            prepay_id,
+            created_at,
+            trade_state: TradeState::Notpay,
+            transaction_id: None,
+            time_end: None,
+            cash_fee: None,
+            coupon_fee: None,
+            deliveries: Vec::new(),
+        }
+    }
+}
+
 /// What `GET /sim/orders/{out_trade_no}` shows.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SimOrderView {
