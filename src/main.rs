@@ -120,7 +120,26 @@ fn run_service(file: Option<PathBuf>, role: Option<Role>, args: RunArgs) -> Exit
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async move {
+    let result = run_role(&runtime, config, role);
+    // Work cut off at the shutdown deadline must not hold the process: bound the runtime's own
+    // wait for its remaining tasks.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = ?e, "minipay stopped");
+            eprintln!("minipay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_role(
+    runtime: &tokio::runtime::Runtime,
+    config: Config,
+    role: Option<Role>,
+) -> anyhow::Result<()> {
+    runtime.block_on(async move {
         let Some(role) = role else {
             let store = minipay::store::Store::connect(
                 &config.database_url,
@@ -137,15 +156,7 @@ fn run_service(file: Option<PathBuf>, role: Option<Role>, args: RunArgs) -> Exit
             tracing::info!(%addr, ?role, "minipay listening");
         }
         app.run(shutdown_signal()).await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = ?e, "minipay stopped");
-            eprintln!("minipay: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 /// SIGTERM (systemd, Kubernetes) or SIGINT (Ctrl-C).

@@ -213,6 +213,7 @@ async fn measure(backend: Backend, plan: Plan, dir: &std::path::Path) -> anyhow:
     eprintln!("[{}] minipay: light load, 100 orders/s", backend.name());
     let (light, trips) = scenarios::submit_to_ready_at(&svc, 100.0, plan.window).await;
     f.light_errors = light.errors;
+    f.light = Some(light.latencies.clone());
     f.light_pickup_ms = svc.pickup_ms().await.ok();
     f.light_wake = Some(scenarios::wake_latencies(&db, &trips).await?);
     eprintln!(

@@ -111,7 +111,14 @@ impl Proc {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        bail!("{} did not stop within {limit:?}", self.name)
+        let output = self.output();
+        let tail: Vec<&str> = output.lines().rev().take(15).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!(
+            "{} did not stop within {limit:?}; its last lines:\n{}",
+            self.name,
+            tail.join("\n")
+        )
     }
 
     pub fn kill(&mut self) {

@@ -19,6 +19,7 @@ pub struct Figures {
     pub light_pickup_ms: Option<(f64, f64, f64)>,
     pub light_wake: Option<Samples>,
     pub light_errors: usize,
+    pub light: Option<Samples>,
     pub notify_closed: Option<Run>,
     pub notify_open: Option<Run>,
     pub forged: f64,
@@ -39,6 +40,7 @@ impl Figures {
             light_pickup_ms: None,
             light_wake: None,
             light_errors: 0,
+            light: None,
             notify_closed: None,
             notify_open: None,
             forged: 0.0,
@@ -165,6 +167,12 @@ pub fn render(all: &[Figures], quick: bool) -> String {
         Some((a, b, c)) => format!("{a:.1} / {b:.1} / {c:.1}"),
         None => "—".into(),
     };
+    row(
+        &mut out,
+        "one order, submit → ready p50 / p95 / p99 ms, light load (100 orders/s)",
+        &|f| (pct(f.light.as_ref()), String::new()),
+        &none,
+    );
     row(
         &mut out,
         "enqueue → handler start p50 / p95 / p99 ms, light load (100 orders/s)",

@@ -141,14 +141,23 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
         c.await??;
     }
     eprintln!("soak: load stopped; waiting for the system to settle");
-    let verdict = settle_and_check(&db, &client, &sim, &counters).await;
-    serve.stop(Duration::from_secs(20))?;
-    for w in workers.iter_mut().skip(1) {
-        w.stop(Duration::from_secs(20))?;
+    let mut verdict = settle_and_check(&db, &client, &sim, &counters).await;
+    // The deadline is 10 s (MINIPAY_SHUTDOWN_TIMEOUT_SECS); every process must exit 0 within it.
+    for p in std::iter::once(&mut serve)
+        .chain(workers.iter_mut().skip(1))
+        .chain(std::iter::once(&mut simulator))
+    {
+        if let Err(e) = p.stop(Duration::from_secs(15)) {
+            verdict = verdict.and(Err(e));
+        }
     }
-    simulator.stop(Duration::from_secs(10))?;
-    if verdict.is_ok() {
-        db.drop_now().await;
+    match &verdict {
+        Ok(()) => db.drop_now().await,
+        Err(_) => eprintln!(
+            "soak: kept the logs in {} and the database {}",
+            dir.keep().display(),
+            db.url
+        ),
     }
     verdict
 }

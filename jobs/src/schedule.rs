@@ -9,16 +9,19 @@ pub fn first_check_at(ready_at: i64, delay_secs: i64) -> i64 {
     ready_at + delay_secs
 }
 
+/// After expiry, until WeChat confirms the close (a close can be refused, or its answer lost),
+/// the order is checked at least this often.
+const AFTER_EXPIRY_GAP_SECS: i64 = 60;
+
 /// Unix second of the check after check number `check` (0-based) ran at `now`. While the
 /// order is still payable the next check is never later than its expiry, so an unpaid order is
-/// closed promptly once its window ends.
+/// closed promptly once its window ends; after that it is checked every minute until closed.
 pub fn next_check_at(now: i64, check: u32, expires_at: i64) -> i64 {
     let gap = GAPS_SECS[(check as usize).min(GAPS_SECS.len() - 1)];
-    let next = now + gap;
     if now < expires_at {
-        next.min(expires_at)
+        (now + gap).min(expires_at)
     } else {
-        next
+        now + gap.min(AFTER_EXPIRY_GAP_SECS)
     }
 }
 
@@ -44,7 +47,9 @@ mod tests {
     fn the_expiry_is_never_skipped() {
         assert_eq!(next_check_at(1000, 5, 1100), 1100);
         assert_eq!(next_check_at(1000, 0, 1100), 1030);
-        // already past expiry (e.g. the close was refused): keep the normal gap
+        // already past expiry (e.g. the close was refused or its answer lost): every minute
         assert_eq!(next_check_at(1200, 1, 1100), 1260);
+        assert_eq!(next_check_at(1200, 5, 1100), 1260);
+        assert_eq!(next_check_at(1200, 0, 1100), 1230);
     }
 }
