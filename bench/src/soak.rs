@@ -335,9 +335,21 @@ async fn settle_and_check(
                     && o.status != "paid"
             })
             .count();
-        if (pending == 0 && unapplied == 0) || Instant::now() > deadline {
+        // A close whose answer was lost (a hang) leaves ours `ready` until the next check,
+        // at most a minute after expiry.
+        let closing = orders
+            .iter()
+            .filter(|o| {
+                o.status == "ready"
+                    && sim_orders
+                        .get(&o.out_trade_no)
+                        .is_some_and(|s| s["trade_state"] == "CLOSED")
+            })
+            .count();
+        if (pending == 0 && unapplied == 0 && closing == 0) || Instant::now() > deadline {
             eprintln!(
-                "soak: settled with {pending} pending and {unapplied} payments not yet applied"
+                "soak: settled with {pending} pending, {unapplied} payments not yet applied, \
+                 {closing} closes not yet confirmed"
             );
             break (orders, sim_orders);
         }

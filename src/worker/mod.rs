@@ -6,6 +6,7 @@
 mod apply_payment;
 mod guard;
 mod payments;
+mod pg_wake;
 mod prepay;
 mod query_order;
 pub mod reconciler;
@@ -29,21 +30,27 @@ pub use payments::apply as apply_payment;
 /// fires during the poll that ends an empty fetch (apalis 1.0.0 loses those; apalis-1.0.md §3).
 pub struct Rearm<P>(pub P);
 
+/// A strategy still ready after this many polls in a row is stuck ready (an ended stream
+/// reads as ready forever): answer "fetch" and let the worker come back, never spin here.
+const REARM_MAX_POLLS: usize = 64;
+
 impl<P: PollStrategy> PollStrategy for Rearm<P> {
     fn poll_drive(&mut self, cx: &mut Context<'_>, snapshot: &PollSnapshot) -> Poll<Option<()>> {
         let mut fired = false;
-        loop {
+        for _ in 0..REARM_MAX_POLLS {
             match self.0.poll_drive(cx, snapshot) {
                 Poll::Ready(Some(())) => fired = true,
                 Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => break,
+                Poll::Pending => {
+                    return if fired {
+                        Poll::Ready(Some(()))
+                    } else {
+                        Poll::Pending
+                    };
+                }
             }
         }
-        if fired {
-            Poll::Ready(Some(()))
-        } else {
-            Poll::Pending
-        }
+        Poll::Ready(Some(()))
     }
 
     fn on_poll(&mut self, snapshot: &PollSnapshot) {
@@ -110,7 +117,8 @@ pub fn sqlite_backend<T: Send + Sync + 'static>(
     }
 }
 
-/// A PostgreSQL queue woken by apalis' LISTEN/NOTIFY, with a safety poll.
+/// A PostgreSQL queue woken by apalis' LISTEN/NOTIFY (re-established after a database
+/// restart), with a safety poll.
 pub fn postgres_backend<T: Send + Sync + 'static>(
     pool: PgPool,
     config: apalis_postgres::Config,
@@ -118,7 +126,7 @@ pub fn postgres_backend<T: Send + Sync + 'static>(
     move || {
         let queue = config.queue.to_string();
         let wake = Strategy::new()
-            .stream(apalis_postgres::Pubsub::new(pool.clone(), queue))
+            .stream(pg_wake::LastingPubsub::new(pool.clone(), queue))
             .interval(SAFETY_POLL);
         PostgresStorage::<T>::new(&pool)
             .with_config(config.clone())
@@ -232,4 +240,39 @@ pub async fn run(
             Ok(())
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    #[test]
+    fn rearm_returns_even_when_a_strategy_is_stuck_ready() {
+        // An ended stream is ready on every poll; before the bound this looped forever.
+        let mut strategy = Rearm(Strategy::new().stream(futures::stream::empty::<()>()));
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let snapshot = PollSnapshot::default();
+        assert_eq!(
+            strategy.poll_drive(&mut cx, &snapshot),
+            Poll::Ready(Some(()))
+        );
+    }
+
+    #[test]
+    fn rearm_reports_one_fetch_for_a_burst_of_wake_ups_and_then_waits() {
+        let mut strategy = Rearm(
+            Strategy::new()
+                .stream(futures::stream::iter([(), (), ()]).chain(futures::stream::pending())),
+        );
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let snapshot = PollSnapshot::default();
+        assert_eq!(
+            strategy.poll_drive(&mut cx, &snapshot),
+            Poll::Ready(Some(()))
+        );
+        assert_eq!(strategy.poll_drive(&mut cx, &snapshot), Poll::Pending);
+    }
 }
