@@ -255,4 +255,69 @@ mod tests {
         assert_eq!(parse_beijing_time("2023-11-14"), None);
         assert_eq!(parse_beijing_time("20231314221320"), None);
     }
+
+    fn valid(now: DateTime<Utc>) -> UnifiedOrderParams {
+        UnifiedOrderParams {
+            appid: "wxd930ea5d5a258f4f".into(),
+            mch_id: "10000100".into(),
+            sign_type: SignType::Md5,
+            body: "咖啡-拿铁".into(),
+            attach: String::new(),
+            out_trade_no: "MP20231114_0001|a*b-c".into(),
+            total_fee: 1,
+            spbill_create_ip: "203.0.113.7".into(),
+            notify_url: "https://shop.example.com/v1/wechat/notify".into(),
+            trade_type: "JSAPI".into(),
+            openid: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o".into(),
+            time_start: beijing_time(now),
+            time_expire: beijing_time(now + chrono::Duration::minutes(30)),
+        }
+    }
+
+    #[test]
+    fn the_builder_refuses_what_wechat_refuses() {
+        let now = Utc::now();
+        assert_eq!(valid(now).validate(now), Ok(()));
+        let refused = |change: &dyn Fn(&mut UnifiedOrderParams)| {
+            let mut params = valid(now);
+            change(&mut params);
+            params.validate(now).map_err(|e| e.field)
+        };
+        assert_eq!(
+            refused(&|p| p.out_trade_no = "A".repeat(33)),
+            Err("out_trade_no")
+        );
+        assert_eq!(
+            refused(&|p| p.out_trade_no = "MP 0001".into()),
+            Err("out_trade_no")
+        );
+        assert_eq!(
+            refused(&|p| p.out_trade_no = "MP#0001".into()),
+            Err("out_trade_no")
+        );
+        assert_eq!(refused(&|p| p.out_trade_no = "A".repeat(32)), Ok(()));
+        // 42 three-byte characters are 126 bytes, one more ASCII byte 127: the limit exactly.
+        assert_eq!(
+            refused(&|p| p.body = format!("{}x", "长".repeat(42))),
+            Ok(())
+        );
+        assert_eq!(refused(&|p| p.body = "长".repeat(43)), Err("body"));
+        assert_eq!(refused(&|p| p.body = "咖啡🎉".into()), Err("body"));
+        assert_eq!(refused(&|p| p.body = String::new()), Err("body"));
+        assert_eq!(refused(&|p| p.attach = "😀".into()), Err("attach"));
+        assert_eq!(refused(&|p| p.total_fee = 0), Err("total_fee"));
+        assert_eq!(refused(&|p| p.total_fee = -1), Err("total_fee"));
+        assert_eq!(
+            refused(&|p| p.time_expire = beijing_time(now + chrono::Duration::seconds(299))),
+            Err("time_expire")
+        );
+        assert_eq!(
+            refused(&|p| p.time_expire = beijing_time(now + chrono::Duration::seconds(301))),
+            Ok(())
+        );
+        assert_eq!(
+            refused(&|p| p.time_expire = "2023-11-14 22:13:20".into()),
+            Err("time_expire")
+        );
+    }
 }
