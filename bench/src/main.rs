@@ -281,7 +281,8 @@ fn main() -> ExitCode {
                 let text = report::render(&all, quick);
                 println!("{text}");
                 if let Some(path) = write {
-                    std::fs::write(&path, report::document(&text))?;
+                    let previous = std::fs::read_to_string(&path).unwrap_or_default();
+                    std::fs::write(&path, report::document(&text, &previous))?;
                     eprintln!("written to {}", path.display());
                 }
                 Ok(())
