@@ -6,6 +6,10 @@ use reqwest::StatusCode;
 
 use crate::helpers::{TestApp, on_both_backends};
 
+/// The metrics recorder is process-wide and a scrape sets the gauges from its own app's
+/// database, so two apps scraping at once would read each other's order counts.
+static ONE_SCRAPER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn scrape(app: &TestApp) -> Scrape {
     let response = app
         .http
@@ -40,6 +44,7 @@ fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 on_both_backends! {
     async fn metrics_move_as_orders_flow(backend) {
+        let _alone = ONE_SCRAPER_AT_A_TIME.lock().await;
         let Some(app) = TestApp::spawn(backend).await else { return };
         let (status, health) = app.get_json("/healthz", None).await;
         assert_eq!((status, health["status"].as_str()), (StatusCode::OK, Some("ok")));

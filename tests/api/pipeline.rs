@@ -184,3 +184,75 @@ async fn orders_without_job(app: &TestApp) -> i64 {
 
 #[allow(dead_code)]
 fn _backend_is_used(_: Backend) {}
+
+/// On PostgreSQL, workers and long-polls in other processes hear of new jobs and changed
+/// orders by NOTIFY, sent after the commit (never inside it: that would serialise commits).
+/// Each notification names a row that is already visible, and each job is announced once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_notifications_name_committed_rows_once() {
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        return;
+    };
+    let mut listener = sqlx::postgres::PgListener::connect(&app.db.url)
+        .await
+        .unwrap();
+    listener
+        .listen_all(["apalis::job::insert", minipay::store::ORDER_CHANNEL])
+        .await
+        .unwrap();
+    let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
+
+    let token = app.login("nora#1").await;
+    let created = app.create_order(&token, "sms-100", 1).await;
+    let otn = created["out_trade_no"].as_str().unwrap().to_owned();
+
+    let (mut prepay_jobs_heard, mut ready_heard) = (0, false);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    // Until the order is ready, then a little longer to catch a second announcement.
+    let mut quiet_after = None;
+    loop {
+        let until = quiet_after.unwrap_or(deadline);
+        let Ok(heard) = tokio::time::timeout_at(until, listener.recv()).await else {
+            break;
+        };
+        let heard = heard.unwrap();
+        if heard.channel() == "apalis::job::insert" {
+            let event: Value = serde_json::from_str(heard.payload()).unwrap();
+            if event["job_type"] != "prepay_order" {
+                continue;
+            }
+            let visible: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM apalis.jobs WHERE id = $1 AND idempotency_key = $2",
+            )
+            .bind(event["id"].as_str().unwrap())
+            .bind(format!("prepay:{otn}"))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            assert_eq!(
+                visible, 1,
+                "announced job {event} is not (yet) in apalis.jobs"
+            );
+            prepay_jobs_heard += 1;
+        } else if heard.payload() == otn {
+            let status: String =
+                sqlx::query_scalar("SELECT status FROM orders WHERE out_trade_no = $1")
+                    .bind(&otn)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            assert_ne!(
+                status, "pending",
+                "announced a change that is not visible yet"
+            );
+            ready_heard = status == "ready";
+            quiet_after = Some(tokio::time::Instant::now() + std::time::Duration::from_millis(300));
+        }
+    }
+    assert!(ready_heard, "the order's change to ready was not announced");
+    assert_eq!(
+        prepay_jobs_heard, 1,
+        "the prepay job was announced {prepay_jobs_heard} times"
+    );
+    assert_eq!(app.order(&token, &otn, None).await["status"], "ready");
+}
