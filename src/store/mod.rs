@@ -83,24 +83,15 @@ macro_rules! write_tx {
             }
             // Boxed: a transaction's future is large, and it would otherwise be inlined into
             // every caller's future (a waiting job would carry it for nothing).
-            // NOTIFYs asked for inside the body are sent after commit (see `dialect`).
             $crate::store::Store::Postgres(pool) => {
                 Box::pin(async {
-                    let (result, notifications) =
-                        $crate::store::dialect::collecting_notifications(async {
-                            let mut transaction = pool.begin().await?;
-                            let result = {
-                                let $tx: &mut sqlx::PgConnection = &mut transaction;
-                                async { $body }.await
-                            };
-                            if result.is_ok() {
-                                transaction.commit().await?;
-                            }
-                            result
-                        })
-                        .await;
+                    let mut transaction = pool.begin().await?;
+                    let result = {
+                        let $tx: &mut sqlx::PgConnection = &mut transaction;
+                        async { $body }.await
+                    };
                     if result.is_ok() {
-                        $crate::store::dialect::send_notifications(pool, notifications).await;
+                        transaction.commit().await?;
                     }
                     result
                 })
@@ -215,11 +206,6 @@ impl Store {
             Store::Postgres(pool) => {
                 our_migrations(self).run(pool).await?;
                 PostgresStorage::migrations().run(pool).await?;
-                // apalis notifies workers from an insert trigger, inside the inserting
-                // transaction, which serialises commits; we notify after commit instead.
-                sqlx::query("DROP TRIGGER IF EXISTS notify_workers ON apalis.jobs")
-                    .execute(pool)
-                    .await?;
             }
         }
         Ok(())

@@ -3,7 +3,7 @@
 
 use minipay_jobs::{OrderStatus, PrepayOrder, QueryOrder};
 
-use super::dialect::{self, Dialect, ORDER_CHANNEL, job_task};
+use super::dialect::{Dialect, job_task};
 use super::{Store, on_pool, on_reader, write_tx};
 use crate::wechat::reply::Payment;
 
@@ -247,23 +247,24 @@ impl Store {
                 .execute(&pools.writer)
                 .await?
                 .rows_affected(),
-            Store::Postgres(pool) => {
-                let changed = sqlx::query(MARK_READY)
-                    .bind(out_trade_no)
-                    .bind(prepay_id)
-                    .bind(pay_params_json)
-                    .bind(now_ms)
-                    .bind(first_check_at_ms)
-                    .execute(pool)
-                    .await?
-                    .rows_affected();
-                if changed == 1 {
-                    // After the commit, never in it (see `dialect`).
-                    let announcement = (ORDER_CHANNEL, out_trade_no.to_owned());
-                    dialect::send_notifications(pool, vec![announcement]).await;
-                }
-                changed
-            }
+            // The NOTIFY rides in the same statement, so it is sent exactly when the change
+            // commits.
+            Store::Postgres(pool) => sqlx::query(concat!(
+                "WITH changed AS (",
+                "UPDATE orders SET status = 'ready', prepay_id = $2, pay_params = $3, ",
+                "prepay_attempts = prepay_attempts + 1, ready_at = $4, updated_at = $4, ",
+                "next_check_at = $5 WHERE out_trade_no = $1 AND status = 'pending' ",
+                "RETURNING out_trade_no) ",
+                "SELECT pg_notify('minipay_order', out_trade_no) FROM changed"
+            ))
+            .bind(out_trade_no)
+            .bind(prepay_id)
+            .bind(pay_params_json)
+            .bind(now_ms)
+            .bind(first_check_at_ms)
+            .fetch_all(pool)
+            .await?
+            .len() as u64,
         };
         Ok(changed == 1)
     }

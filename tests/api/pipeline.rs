@@ -186,8 +186,9 @@ async fn orders_without_job(app: &TestApp) -> i64 {
 fn _backend_is_used(_: Backend) {}
 
 /// On PostgreSQL, workers and long-polls in other processes hear of new jobs and changed
-/// orders by NOTIFY, sent after the commit (never inside it: that would serialise commits).
-/// Each notification names a row that is already visible, and each job is announced once.
+/// orders by NOTIFY (apalis' insert trigger, our `pg_notify` on status changes), which
+/// PostgreSQL delivers at commit: each notification names a row that is already visible, and
+/// each job is announced once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_notifications_name_committed_rows_once() {
     let Some(app) = TestApp::spawn(Backend::Postgres).await else {
