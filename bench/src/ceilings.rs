@@ -150,7 +150,9 @@ pub async fn apalis_drain(
                 .heartbeat_interval(heartbeat)
                 .missed_heartbeats(3)
                 .lock_tasks(minipay::worker::LOCK_TASKS);
-            let make = minipay::worker::postgres_backend::<Noop>(pool, config);
+            let wakeups =
+                minipay::worker::PgJobWakeups::start(pool.clone(), &[NOOP_QUEUE], stop.clone());
+            let make = minipay::worker::postgres_backend::<Noop>(pool, wakeups, config);
             let done = done.clone();
             Monitor::new().register(move |run| {
                 WorkerBuilder::new(format!("{name}-{run}").as_str())

@@ -25,6 +25,7 @@ use crate::app::Services;
 use crate::store::{InsertSignal, SqlitePools, Store};
 
 pub use payments::apply as apply_payment;
+pub use pg_wake::PgJobWakeups;
 
 /// Re-polls the wrapped strategy until it is pending, so that no wake-up is lost when a tick
 /// fires during the poll that ends an empty fetch (apalis 1.0.0 loses those; apalis-1.0.md §3).
@@ -117,16 +118,16 @@ pub fn sqlite_backend<T: Send + Sync + 'static>(
     }
 }
 
-/// A PostgreSQL queue woken by apalis' LISTEN/NOTIFY (re-established after a database
-/// restart), with a safety poll.
+/// A PostgreSQL queue woken by inserts into it (the process's one LISTEN connection), with a
+/// safety poll.
 pub fn postgres_backend<T: Send + Sync + 'static>(
     pool: PgPool,
+    wakeups: PgJobWakeups,
     config: apalis_postgres::Config,
 ) -> impl Fn() -> PollWith<PostgresStorage<T>, Rearm<Strategy>> + Send + Sync + 'static {
     move || {
-        let queue = config.queue.to_string();
         let wake = Strategy::new()
-            .stream(pg_wake::LastingPubsub::new(pool.clone(), queue))
+            .stream(wakeups.subscribe(config.queue.as_ref()))
             .interval(SAFETY_POLL);
         PostgresStorage::<T>::new(&pool)
             .with_config(config.clone())
@@ -200,6 +201,11 @@ pub async fn run(
             );
         }
         Store::Postgres(pool) => {
+            let wakeups = PgJobWakeups::start(
+                pool.clone(),
+                &[PrepayOrder::QUEUE, ApplyPayment::QUEUE, QueryOrder::QUEUE],
+                stop.clone(),
+            );
             let queue = move |name: &'static str| {
                 apalis_postgres::Config::default()
                     .queue(name)
@@ -214,7 +220,11 @@ pub async fn run(
                 node,
                 PrepayOrder::QUEUE,
                 prepay::run,
-                postgres_backend::<PrepayOrder>(pool.clone(), queue(PrepayOrder::QUEUE))
+                postgres_backend::<PrepayOrder>(
+                    pool.clone(),
+                    wakeups.clone(),
+                    queue(PrepayOrder::QUEUE)
+                )
             );
             monitor = register!(
                 monitor,
@@ -222,7 +232,11 @@ pub async fn run(
                 node,
                 ApplyPayment::QUEUE,
                 apply_payment::run,
-                postgres_backend::<ApplyPayment>(pool.clone(), queue(ApplyPayment::QUEUE))
+                postgres_backend::<ApplyPayment>(
+                    pool.clone(),
+                    wakeups.clone(),
+                    queue(ApplyPayment::QUEUE)
+                )
             );
             monitor = register!(
                 monitor,
@@ -230,7 +244,11 @@ pub async fn run(
                 node,
                 QueryOrder::QUEUE,
                 query_order::run,
-                postgres_backend::<QueryOrder>(pool.clone(), queue(QueryOrder::QUEUE))
+                postgres_backend::<QueryOrder>(
+                    pool.clone(),
+                    wakeups.clone(),
+                    queue(QueryOrder::QUEUE)
+                )
             );
         }
     }

@@ -257,3 +257,41 @@ async fn postgres_notifications_name_committed_rows_once() {
     );
     assert_eq!(app.order(&token, &otn, None).await["status"], "ready");
 }
+
+/// On PostgreSQL one listener per process wakes only the queue a job went into: a new order
+/// wakes the prepay workers, not the payment ones (every wake of an apalis worker is a fetch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_job_wakes_only_its_own_queues_workers() {
+    use futures::StreamExt;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    let Some(app) = TestApp::spawn_with(Backend::Postgres, Role::Serve, |_| {}).await else {
+        return;
+    };
+    let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let wakeups = minipay::worker::PgJobWakeups::start(
+        pool,
+        &["prepay_order", "apply_payment"],
+        stop.clone(),
+    );
+    crate::helpers::eventually("listening", || async {
+        wakeups.connections.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    let mut prepay = wakeups.subscribe("prepay_order");
+    let mut payment = wakeups.subscribe("apply_payment");
+
+    let token = app.login("olga#1").await;
+    app.create_order(&token, "sms-100", 1).await;
+
+    let woken = tokio::time::timeout(Duration::from_secs(5), prepay.next()).await;
+    assert!(
+        matches!(woken, Ok(Some(()))),
+        "prepay workers not woken: {woken:?}"
+    );
+    let stray = tokio::time::timeout(Duration::from_millis(300), payment.next()).await;
+    assert!(stray.is_err(), "payment workers woken by a prepay job");
+    stop.cancel();
+}
