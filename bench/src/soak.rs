@@ -23,7 +23,13 @@ struct Counters {
     paid_dropped: AtomicUsize,
     left_unpaid: AtomicUsize,
     failed_seen: AtomicUsize,
+    /// Cleared half-way: orders left unpaid after that would expire after the load stops, and
+    /// their closes (no sooner than expiry, re-checked each minute) would outlast the soak.
+    may_leave_unpaid: AtomicBool,
 }
+
+/// MINIPAY_ORDER_TTL_SECS of the soak's processes (WeChat allows no less than 5 minutes).
+const ORDER_TTL: Duration = Duration::from_secs(360);
 
 pub async fn run(duration: Duration) -> anyhow::Result<()> {
     let binary = minipay_binary()?;
@@ -80,7 +86,7 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
             ("MINIPAY_RECONCILE_DELAY_SECS", "5".into()),
             ("MINIPAY_RECONCILE_INTERVAL_MS", "1000".into()),
             ("MINIPAY_STUCK_PENDING_SECS", "30".into()),
-            ("MINIPAY_ORDER_TTL_SECS", "360".into()),
+            ("MINIPAY_ORDER_TTL_SECS", ORDER_TTL.as_secs().to_string()),
             ("MINIPAY_SHUTDOWN_TIMEOUT_SECS", "10".into()),
         ]
     };
@@ -91,7 +97,10 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
         Proc::start(&binary, "work-2", &["work"], &env(0), dir.path())?,
     ];
 
-    let counters = Arc::new(Counters::default());
+    let counters = Arc::new(Counters {
+        may_leave_unpaid: AtomicBool::new(true),
+        ..Counters::default()
+    });
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
     for c in 0..8 {
@@ -115,6 +124,9 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
             restarted = true;
             eprintln!("soak: restarting PostgreSQL");
             restart_postgres()?;
+        }
+        if started.elapsed() >= duration / 2 {
+            counters.may_leave_unpaid.store(false, Ordering::Relaxed);
         }
         if !killed && started.elapsed() >= duration / 2 {
             killed = true;
@@ -141,7 +153,11 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
         c.await??;
     }
     eprintln!("soak: load stopped; waiting for the system to settle");
-    let mut verdict = settle_and_check(&db, &client, &sim, &counters).await;
+    // The last unpaid order expires ORDER_TTL after half-time; its close is confirmed at most a
+    // minute after expiry.
+    let closes_done = (duration / 2 + ORDER_TTL + Duration::from_secs(90)).saturating_sub(duration);
+    let settle_for = closes_done.max(Duration::from_secs(180));
+    let mut verdict = settle_and_check(&db, &client, &sim, &counters, settle_for).await;
     // The deadline is 10 s (MINIPAY_SHUTDOWN_TIMEOUT_SECS); every process must exit 0 within it.
     for p in std::iter::once(&mut serve)
         .chain(workers.iter_mut().skip(1))
@@ -261,9 +277,12 @@ async fn shopper(
         if status != "ready" {
             continue;
         }
-        // 60 % pay with the notify delivered, 20 % pay with every notify lost, 20 % never pay.
+        // 60 % pay with the notify delivered, 20 % pay with every notify lost, 20 % never pay
+        // (in the first half; then they pay too).
+        let never_pay = counters.may_leave_unpaid.load(Ordering::Relaxed);
         let (deliver, pay) = match n % 5 {
-            0 => (false, false),
+            0 if never_pay => (false, false),
+            0 => (true, true),
             1 => (false, true),
             _ => (true, true),
         };
@@ -307,9 +326,10 @@ async fn settle_and_check(
     client: &reqwest::Client,
     sim: &str,
     counters: &Counters,
+    settle_for: Duration,
 ) -> anyhow::Result<()> {
     let pool = sqlx::PgPool::connect(&db.url).await?;
-    let deadline = Instant::now() + Duration::from_secs(300);
+    let deadline = Instant::now() + settle_for;
     let (orders, sim_orders) = loop {
         let orders: Vec<OrderState> =
             sqlx::query_as("SELECT out_trade_no, status, transaction_id, prepay_id FROM orders")

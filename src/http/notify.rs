@@ -69,7 +69,7 @@ pub async fn receive(State(services): State<Arc<Services>>, body: Body) -> Respo
         }
     };
     let out_trade_no = fields.non_empty("out_trade_no").map(str::to_owned);
-    let span = tracing::info_span!(
+    let span = tracing::error_span!(
         "notify",
         out_trade_no = out_trade_no.as_deref().unwrap_or("-")
     );

@@ -13,7 +13,7 @@ use crate::app::Services;
 
 pub async fn run(job: ApplyPayment, services: Data<Arc<Services>>) -> Result<(), BoxDynError> {
     let services = Arc::clone(&services);
-    let span = tracing::info_span!("apply_payment", out_trade_no = %job.out_trade_no, notify_id = job.notify_id);
+    let span = tracing::error_span!("apply_payment", out_trade_no = %job.out_trade_no, notify_id = job.notify_id);
     guarded(
         ApplyPayment::QUEUE,
         Duration::from_secs(30),

@@ -22,7 +22,7 @@ use crate::wechat::{PayParams, UnifiedOrderParams};
 pub async fn run(job: PrepayOrder, services: Data<Arc<Services>>) -> Result<(), BoxDynError> {
     let services = Arc::clone(&services);
     let limit = services.prepay_deadline();
-    let span = tracing::info_span!("prepay", out_trade_no = %job.out_trade_no);
+    let span = tracing::error_span!("prepay", out_trade_no = %job.out_trade_no);
     guarded(
         PrepayOrder::QUEUE,
         limit,

@@ -20,7 +20,7 @@ use crate::wechat::reply::{Answer, Payment};
 pub async fn run(job: QueryOrder, services: Data<Arc<Services>>) -> Result<(), BoxDynError> {
     let services = Arc::clone(&services);
     let span =
-        tracing::info_span!("reconcile", out_trade_no = %job.out_trade_no, check = job.check);
+        tracing::error_span!("reconcile", out_trade_no = %job.out_trade_no, check = job.check);
     let limit = services.config.wechat_timeout * 6 + Duration::from_secs(10);
     guarded(
         QueryOrder::QUEUE,
