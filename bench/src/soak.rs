@@ -152,7 +152,15 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
     for c in clients {
         c.await??;
     }
-    eprintln!("soak: load stopped; waiting for the system to settle");
+    // The storm is over: WeChat answers again, and what was left in doubt must now converge
+    // (a close retried each minute could otherwise keep meeting injected faults).
+    client
+        .post(format!("{sim}/sim/faults"))
+        .json(&json!({ "notify_time_scale": 0.01 }))
+        .send()
+        .await?
+        .error_for_status()?;
+    eprintln!("soak: load stopped, faults cleared; waiting for the system to settle");
     // The last unpaid order expires ORDER_TTL after half-time; its close is confirmed at most a
     // minute after expiry.
     let closes_done = (duration / 2 + ORDER_TTL + Duration::from_secs(90)).saturating_sub(duration);
