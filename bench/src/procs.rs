@@ -137,6 +137,42 @@ impl Drop for Proc {
     }
 }
 
+/// Starts `minipay simulator` on a free port and waits until it answers; returns the process
+/// and its base URL.
+pub async fn start_simulator(
+    binary: &Path,
+    client: &reqwest::Client,
+    dir: &Path,
+) -> anyhow::Result<(Proc, String)> {
+    let port = free_port()?;
+    let listen = format!("127.0.0.1:{port}");
+    let mut simulator = Proc::start(
+        binary,
+        "simulator",
+        &["simulator", "--listen", &listen],
+        &[],
+        dir,
+    )?;
+    let base = format!("http://{listen}");
+    wait_until_up(client, &format!("{base}/sim/stats"), &mut simulator).await?;
+    Ok((simulator, base))
+}
+
+/// Replaces the simulator's fault injection (fields left out take their defaults: no fault).
+pub async fn set_sim_faults(
+    client: &reqwest::Client,
+    sim: &str,
+    faults: serde_json::Value,
+) -> anyhow::Result<()> {
+    client
+        .post(format!("{sim}/sim/faults"))
+        .json(&faults)
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
+}
+
 /// Waits until `url` answers 2xx.
 pub async fn wait_until_up(
     client: &reqwest::Client,

@@ -15,7 +15,9 @@ use serde_json::{Value, json};
 
 use crate::db::BenchDb;
 use crate::load::{Run, Samples, closed_loop, open_loop};
-use crate::procs::{Proc, free_port, minipay_binary, wait_until_up};
+use crate::procs::{
+    Proc, free_port, minipay_binary, set_sim_faults, start_simulator, wait_until_up,
+};
 
 /// A running minipay (`all`) and its simulator.
 pub struct Service {
@@ -40,16 +42,7 @@ impl Service {
     ) -> anyhow::Result<Service> {
         let binary = minipay_binary()?;
         let client = client();
-        let sim_port = free_port()?;
-        let sim = format!("http://127.0.0.1:{sim_port}");
-        let mut simulator = Proc::start(
-            &binary,
-            "simulator",
-            &["simulator", "--listen", &format!("127.0.0.1:{sim_port}")],
-            &[],
-            dir,
-        )?;
-        wait_until_up(&client, &format!("{sim}/sim/stats"), &mut simulator).await?;
+        let (simulator, sim) = start_simulator(&binary, &client, dir).await?;
         let port = free_port()?;
         let api = format!("http://127.0.0.1:{port}");
         let mut env: Vec<(&str, String)> = vec![
@@ -84,16 +77,9 @@ impl Service {
     }
 
     pub async fn sim_latency(&self, ms: u64) -> anyhow::Result<()> {
-        self.client
-            .post(format!("{}/sim/faults", self.sim))
-            .json(&json!({ "latency_ms": ms }))
-            .send()
-            .await?
-            .error_for_status()?;
-        Ok(())
+        set_sim_faults(&self.client, &self.sim, json!({ "latency_ms": ms })).await
     }
 
-    /// CPU seconds used so far by the service, the simulator, and this load generator.
     /// CPU seconds used so far by the service, the simulator, this load generator, and the
     /// whole machine (every core).
     pub fn cpu(&self) -> [f64; 4] {

@@ -12,7 +12,9 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use crate::db::{Backend, BenchDb};
-use crate::procs::{Proc, free_port, minipay_binary, wait_until_up};
+use crate::procs::{
+    Proc, free_port, minipay_binary, set_sim_faults, start_simulator, wait_until_up,
+};
 
 /// What the load generator did, counted as it went.
 #[derive(Default)]
@@ -45,25 +47,12 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
         dir.path().display()
     );
 
-    let sim_port = free_port()?;
-    let sim = format!("http://127.0.0.1:{sim_port}");
-    let mut simulator = Proc::start(
-        &binary,
-        "simulator",
-        &["simulator", "--listen", &format!("127.0.0.1:{sim_port}")],
-        &[],
-        dir.path(),
-    )?;
-    wait_until_up(&client, &format!("{sim}/sim/stats"), &mut simulator).await?;
-    client
-        .post(format!("{sim}/sim/faults"))
-        .json(&json!({
-            "latency_ms": 20, "http_500_share": 0.05, "hang_share": 0.02, "hang_ms": 3000,
-            "systemerror_share": 0.03, "notify_time_scale": 0.01
-        }))
-        .send()
-        .await?
-        .error_for_status()?;
+    let (mut simulator, sim) = start_simulator(&binary, &client, dir.path()).await?;
+    let storm = json!({
+        "latency_ms": 20, "http_500_share": 0.05, "hang_share": 0.02, "hang_ms": 3000,
+        "systemerror_share": 0.03, "notify_time_scale": 0.01
+    });
+    set_sim_faults(&client, &sim, storm).await?;
 
     let api_port = free_port()?;
     let api = format!("http://127.0.0.1:{api_port}");
@@ -154,12 +143,7 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
     }
     // The storm is over: WeChat answers again, and what was left in doubt must now converge
     // (a close retried each minute could otherwise keep meeting injected faults).
-    client
-        .post(format!("{sim}/sim/faults"))
-        .json(&json!({ "notify_time_scale": 0.01 }))
-        .send()
-        .await?
-        .error_for_status()?;
+    set_sim_faults(&client, &sim, json!({ "notify_time_scale": 0.01 })).await?;
     eprintln!("soak: load stopped, faults cleared; waiting for the system to settle");
     // The last unpaid order expires ORDER_TTL after half-time; its close is confirmed at most a
     // minute after expiry.
@@ -316,6 +300,12 @@ async fn shopper(
     Ok(())
 }
 
+/// A `key, COUNT(*) … GROUP BY key` query as a map.
+async fn counts(pool: &sqlx::PgPool, sql: &'static str) -> anyhow::Result<HashMap<String, i64>> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(sql).fetch_all(pool).await?;
+    Ok(rows.into_iter().collect())
+}
+
 fn rand_suffix() -> String {
     minipay::wechat::sign::random_alphanumeric(8)
 }
@@ -387,20 +377,16 @@ async fn settle_and_check(
     let mut problems = Vec::new();
     let mut by_status: HashMap<String, usize> = HashMap::new();
     let (mut acknowledged, mut deliveries, mut lost) = (0usize, 0usize, 0usize);
-    let accepted: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+    let accepted = counts(
+        &pool,
         "SELECT transaction_id, COUNT(*) FROM notifies WHERE verdict = 'accepted' GROUP BY transaction_id",
     )
-    .fetch_all(&pool)
-    .await?
-    .into_iter()
-    .collect();
-    let paid_events: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+    .await?;
+    let paid_events = counts(
+        &pool,
         "SELECT out_trade_no, COUNT(*) FROM order_events WHERE kind = 'paid' GROUP BY out_trade_no",
     )
-    .fetch_all(&pool)
-    .await?
-    .into_iter()
-    .collect();
+    .await?;
     let double_applied = paid_events.values().filter(|n| **n > 1).count();
     for o in &orders {
         *by_status.entry(o.status.clone()).or_default() += 1;
