@@ -1,6 +1,7 @@
-//! Wakes idle SQLite workers the moment a job row is inserted (SQLite's update hook), instead
-//! of waiting for apalis' 30 s heartbeat (apalis-1.0.md §3). It only sees inserts made through
-//! this process's pool; the workers' interval strategy covers the rest.
+//! Wakes idle workers the moment a job row is inserted, instead of waiting for apalis' 30 s
+//! heartbeat (apalis-1.0.md §3). On SQLite it is fired by the update hook, which only sees
+//! inserts made through this process's pool; on PostgreSQL by the process's job listener
+//! (`worker::pg_wake`), once per queue. The workers' interval strategy covers the rest.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};

@@ -265,17 +265,16 @@ mod tests {
     use super::*;
     use futures::StreamExt;
 
+    fn poll_once(strategy: &mut impl PollStrategy) -> Poll<Option<()>> {
+        let waker = futures::task::noop_waker();
+        strategy.poll_drive(&mut Context::from_waker(&waker), &PollSnapshot::default())
+    }
+
     #[test]
     fn rearm_returns_even_when_a_strategy_is_stuck_ready() {
         // An ended stream is ready on every poll; before the bound this looped forever.
         let mut strategy = Rearm(Strategy::new().stream(futures::stream::empty::<()>()));
-        let waker = futures::task::noop_waker();
-        let mut cx = Context::from_waker(&waker);
-        let snapshot = PollSnapshot::default();
-        assert_eq!(
-            strategy.poll_drive(&mut cx, &snapshot),
-            Poll::Ready(Some(()))
-        );
+        assert_eq!(poll_once(&mut strategy), Poll::Ready(Some(())));
     }
 
     #[test]
@@ -284,13 +283,7 @@ mod tests {
             Strategy::new()
                 .stream(futures::stream::iter([(), (), ()]).chain(futures::stream::pending())),
         );
-        let waker = futures::task::noop_waker();
-        let mut cx = Context::from_waker(&waker);
-        let snapshot = PollSnapshot::default();
-        assert_eq!(
-            strategy.poll_drive(&mut cx, &snapshot),
-            Poll::Ready(Some(()))
-        );
-        assert_eq!(strategy.poll_drive(&mut cx, &snapshot), Poll::Pending);
+        assert_eq!(poll_once(&mut strategy), Poll::Ready(Some(())));
+        assert_eq!(poll_once(&mut strategy), Poll::Pending);
     }
 }

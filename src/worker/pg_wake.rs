@@ -61,11 +61,14 @@ impl PgJobWakeups {
         wakeups
     }
 
-    /// A stream that yields after inserts into `queue` (coalesced), for one worker.
+    /// A stream that yields after inserts into `queue` (coalesced), for one worker. `queue`
+    /// must be one given to [`PgJobWakeups::start`]: a stream with no signal behind it would
+    /// end, and an ended stream reads as "always ready" to apalis' poll strategy.
     pub fn subscribe(&self, queue: &str) -> JobWake {
         self.queues
             .get(queue)
-            .map_or_else(|| InsertSignal::new().subscribe(), InsertSignal::subscribe)
+            .unwrap_or_else(|| panic!("queue {queue} was not registered for wake-ups"))
+            .subscribe()
     }
 
     async fn listen(&self, pool: PgPool) {

@@ -83,10 +83,8 @@ async fn prepay(services: Arc<Services>, job: PrepayOrder) -> Result<(), BoxDynE
             },
             decision => decision,
         };
-        let decision_kind = match decision {
-            PrepayDecision::Alarm(_) => Refusal::Configuration,
-            _ => Refusal::Order,
-        };
+        // A permanent refusal is the merchant's setup (alarm) or this order's problem.
+        let configuration_problem = matches!(decision, PrepayDecision::Alarm(_));
         match decision {
             PrepayDecision::Ready => {
                 let prepay_id = answer.field("prepay_id").unwrap_or_default();
@@ -143,7 +141,7 @@ async fn prepay(services: Arc<Services>, job: PrepayOrder) -> Result<(), BoxDynE
                 }
             }
             PrepayDecision::Fail(failure) | PrepayDecision::Alarm(failure) => {
-                if matches!(decision_kind, Refusal::Configuration) {
+                if configuration_problem {
                     let detail = format!("{}: {}", failure.code, failure.message);
                     alert(&order.out_trade_no, "wechat_configuration", &detail);
                 } else {
@@ -162,12 +160,6 @@ async fn prepay(services: Arc<Services>, job: PrepayOrder) -> Result<(), BoxDynE
             }
         }
     }
-}
-
-/// Whose problem a permanent refusal is: this order's, or the merchant's setup.
-enum Refusal {
-    Order,
-    Configuration,
 }
 
 async fn fail(
