@@ -1,12 +1,25 @@
 //! minipay's pure core: what an order may become, what the workers are asked to do, and what
-//! each WeChat answer means for an order. No async, no I/O, no clock: callers pass `now` in,
-//! so every rule here is a table that unit tests can walk.
+//! each payment-provider answer means for an order. No async, no I/O, no clock: callers pass
+//! `now` in, so every rule here is a table that unit tests can walk.
+//!
+//! - [`order`]: statuses and transitions (the ones the store's SQL enforces), history kinds.
+//! - [`payload`]: job payloads with their queue names, keys and retry budgets.
+//! - [`gateway`]: the protocol-neutral inputs and outcomes of the provider's operations.
+//! - [`notify`]: notify verdicts, what verification found, the answer owed.
+//! - [`decide`]: the decision tables; [`schedule`]: when reconciliation checks come due.
 
 pub mod decide;
+pub mod gateway;
+pub mod notify;
 pub mod order;
 pub mod payload;
 pub mod schedule;
 
 pub use decide::{CloseDecision, Failure, PrepayDecision, QueryDecision, Reply, Transport};
-pub use order::OrderStatus;
-pub use payload::{ApplyPayment, PrepayOrder, QueryOrder};
+pub use gateway::{
+    OrderFields, ParamError, PayParams, Payment, Prepaid, PrepayInput, PrepayOutcome, QueryOutcome,
+    UnreadableParams,
+};
+pub use notify::{CheckedNotify, NotifyAck, NotifyCheck, NotifyVerdict, Refusal};
+pub use order::{OrderEvent, OrderStatus};
+pub use payload::{ApplyPayment, Job, PrepayOrder, QueryOrder};

@@ -15,6 +15,8 @@ use futures::FutureExt;
 use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use super::StoreError;
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Most transactions folded into one commit.
@@ -35,14 +37,14 @@ trait Job: Send {
 
 struct Write<T, F> {
     work: Option<F>,
-    outcome: Option<Result<T, sqlx::Error>>,
-    reply: oneshot::Sender<Result<T, sqlx::Error>>,
+    outcome: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
 }
 
 impl<T, F> Job for Write<T, F>
 where
     T: Send,
-    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, sqlx::Error>> + Send,
+    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send,
 {
     fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool> {
         Box::pin(async move {
@@ -51,7 +53,7 @@ where
             };
             let result = match AssertUnwindSafe(work(conn)).catch_unwind().await {
                 Ok(result) => result,
-                Err(_) => Err(sqlx::Error::Protocol("write transaction panicked".into())),
+                Err(_) => Err(StoreError::Panicked),
             };
             let ok = result.is_ok();
             self.outcome = Some(result);
@@ -62,20 +64,25 @@ where
     fn finish(self: Box<Self>, commit: &Result<(), sqlx::Error>) {
         let result = match (commit, self.outcome) {
             (Ok(()), Some(outcome)) => outcome,
-            (Ok(()), None) => Err(sqlx::Error::Protocol("write was not run".into())),
-            (Err(e), _) => Err(copy(e)),
+            // Not run: the batch failed before reaching it.
+            (Ok(()), None) => Err(StoreError::BatchFailed("write was not run".into())),
+            (Err(e), _) => Err(shared(e)),
         };
         let _ = self.reply.send(result);
     }
 }
 
-/// An owned copy of an error shared by a whole batch, keeping "database unreachable" apart.
-fn copy(e: &sqlx::Error) -> sqlx::Error {
+/// Each writer's own copy of an error shared by a whole batch, keeping "database
+/// unreachable" apart.
+fn shared(e: &sqlx::Error) -> StoreError {
     match e {
-        sqlx::Error::Io(io) => sqlx::Error::Io(std::io::Error::new(io.kind(), io.to_string())),
-        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
-        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
-        other => sqlx::Error::Protocol(format!("group commit failed: {other}")),
+        sqlx::Error::Io(io) => StoreError::Unavailable(sqlx::Error::Io(std::io::Error::new(
+            io.kind(),
+            io.to_string(),
+        ))),
+        sqlx::Error::PoolTimedOut => StoreError::Unavailable(sqlx::Error::PoolTimedOut),
+        sqlx::Error::PoolClosed => StoreError::Unavailable(sqlx::Error::PoolClosed),
+        other => StoreError::BatchFailed(other.to_string()),
     }
 }
 
@@ -88,10 +95,10 @@ impl GroupCommit {
     }
 
     /// Runs `work` inside the next batch and returns its result once the batch committed.
-    pub async fn run<T, F>(&self, work: F) -> Result<T, sqlx::Error>
+    pub async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, sqlx::Error>>
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
             + Send
             + 'static,
     {
@@ -101,8 +108,8 @@ impl GroupCommit {
             outcome: None,
             reply,
         });
-        self.queue.send(job).map_err(|_| sqlx::Error::PoolClosed)?;
-        answer.await.map_err(|_| sqlx::Error::PoolClosed)?
+        self.queue.send(job).map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 }
 

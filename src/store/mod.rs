@@ -1,17 +1,21 @@
 //! The only module that writes SQL. Each method is one business transaction; jobs are queued
 //! inside it (apalis `push_tasks` on the same transaction), never after, so no order or notify
-//! exists without its job. Status changes are guarded in SQL (`WHERE status = ...`), which makes
-//! a job delivered twice harmless.
+//! exists without its job. Status changes are guarded in SQL (`WHERE status IN (...)`, derived
+//! from the core crate's `OrderStatus::can_become`), which makes a job delivered twice
+//! harmless. The store speaks the core crate's types (statuses, verdicts, payments, job
+//! payloads) and nothing of any protocol; its failures are [`StoreError`].
 //!
 //! Both backends run the same SQL text (`$1` placeholders work in SQLite too); where dialects
 //! differ, the [`Dialect`] trait or a per-backend constant says so.
 
 mod dialect;
+mod error;
 mod group_commit;
 mod insert_signal;
 mod jobs;
 mod notifies;
 mod orders;
+mod process_lock;
 mod sessions;
 mod stats;
 
@@ -26,10 +30,12 @@ use sqlx::sqlite::{
 };
 
 pub use dialect::{ORDER_CHANNEL, job_task};
+pub use error::StoreError;
 pub use insert_signal::{InsertSignal, JobWake};
 pub use jobs::{JobRow, JobState};
-pub use notifies::{NewNotify, NotifyRow, RecordedNotify};
+pub use notifies::{NotifyRow, RecordedNotify, RefusedNotify, VerifiedNotify};
 pub use orders::{Applied, CreateOutcome, EventRow, NewOrder, OrderRow};
+pub use process_lock::{LockError, lock_for_workers};
 pub use sessions::SessionRow;
 pub use stats::{QueueStats, StatusCount};
 
@@ -131,7 +137,7 @@ impl Store {
         url: &str,
         pool_size: u32,
         signal: &InsertSignal,
-    ) -> Result<Store, sqlx::Error> {
+    ) -> Result<Store, StoreError> {
         if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -212,7 +218,7 @@ impl Store {
     }
 
     /// Whether every migration of ours is applied (for `/readyz`).
-    pub async fn migrations_applied(&self) -> Result<bool, sqlx::Error> {
+    pub async fn migrations_applied(&self) -> Result<bool, StoreError> {
         let expected: Vec<i64> = our_migrations(self).iter().map(|m| m.version).collect();
         let applied: Vec<i64> = on_reader!(self, pool => {
             sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
@@ -223,7 +229,7 @@ impl Store {
     }
 
     /// A round trip to the database.
-    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+    pub async fn ping(&self) -> Result<(), StoreError> {
         on_reader!(self, pool => { sqlx::query("SELECT 1").execute(pool).await?; });
         Ok(())
     }
@@ -234,7 +240,7 @@ impl Store {
         &self,
         catalog: &crate::catalog::Catalog,
         now_ms: i64,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             for p in catalog.products() {
@@ -268,15 +274,4 @@ impl Store {
             Store::Postgres(pool) => pool.close().await,
         }
     }
-}
-
-/// Whether an error means "the database is not reachable right now" rather than a bug.
-pub fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)
-    )
 }

@@ -1,22 +1,28 @@
 //! Payment notifies: verified ones recorded with their status-update job before WeChat hears
 //! SUCCESS; refused ones recorded in batches with their verdict, so forgeries are visible.
 
-use minipay_jobs::ApplyPayment;
+use minipay_jobs::{ApplyPayment, NotifyVerdict, Payment};
 
-use super::dialect::{Dialect, job_task};
-use super::{Store, on_reader, write_tx};
-use crate::wechat::reply::Payment;
+use super::dialect::Dialect;
+use super::{Store, StoreError, on_reader, write_tx};
 
-/// A received notify to record.
+/// A verified payment notify, to record with its status-update job. It cannot be without its
+/// payment.
 #[derive(Debug, Clone)]
-pub struct NewNotify {
+pub struct VerifiedNotify {
     pub received_at: i64,
-    /// `accepted`, or why it was refused (`bad_signature`, `amount_mismatch`, ...).
-    pub verdict: String,
+    pub payment: Payment,
+    /// The body as received (truncated by the caller).
+    pub raw: String,
+}
+
+/// A notify that is not a payment to apply: refused, or verified but not paid.
+#[derive(Debug, Clone)]
+pub struct RefusedNotify {
+    pub received_at: i64,
+    pub verdict: NotifyVerdict,
     pub detail: String,
     pub out_trade_no: Option<String>,
-    /// The payment, for verified notifies only.
-    pub payment: Option<Payment>,
     pub raw: String,
 }
 
@@ -25,7 +31,8 @@ pub struct NewNotify {
 pub struct NotifyRow {
     pub id: i64,
     pub received_at: i64,
-    pub verdict: String,
+    #[sqlx(try_from = "String")]
+    pub verdict: NotifyVerdict,
     pub detail: String,
     pub out_trade_no: Option<String>,
     pub transaction_id: Option<String>,
@@ -36,15 +43,24 @@ pub struct NotifyRow {
     pub applied_at: Option<i64>,
 }
 
-impl NotifyRow {
-    /// The payment it carries, when it was verified.
-    pub fn payment(&self) -> Option<Payment> {
+/// The payment columns of a notify row (all set on verified ones, none on refused ones).
+#[derive(sqlx::FromRow)]
+struct PaymentColumns {
+    out_trade_no: Option<String>,
+    transaction_id: Option<String>,
+    total_fee: Option<i64>,
+    cash_fee: Option<i64>,
+    time_end: Option<String>,
+}
+
+impl PaymentColumns {
+    fn payment(self) -> Option<Payment> {
         Some(Payment {
-            out_trade_no: self.out_trade_no.clone()?,
-            transaction_id: self.transaction_id.clone()?,
+            out_trade_no: self.out_trade_no?,
+            transaction_id: self.transaction_id?,
             total_fee: self.total_fee?,
             cash_fee: self.cash_fee?,
-            time_end: self.time_end.clone()?,
+            time_end: self.time_end?,
         })
     }
 }
@@ -61,31 +77,24 @@ pub enum RecordedNotify {
 const INSERT_NOTIFY: &str = "INSERT INTO notifies (received_at, verdict, detail, out_trade_no, transaction_id, \
      total_fee, cash_fee, time_end, raw) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
-/// Runs of an apply-payment job: applying is one guarded transaction, so extra runs only
-/// matter when the database was briefly unavailable.
-const APPLY_JOB_RUNS: usize = 10;
-
 impl Store {
     /// Stores a verified payment notify and its status-update job in one transaction. The
     /// unique transaction_id makes concurrent re-sends collapse into one row and one job.
     pub async fn record_verified_notify(
         &self,
-        notify: &NewNotify,
-    ) -> Result<RecordedNotify, sqlx::Error> {
+        notify: &VerifiedNotify,
+    ) -> Result<RecordedNotify, StoreError> {
         let notify = notify.clone();
-        let payment = notify
-            .payment
-            .clone()
-            .ok_or_else(|| sqlx::Error::Protocol("a verified notify carries its payment".into()))?;
         write_tx!(self, tx => {
+            let payment = &notify.payment;
             let id: Option<i64> = sqlx::query_scalar(concat!(
                 "INSERT INTO notifies (received_at, verdict, detail, out_trade_no, transaction_id, ",
                 "total_fee, cash_fee, time_end, raw) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ",
                 "ON CONFLICT (transaction_id) DO NOTHING RETURNING id"
             ))
             .bind(notify.received_at)
-            .bind(&notify.verdict)
-            .bind(&notify.detail)
+            .bind(NotifyVerdict::Accepted.as_str())
+            .bind("")
             .bind(&payment.out_trade_no)
             .bind(&payment.transaction_id)
             .bind(payment.total_fee)
@@ -101,21 +110,22 @@ impl Store {
                 notify_id: id,
                 out_trade_no: payment.out_trade_no.clone(),
             };
-            let task = job_task(&job, job.idempotency_key(), APPLY_JOB_RUNS, None)
-                .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-            tx.enqueue(ApplyPayment::QUEUE, task).await?;
+            tx.enqueue(&job).await?;
             Ok(RecordedNotify::New(id))
         })
     }
 
     /// Stores refused notifies, many per transaction.
-    pub async fn record_refused_notifies(&self, notifies: &[NewNotify]) -> Result<(), sqlx::Error> {
+    pub async fn record_refused_notifies(
+        &self,
+        notifies: &[RefusedNotify],
+    ) -> Result<(), StoreError> {
         let notifies = notifies.to_vec();
         write_tx!(self, tx => {
             for n in notifies {
                 sqlx::query(INSERT_NOTIFY)
                     .bind(n.received_at)
-                    .bind(&n.verdict)
+                    .bind(n.verdict.as_str())
                     .bind(&n.detail)
                     .bind(&n.out_trade_no)
                     .bind(None::<String>)
@@ -130,22 +140,29 @@ impl Store {
         })
     }
 
-    pub async fn notify(&self, id: i64) -> Result<Option<NotifyRow>, sqlx::Error> {
-        on_reader!(self, pool => {
-            sqlx::query_as("SELECT * FROM notifies WHERE id = $1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await
-        })
+    /// The payment a recorded notify carries; `None` when there is no such notify or it is
+    /// not a verified payment.
+    pub async fn notify_payment(&self, id: i64) -> Result<Option<Payment>, StoreError> {
+        let row: Option<PaymentColumns> = on_reader!(self, pool => {
+            sqlx::query_as(
+                "SELECT out_trade_no, transaction_id, total_fee, cash_fee, time_end \
+                 FROM notifies WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.and_then(PaymentColumns::payment))
     }
 
     /// Every notify about an order, oldest first.
-    pub async fn notifies_for(&self, out_trade_no: &str) -> Result<Vec<NotifyRow>, sqlx::Error> {
-        on_reader!(self, pool => {
+    pub async fn notifies_for(&self, out_trade_no: &str) -> Result<Vec<NotifyRow>, StoreError> {
+        let rows = on_reader!(self, pool => {
             sqlx::query_as("SELECT * FROM notifies WHERE out_trade_no = $1 ORDER BY id")
                 .bind(out_trade_no)
                 .fetch_all(pool)
-                .await
-        })
+                .await?
+        });
+        Ok(rows)
     }
 }

@@ -1,6 +1,6 @@
 //! Login sessions: the hash of the bearer token, the user's openid and session_key.
 
-use super::{Store, on_pool, on_reader};
+use super::{Store, StoreError, on_pool, on_reader};
 
 /// An authenticated session, as request handlers see it (no session_key).
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -21,8 +21,8 @@ impl Store {
         unionid: Option<&str>,
         now_ms: i64,
         expires_at_ms: i64,
-    ) -> Result<i64, sqlx::Error> {
-        on_pool!(self, pool => {
+    ) -> Result<i64, StoreError> {
+        let id = on_pool!(self, pool => {
             sqlx::query_scalar(
                 "INSERT INTO sessions (token_hash, openid, session_key, unionid, created_at, expires_at) \
                  VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -34,8 +34,9 @@ impl Store {
             .bind(now_ms)
             .bind(expires_at_ms)
             .fetch_one(pool)
-            .await
-        })
+            .await?
+        });
+        Ok(id)
     }
 
     /// The live session whose token hashes to `token_hash`.
@@ -43,13 +44,14 @@ impl Store {
         &self,
         token_hash: &str,
         now_ms: i64,
-    ) -> Result<Option<SessionRow>, sqlx::Error> {
-        on_reader!(self, pool => {
+    ) -> Result<Option<SessionRow>, StoreError> {
+        let row = on_reader!(self, pool => {
             sqlx::query_as("SELECT id, openid, expires_at FROM sessions WHERE token_hash = $1 AND expires_at > $2")
                 .bind(token_hash)
                 .bind(now_ms)
                 .fetch_optional(pool)
-                .await
-        })
+                .await?
+        });
+        Ok(row)
     }
 }

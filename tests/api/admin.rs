@@ -18,7 +18,7 @@ async fn exec(app: &TestApp, sql: &'static str) {
 
 on_both_backends! {
     async fn dead_jobs_are_listed_and_can_be_retried(backend) {
-        let Some(app) = TestApp::spawn_with(backend, Role::Serve, |s| s.stuck_pending_secs = 3600).await else { return };
+        let Some(app) = TestApp::spawn_with(backend, Role::Serve, |s| s.workers.stuck_pending_secs = 3600).await else { return };
         let token = app.login("yara#1").await;
         let otn = app.create_order(&token, "sms-100", 1).await["out_trade_no"].as_str().unwrap().to_owned();
         // Damage the order so that its prepay job cannot make sense of it.

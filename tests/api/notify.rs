@@ -2,10 +2,10 @@
 //! recorded with their verdict); genuine notifies are recorded before SUCCESS and applied once,
 //! however many copies arrive at once.
 
-use minipay::http::SUCCESS_REPLY;
-use minipay::wechat::sign::sign;
 use minipay::wechat::simulator::{Forced, PayRequest};
-use minipay::wechat::{ApiKey, Fields, SignType, xml};
+use minipay::wechat::v2::notify::SUCCESS_REPLY;
+use minipay::wechat::v2::sign::sign;
+use minipay::wechat::v2::{ApiKey, Fields, SignType, xml};
 use reqwest::StatusCode;
 
 use crate::helpers::{TestApp, eventually, on_both_backends};

@@ -5,6 +5,8 @@
 
 mod api;
 mod control;
+mod login;
+mod orders;
 mod state;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,10 +15,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{get, post};
 
-pub use control::{ForceRule, PayRequest, PayResult};
-pub use state::{ANY_ORDER, Call, Delivery, Faults, Forced, SimOrderView, TradeState};
+pub use control::{PayRequest, PayResult};
+pub use state::{ANY_ORDER, Call, Delivery, Faults, ForceRule, Forced, SimOrderView, TradeState};
 
-use super::ApiKey;
+use super::v2::ApiKey;
 use crate::clock::Clock;
 use state::SimState;
 
@@ -60,7 +62,7 @@ impl Simulator {
             inner: Arc::new(Inner {
                 config,
                 clock: Clock::new(),
-                http: super::client::http_client(Duration::from_secs(2), Duration::from_secs(5)),
+                http: super::http_client(Duration::from_secs(2), Duration::from_secs(5)),
                 state: Mutex::new(SimState::default()),
             }),
         }
@@ -72,7 +74,7 @@ impl Simulator {
             .route("/pay/unifiedorder", post(api::unified_order))
             .route("/pay/orderquery", post(api::order_query))
             .route("/pay/closeorder", post(api::close_order))
-            .route("/sns/jscode2session", get(api::code_to_session))
+            .route("/sns/jscode2session", get(login::code_to_session))
             .route("/sim/pay", post(control::pay))
             .route(
                 "/sim/faults",

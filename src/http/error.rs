@@ -6,8 +6,12 @@ use axum::extract::FromRequest;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
+use super::views::{ErrorBody, ErrorDetail};
+use crate::domain::PlaceError;
+use crate::store::StoreError;
+
+/// Every non-success answer of the JSON endpoints.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error(
@@ -53,7 +57,7 @@ pub enum ApiError {
     #[error("wait must be an integer number of seconds from 0 to 30")]
     InvalidWait,
     #[error("the service is temporarily unavailable; try again shortly")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] StoreError),
     #[error("this instance is shutting down; retry (another instance will answer)")]
     ShuttingDown,
     #[error("something went wrong on our side")]
@@ -98,12 +102,28 @@ impl ApiError {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(e: sqlx::Error) -> Self {
-        if crate::store::is_unavailable(&e) {
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
             ApiError::Unavailable(e)
         } else {
             ApiError::Internal(anyhow::Error::new(e).context("database"))
+        }
+    }
+}
+
+impl From<PlaceError> for ApiError {
+    fn from(e: PlaceError) -> Self {
+        match e {
+            PlaceError::Invalid(e) => ApiError::InvalidParameter {
+                field: e.field.into(),
+                reason: e.reason,
+            },
+            PlaceError::NumberTaken(number) => ApiError::OutTradeNoTaken(number),
+            PlaceError::Store(e) => ApiError::from(e),
+            PlaceError::NoNumber => {
+                ApiError::Internal(anyhow::anyhow!("could not allocate an out_trade_no"))
+            }
         }
     }
 }
@@ -116,7 +136,12 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(cause) => tracing::warn!(error = %cause, "database unavailable"),
             _ => {}
         }
-        let body = json!({ "error": { "code": code, "message": self.to_string() } });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: self.to_string(),
+            },
+        };
         (status, Json(body)).into_response()
     }
 }
