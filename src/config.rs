@@ -194,7 +194,7 @@ pub struct Config {
     pub job_retention: Duration,
 }
 
-/// WeChat's production hosts, primary then the cross-city backup (wechatpay-v2.md §2, §10).
+/// WeChat's production hosts, primary then the cross-city backup (docs/wechat-pay-v2.md §2, §10).
 pub const WECHAT_PAY_HOSTS: [&str; 2] = [
     "https://api.mch.weixin.qq.com",
     "https://api2.mch.weixin.qq.com",

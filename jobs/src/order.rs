@@ -1,4 +1,4 @@
-//! Order statuses and the transitions between them (api-contract.md, "Order statuses").
+//! Order statuses and the transitions between them (docs/http-api.md, "Order statuses").
 
 use serde::{Deserialize, Serialize};
 

@@ -20,7 +20,7 @@ use crate::wechat::Fields;
 use crate::wechat::reply::{Payment, check_signed_by};
 use crate::wechat::xml::{self, DEFAULT_BODY_LIMIT, to_xml};
 
-/// The exact acknowledgement WeChat expects (wechatpay-v2.md §6.3).
+/// The exact acknowledgement WeChat expects (docs/wechat-pay-v2.md §6.3).
 pub const SUCCESS_REPLY: &str = "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>";
 
 /// Raw bodies are stored up to this many bytes (an oversized forgery is not kept whole).
@@ -163,7 +163,7 @@ async fn verify(services: &Services, fields: &Fields) -> Result<Verified, Refusa
         .await
         .map_err(|e| refuse("store_error", e.to_string()))?
         .ok_or_else(|| refuse("unknown_order", "no such out_trade_no"))?;
-    // Compare total_fee, not cash_fee: coupons lower the cash part (wechatpay-v2.md §6.2).
+    // Compare total_fee, not cash_fee: coupons lower the cash part (docs/wechat-pay-v2.md §6.2).
     if payment.total_fee != order.total_fee {
         return Err(refuse(
             "amount_mismatch",

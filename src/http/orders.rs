@@ -23,7 +23,7 @@ use minipay_jobs::OrderStatus;
 /// Most units of one product in one order.
 pub const MAX_QUANTITY: i64 = 9_999;
 
-/// Longest `?wait=` in seconds (api-contract.md).
+/// Longest `?wait=` in seconds (docs/http-api.md).
 const MAX_WAIT_SECS: u64 = 30;
 
 #[derive(Deserialize)]
@@ -33,7 +33,7 @@ pub struct CreateOrder {
     quantity: i64,
 }
 
-/// What order creation answers (api-contract.md).
+/// What order creation answers (docs/http-api.md).
 #[derive(Serialize)]
 pub struct Created {
     pub out_trade_no: String,
@@ -249,7 +249,7 @@ pub async fn show(
     }
 }
 
-/// The order as the mini-program sees it (api-contract.md).
+/// The order as the mini-program sees it (docs/http-api.md).
 pub fn view(order: &OrderRow) -> Value {
     let mut body = serde_json::json!({
         "out_trade_no": order.out_trade_no,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, SqliteConnection};
 
 /// A queued job row as apalis stores it: JSON args, our idempotency key, a bounded number of
-/// runs (apalis' default is 25, re-run at once; apalis-1.0.md §2.4).
+/// runs (apalis' default is 25, re-run at once; docs/apalis.md §2.4).
 pub fn job_task<T: Serialize>(
     job: &T,
     idempotency_key: String,

@@ -186,7 +186,7 @@ struct SessionReply {
     errmsg: String,
 }
 
-/// `errcode`s that say "not now" rather than "not this code" (wechatpay-v2.md §10).
+/// `errcode`s that say "not now" rather than "not this code" (docs/wechat-pay-v2.md §10).
 const LOGIN_TRANSIENT: [i64; 2] = [-1, 45011];
 
 impl LoginClient {

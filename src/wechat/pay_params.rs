@@ -1,4 +1,4 @@
-//! The parameters `wx.requestPayment` takes (wechatpay-v2.md §5).
+//! The parameters `wx.requestPayment` takes (docs/wechat-pay-v2.md §5).
 
 use serde::{Deserialize, Serialize};
 

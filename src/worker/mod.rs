@@ -1,5 +1,5 @@
 //! The apalis workers: one per queue, with the wiring apalis 1.0 needs to be prompt and safe
-//! (apalis-1.0.md): a wake-up stream plus an interval, re-armed after every fire; bounded
+//! (docs/apalis.md): a wake-up stream plus an interval, re-armed after every fire; bounded
 //! concurrency; worker names unique per process start; a short heartbeat so a killed worker's
 //! jobs are picked up again within seconds; deadlines and panic guards inside the handlers.
 
@@ -28,7 +28,7 @@ pub use payments::apply as apply_payment;
 pub use pg_wake::PgJobWakeups;
 
 /// Re-polls the wrapped strategy until it is pending, so that no wake-up is lost when a tick
-/// fires during the poll that ends an empty fetch (apalis 1.0.0 loses those; apalis-1.0.md §3).
+/// fires during the poll that ends an empty fetch (apalis 1.0.0 loses those; docs/apalis.md §3).
 pub struct Rearm<P>(pub P);
 
 /// A strategy still ready after this many polls in a row is stuck ready (an ended stream
@@ -70,7 +70,7 @@ const SAFETY_POLL: Duration = Duration::from_millis(500);
 pub const LOCK_TASKS: bool = false;
 
 /// This process's worker name prefix: unique per process start, because apalis 1.0 strands
-/// the jobs of a crashed worker when a new process reuses its name (apalis-1.0.md §2.5).
+/// the jobs of a crashed worker when a new process reuses its name (docs/apalis.md §2.5).
 pub fn node_name() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()

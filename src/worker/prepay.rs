@@ -1,6 +1,6 @@
 //! The prepay job: `unifiedorder` with the order's frozen parameters until WeChat gives a
 //! prepay_id, refuses for good, or the attempts run out. Only `nonce_str` and `sign` change
-//! between attempts (wechatpay-v2.md §3.4).
+//! between attempts (docs/wechat-pay-v2.md §3.4).
 
 use std::sync::Arc;
 use std::time::Duration;
