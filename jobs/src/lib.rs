@@ -1,12 +1,17 @@
-//! minipay's pure core: what an order may become, what the workers are asked to do, and what
-//! each WeChat answer means for an order. No async, no I/O, no clock: callers pass `now` in,
-//! so every rule here is a table that unit tests can walk.
+//! minipay's pure core: what an order may become, what the workers are asked to do, what
+//! each WeChat answer means for an order, and the merchant events with their retry schedule.
+//! No async, no I/O, no clock: callers pass `now` in, so every rule here is a table that unit
+//! tests can walk.
 
 pub mod decide;
+pub mod event;
 pub mod order;
 pub mod payload;
 pub mod schedule;
 
 pub use decide::{CloseDecision, Failure, PrepayDecision, QueryDecision, Reply, Transport};
+pub use event::{
+    AttemptOutcome, DeliverEvent, DeliveryState, EventId, EventType, NextStep, RetrySchedule,
+};
 pub use order::OrderStatus;
 pub use payload::{ApplyPayment, PrepayOrder, QueryOrder};

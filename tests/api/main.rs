@@ -12,3 +12,5 @@ mod processes;
 mod reconcile;
 mod sign_tool;
 mod simulator;
+mod webhook_delivery;
+mod webhook_verify_tool;
