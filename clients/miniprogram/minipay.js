@@ -422,6 +422,11 @@ function settled(order) {
  * @param {number} [options.timeoutMs=60000] bound on each wait in `pay()`
  * @param {number} [options.retries=4] retries after a network error, 429 or 5xx
  * @param {number} [options.retryDelayMs=500] first backoff step (doubling, jittered)
+ * @param {number} [options.maxRetryDelayMs=8000] largest backoff step
+ * @param {number} [options.maxRetryAfterMs=30000] a longer `Retry-After` is not waited out: the
+ *   call rejects `http` (`RATE_LIMITED`) so the page can tell the user
+ * @param {number} [options.paidPollMs=500] first pause between reads while waiting for `paid`
+ * @param {string} [options.storageKey='minipay_session_token'] the token's storage key
  * @returns {MinipayClient}
  */
 function createClient(options) {
