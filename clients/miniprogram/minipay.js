@@ -16,7 +16,7 @@
  * @enum {string}
  */
 const Kinds = Object.freeze({
-  /** The user closed the payment sheet (`requestPayment:fail cancel`). The order is still payable. */
+  /** The user closed the payment sheet (`requestPayment:fail cancel`); the order stays payable. */
   CANCELLED: 'cancelled',
   /** WeChat refused the order for good; `code` and `wechatMessage` carry WeChat's reason. */
   FAILED: 'failed',
@@ -37,7 +37,8 @@ class MinipayError extends Error {
   /**
    * @param {string} kind one of {@link Kinds}
    * @param {string} message human text
-   * @param {object} [details] `status`, `code`, `order`, `errMsg`, `wechatMessage`, `idempotencyKey`
+   * @param {object} [details] `status`, `code`, `order`, `errMsg`, `wechatMessage`,
+   *   `idempotencyKey`
    */
   constructor(kind, message, details) {
     super(message);
@@ -75,30 +76,21 @@ const RETRYABLE_STATUS = [429, 500, 502, 503, 504];
 const PAID_STATUSES = ['paid', 'refunded'];
 
 function sleep(ms) {
-  return new Promise(function (resolve) {
-    setTimeout(resolve, ms);
-  });
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Calls a callback-style `wx` API as a promise that rejects with WeChat's `fail` object. */
 function wxCall(wx, name, params) {
-  return new Promise(function (resolve, reject) {
+  return new Promise((resolve, reject) => {
     wx[name](Object.assign({}, params, { success: resolve, fail: reject }));
   });
 }
 
-function headerValue(headers, name) {
-  const wanted = name.toLowerCase();
-  const keys = Object.keys(headers || {});
-  for (let i = 0; i < keys.length; i++) {
-    if (keys[i].toLowerCase() === wanted) return headers[keys[i]];
-  }
-  return undefined;
-}
-
 /** `Retry-After` in milliseconds (delta-seconds or an HTTP date), or undefined. */
 function retryAfterMs(headers) {
-  const value = headerValue(headers, 'retry-after');
+  // Header names arrive in whatever case the server (or a proxy) wrote them.
+  const name = Object.keys(headers || {}).find((key) => key.toLowerCase() === 'retry-after');
+  const value = name === undefined ? undefined : headers[name];
   if (value === undefined || value === null || value === '') return undefined;
   const text = String(value).trim();
   if (/^\d+$/.test(text)) return Number(text) * 1000;
@@ -128,14 +120,14 @@ function tokenStorage(options) {
   const wx = options.wx;
   if (typeof wx.getStorageSync === 'function' && typeof wx.setStorageSync === 'function') {
     return {
-      get: function (key) {
+      get(key) {
         try {
           return wx.getStorageSync(key) || null;
         } catch (e) {
           return null;
         }
       },
-      set: function (key, value) {
+      set(key, value) {
         try {
           wx.setStorageSync(key, value || '');
         } catch (e) {
@@ -146,10 +138,8 @@ function tokenStorage(options) {
   }
   const memory = {};
   return {
-    get: function (key) {
-      return memory[key] || null;
-    },
-    set: function (key, value) {
+    get: (key) => memory[key] || null,
+    set: (key, value) => {
       memory[key] = value;
     },
   };
@@ -163,9 +153,7 @@ class MinipayClient {
     this.baseUrl = String(options.baseUrl).replace(/\/+$/, '');
     this.wx = options.wx;
     this.storage = tokenStorage(options);
-    const pick = function (name) {
-      return options[name] === undefined ? DEFAULTS[name] : options[name];
-    };
+    const pick = (name) => (options[name] === undefined ? DEFAULTS[name] : options[name]);
     this.pollSeconds = Math.max(1, Math.min(30, Math.floor(pick('pollSeconds'))));
     this.timeoutMs = pick('timeoutMs');
     this.retries = pick('retries');
@@ -186,20 +174,19 @@ class MinipayClient {
    */
   login() {
     if (!this.loggingIn) {
-      const self = this;
-      this.loggingIn = this._send(async function () {
+      this.loggingIn = this._send(async () => {
         // A code is single-use: a retry after a lost reply needs a new one.
-        const got = await wxCall(self.wx, 'login', {});
+        const got = await wxCall(this.wx, 'login', {});
         return { method: 'POST', path: '/v1/sessions', data: { code: got.code } };
       }).then(
-        function (session) {
-          self.token = session.token;
-          self.storage.set(self.storageKey, session.token);
-          self.loggingIn = null;
+        (session) => {
+          this.token = session.token;
+          this.storage.set(this.storageKey, session.token);
+          this.loggingIn = null;
           return session;
         },
-        function (error) {
-          self.loggingIn = null;
+        (error) => {
+          this.loggingIn = null;
           throw error;
         }
       );
@@ -223,7 +210,7 @@ class MinipayClient {
       return await this._authed({
         method: 'POST',
         path: '/v1/orders',
-        data: { sku: sku, quantity: quantity },
+        data: { sku, quantity },
         header: { 'Idempotency-Key': key },
       });
     } catch (error) {
@@ -241,7 +228,7 @@ class MinipayClient {
   getOrder(outTradeNo, options) {
     const wait = Math.max(0, Math.min(30, Math.floor((options && options.wait) || 0)));
     const path = '/v1/orders/' + encodeURIComponent(outTradeNo) + (wait ? '?wait=' + wait : '');
-    return this._authed({ method: 'GET', path: path, timeout: (wait + 15) * 1000 });
+    return this._authed({ method: 'GET', path, timeout: (wait + 15) * 1000 });
   }
 
   /**
@@ -271,17 +258,15 @@ class MinipayClient {
     } catch (fail) {
       const errMsg = (fail && fail.errMsg) || String(fail);
       if (/cancel/i.test(errMsg)) {
-        throw new MinipayError(Kinds.CANCELLED, 'the user cancelled the payment', {
-          order: order,
-          errMsg: errMsg,
-        });
+        const message = 'the user cancelled the payment';
+        throw new MinipayError(Kinds.CANCELLED, message, { order, errMsg });
       }
       // Some failures are reported after the money moved: ask the server before giving up.
       const now = await this.getOrder(order.out_trade_no);
       if (PAID_STATUSES.indexOf(now.status) >= 0) return now;
       throw new MinipayError(Kinds.PAYMENT, 'wx.requestPayment failed: ' + errMsg, {
         order: now,
-        errMsg: errMsg,
+        errMsg,
       });
     }
   }
@@ -291,7 +276,8 @@ class MinipayClient {
     const deadline = Date.now() + this.timeoutMs;
     for (;;) {
       const left = Math.ceil((deadline - Date.now()) / 1000);
-      const order = await this.getOrder(id, { wait: Math.max(0, Math.min(this.pollSeconds, left)) });
+      const wait = Math.max(0, Math.min(this.pollSeconds, left));
+      const order = await this.getOrder(id, { wait });
       if (order.status !== 'pending') return order;
       if (Date.now() >= deadline) throw timeout(order, 'the payment parameters');
     }
@@ -312,24 +298,21 @@ class MinipayClient {
 
   /** A request with the session token; on `SESSION_REQUIRED` logs in again once and retries. */
   async _authed(request) {
-    const self = this;
     let relogged = false;
     for (;;) {
       if (!this.token) await this.login();
       const token = this.token;
+      const header = Object.assign({}, request.header, { Authorization: 'Bearer ' + token });
       try {
-        return await this._send(function () {
-          const header = Object.assign({}, request.header, { Authorization: 'Bearer ' + token });
-          return Promise.resolve(Object.assign({}, request, { header: header }));
-        });
+        return await this._send(async () => Object.assign({}, request, { header }));
       } catch (error) {
         const expired = error.kind === Kinds.HTTP && error.code === 'SESSION_REQUIRED';
         if (!expired || relogged) throw error;
         relogged = true;
         // Another call may have logged in meanwhile; only a still-current token is dropped.
-        if (self.token === token) {
-          self.token = null;
-          await self.login();
+        if (this.token === token) {
+          this.token = null;
+          await this.login();
         }
       }
     }
@@ -348,7 +331,7 @@ class MinipayClient {
       } catch (fail) {
         const errMsg = (fail && fail.errMsg) || String(fail);
         if (attempt >= this.retries) {
-          throw new MinipayError(Kinds.NETWORK, 'network error: ' + errMsg, { errMsg: errMsg });
+          throw new MinipayError(Kinds.NETWORK, 'network error: ' + errMsg, { errMsg });
         }
         await sleep(this._backoff(attempt));
         continue;
@@ -384,29 +367,26 @@ class MinipayClient {
 function httpError(status, body) {
   const error = (body && body.error) || {};
   const code = error.code || 'HTTP_' + status;
-  return new MinipayError(Kinds.HTTP, error.message || 'HTTP ' + status, {
-    status: status,
-    code: code,
-  });
+  return new MinipayError(Kinds.HTTP, error.message || 'HTTP ' + status, { status, code });
 }
 
 function timeout(order, what) {
-  return new MinipayError(Kinds.TIMEOUT, 'timed out waiting for ' + what, { order: order });
+  return new MinipayError(Kinds.TIMEOUT, 'timed out waiting for ' + what, { order });
 }
 
 /** Paid (or already refunded) is the result; failed and closed throw with their kinds. */
 function settled(order) {
-  if (PAID_STATUSES.indexOf(order.status) >= 0) return { status: order.status, order: order };
+  if (PAID_STATUSES.indexOf(order.status) >= 0) return { status: order.status, order };
   if (order.status === 'failed') {
     const why = order.error || {};
     throw new MinipayError(Kinds.FAILED, 'WeChat refused the order: ' + (why.code || 'unknown'), {
-      order: order,
+      order,
       code: why.code,
       wechatMessage: why.message,
     });
   }
   if (order.status === 'closed') {
-    throw new MinipayError(Kinds.CLOSED, 'the order expired unpaid', { order: order });
+    throw new MinipayError(Kinds.CLOSED, 'the order expired unpaid', { order });
   }
   throw timeout(order, 'the payment');
 }
@@ -415,7 +395,8 @@ function settled(order) {
  * Makes a client.
  * @param {object} options
  * @param {string} options.baseUrl the service, e.g. `https://pay.example.com`
- * @param {object} options.wx the global `wx` (or a stand-in with `request`, `login`, `requestPayment`)
+ * @param {object} options.wx the global `wx` (or a stand-in with `request`, `login`,
+ *   `requestPayment`)
  * @param {{get: function(string): ?string, set: function(string, ?string)}} [options.storage]
  *   where the session token lives (default: `wx.getStorageSync`/`setStorageSync`, else memory)
  * @param {number} [options.pollSeconds=25] long-poll length per request (1..30)
@@ -433,4 +414,4 @@ function createClient(options) {
   return new MinipayClient(options);
 }
 
-module.exports = { createClient: createClient, MinipayError: MinipayError, Kinds: Kinds };
+module.exports = { createClient, MinipayError, Kinds };

@@ -21,7 +21,8 @@ after(async () => {
 
 function client(user, options = {}) {
   const wx = createWx(service, user);
-  const mp = createClient({ baseUrl: service.base, wx, retryDelayMs: 20, timeoutMs: 15000, ...options });
+  const settings = { baseUrl: service.base, wx, retryDelayMs: 20, timeoutMs: 15000 };
+  const mp = createClient({ ...settings, ...options });
   return { wx, mp };
 }
 
@@ -53,7 +54,13 @@ test('happy path: login, createOrder, pay resolves paid', async () => {
 
   // wx.requestPayment got exactly the server's pay_params (the stand-in checked paySign).
   assert.equal(wx.payments.length, 1);
-  assert.deepEqual(Object.keys(wx.payments[0]).sort(), ['nonceStr', 'package', 'paySign', 'signType', 'timeStamp']);
+  assert.deepEqual(Object.keys(wx.payments[0]).sort(), [
+    'nonceStr',
+    'package',
+    'paySign',
+    'signType',
+    'timeStamp',
+  ]);
   assert.match(wx.payments[0].package, /^prepay_id=/);
   const admin = await service.adminOrder(order.out_trade_no);
   assert.equal(admin.status, 'paid');
@@ -130,13 +137,13 @@ test('network errors are retried: lost replies make no second order', async () =
 
   assert.equal(wx.logins, 2, 'the retried login took a fresh wx.login code');
   const posts = wx.requests.filter((r) => r.method === 'POST' && r.path === '/v1/orders');
-  assert.deepEqual(posts.map((r) => r.status), [202, 202, 202], 'the order POST was sent three times');
+  assert.deepEqual(posts.map((r) => r.status), [202, 202, 202], 'the order POST went out 3 times');
   const reads = wx.requests.filter((r) => r.method === 'GET');
   assert.equal(reads[0].status, null, 'the first read failed before it was sent');
   assert.equal((await service.ordersCreated()) - createdBefore, 1, 'exactly one order was created');
 });
 
-test('network down past the retry bound: network error, then the same key finds the same order', async () => {
+test('network down past the retry bound: rejects network, same key finds the order', async () => {
   const { wx, mp } = client('offline', { retries: 2 });
   await mp.login();
   const createdBefore = await service.ordersCreated();
@@ -147,7 +154,7 @@ test('network down past the retry bound: network error, then the same key finds 
   assert.ok(error.idempotencyKey, 'the key to retry the purchase with');
 
   const order = await mp.createOrder('sms-100', 1, { idempotencyKey: error.idempotencyKey });
-  assert.equal((await service.ordersCreated()) - createdBefore, 1, 'the retry found the stored order');
+  assert.equal((await service.ordersCreated()) - createdBefore, 1, 'the retry found the order');
   const again = await mp.createOrder('sms-100', 1, { idempotencyKey: error.idempotencyKey });
   assert.equal(again.out_trade_no, order.out_trade_no);
   assert.equal((await mp.pay(order)).status, 'paid');

@@ -15,7 +15,7 @@ function scriptedWx(answers) {
       wx.sent.push({ at: Date.now(), header: options.header, url: options.url });
       const answer = answers.shift();
       setImmediate(() =>
-        options.success({ statusCode: answer.status, data: answer.body, header: answer.header || {} })
+        options.success({ statusCode: answer.status, data: answer.body, header: answer.header })
       );
     },
     login(options) {
@@ -27,10 +27,10 @@ function scriptedWx(answers) {
 
 const LIMITED = { code: 'RATE_LIMITED', message: 'slow down' };
 
-test('429 with Retry-After: waits that long, then retries with the same Idempotency-Key', async () => {
+test('429 with Retry-After: waits that long, retries with the same Idempotency-Key', async () => {
   const wx = scriptedWx([
     { status: 429, body: { error: LIMITED }, header: { 'Retry-After': '1' } },
-    { status: 202, body: { out_trade_no: 'MP1', status: 'pending', total_fee: 88 } },
+    { status: 202, body: { out_trade_no: 'MP1', status: 'pending', total_fee: 88 }, header: {} },
   ]);
   const storage = { get: () => 'a-token', set: () => {} };
   const mp = createClient({ baseUrl: 'http://minipay.test', wx, storage, retryDelayMs: 10 });
@@ -38,13 +38,16 @@ test('429 with Retry-After: waits that long, then retries with the same Idempote
   const order = await mp.createOrder('sms-100', 1);
   assert.equal(order.out_trade_no, 'MP1');
   assert.equal(wx.sent.length, 2);
-  assert.ok(wx.sent[1].at - wx.sent[0].at >= 950, `retried after ${wx.sent[1].at - wx.sent[0].at} ms`);
+  const gap = wx.sent[1].at - wx.sent[0].at;
+  assert.ok(gap >= 950, `retried after ${gap} ms`);
   assert.equal(wx.sent[0].header['Idempotency-Key'], wx.sent[1].header['Idempotency-Key']);
   assert.equal(wx.sent[1].header.Authorization, 'Bearer a-token');
 });
 
 test('429 asking for longer than maxRetryAfterMs: rejects http RATE_LIMITED at once', async () => {
-  const wx = scriptedWx([{ status: 429, body: { error: LIMITED }, header: { 'retry-after': '120' } }]);
+  const wx = scriptedWx([
+    { status: 429, body: { error: LIMITED }, header: { 'retry-after': '120' } },
+  ]);
   const storage = { get: () => 'a-token', set: () => {} };
   const mp = createClient({ baseUrl: 'http://minipay.test', wx, storage, maxRetryAfterMs: 5000 });
 

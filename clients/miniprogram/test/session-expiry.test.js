@@ -18,12 +18,14 @@ describe('expired session', () => {
     service = await startService({ MINIPAY_SESSION_TTL_SECS: '60' });
     for (const name of ['browser', 'payer']) {
       const wx = createWx(service, `expiry-${name}`);
-      users[name] = { wx, mp: createClient({ baseUrl: service.base, wx, retryDelayMs: 20, timeoutMs: 15000 }) };
+      const mp = createClient({ baseUrl: service.base, wx, retryDelayMs: 20, timeoutMs: 15000 });
+      users[name] = { wx, mp };
     }
     const session = await users.browser.mp.login();
     assert.equal(session.expires_in, 60);
     // The payer's order exists before the session expires; it is paid after.
-    users.payer.order = await users.payer.mp.createOrder('sms-100', 1, { idempotencyKey: 'payer-tap-1' });
+    const key = { idempotencyKey: 'payer-tap-1' };
+    users.payer.order = await users.payer.mp.createOrder('sms-100', 1, key);
     await new Promise((resolve) => setTimeout(resolve, session.expires_in * 1000 + 1500));
   });
 
@@ -37,7 +39,8 @@ describe('expired session', () => {
     assert.equal((await mp.pay(order)).status, 'paid');
     assert.equal(wx.logins, 2);
     const refused = wx.requests.filter((r) => r.code === 'SESSION_REQUIRED');
-    assert.deepEqual(refused.map((r) => [r.method, r.path, r.status]), [['POST', '/v1/orders', 401]]);
+    const seen = refused.map((r) => [r.method, r.path, r.status]);
+    assert.deepEqual(seen, [['POST', '/v1/orders', 401]]);
   });
 
   test(
@@ -52,7 +55,7 @@ describe('expired session', () => {
       assert.equal((await mp.pay(order)).status, 'paid');
       assert.equal(wx.logins, 2);
       const again = await mp.createOrder('sms-100', 1, { idempotencyKey: 'payer-tap-1' });
-      assert.equal(again.out_trade_no, order.out_trade_no, 'the key names the same order in a new session');
+      assert.equal(again.out_trade_no, order.out_trade_no, 'the key names the same order');
     }
   );
 });

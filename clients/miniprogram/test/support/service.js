@@ -56,7 +56,7 @@ async function startService(env = {}) {
     },
   });
   const logs = [];
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise((resolve) => child.once('exit', (code) => resolve({ code })));
   const listening = new Promise((resolve, reject) => {
     for (const stream of [child.stdout, child.stderr]) {
       readline.createInterface({ input: stream }).on('line', (line) => {
@@ -71,7 +71,8 @@ async function startService(env = {}) {
       });
     }
     exited.then(({ code }) => reject(new Error(`minipay exited (${code}):\n${logs.join('\n')}`)));
-    setTimeout(() => reject(new Error(`minipay did not start:\n${logs.join('\n')}`)), 30000).unref();
+    const late = () => reject(new Error(`minipay did not start:\n${logs.join('\n')}`));
+    setTimeout(late, 30000).unref();
   });
   let addr;
   try {

@@ -11,8 +11,10 @@ const API_KEY = '192006250b4c09247ec02edce69f6a2d';
 
 /** The paySign WeChat expects for `wx.requestPayment` parameters (appId comes from the runtime). */
 function paySign(params) {
-  const fields = { appId: APPID, nonceStr: params.nonceStr, package: params.package, signType: params.signType, timeStamp: params.timeStamp };
-  const text = Object.keys(fields).sort().map((k) => `${k}=${fields[k]}`).join('&') + `&key=${API_KEY}`;
+  const { nonceStr, package: pkg, signType, timeStamp } = params;
+  const fields = { appId: APPID, nonceStr, package: pkg, signType, timeStamp };
+  const pairs = Object.keys(fields).sort().map((k) => `${k}=${fields[k]}`);
+  const text = `${pairs.join('&')}&key=${API_KEY}`;
   const digest =
     params.signType === 'HMAC-SHA256'
       ? crypto.createHmac('sha256', API_KEY).update(text).digest('hex')
@@ -48,7 +50,8 @@ function createWx(service, user) {
 
     request(options) {
       const url = new URL(options.url);
-      const record = { method: options.method, path: url.pathname + url.search, status: null, code: null };
+      const path = url.pathname + url.search;
+      const record = { method: options.method, path, status: null, code: null };
       wx.requests.push(record);
       const line = `${options.method} ${url.pathname}`;
       const index = wx.failures.findIndex((f) => line.startsWith(f.on));
@@ -74,12 +77,13 @@ function createWx(service, user) {
           }
           record.status = response.status;
           record.code = data && data.error ? data.error.code : null;
-          if (data && data.pay_params) orderByPackage.set(data.pay_params.package, data.out_trade_no);
+          if (data?.pay_params) orderByPackage.set(data.pay_params.package, data.out_trade_no);
           if (failure === 'after') {
             options.fail({ errMsg: 'request:fail timeout' });
             return;
           }
-          options.success({ statusCode: response.status, data, header: Object.fromEntries(response.headers) });
+          const header = Object.fromEntries(response.headers);
+          options.success({ statusCode: response.status, data, header });
         })
         .catch((error) => options.fail({ errMsg: `request:fail ${error.message}` }));
     },
@@ -96,11 +100,12 @@ function createWx(service, user) {
       delete params.fail;
       wx.payments.push(params);
       const finish = async () => {
-        if (params.paySign !== paySign(params)) return options.fail({ errMsg: 'requestPayment:fail invalid paySign' });
-        if (wx.payBehaviour === 'cancel') return options.fail({ errMsg: 'requestPayment:fail cancel' });
+        const fail = (why) => options.fail({ errMsg: `requestPayment:fail ${why}` });
+        if (params.paySign !== paySign(params)) return fail('invalid paySign');
+        if (wx.payBehaviour === 'cancel') return fail('cancel');
         if (wx.payBehaviour === 'pay') {
           const outTradeNo = orderByPackage.get(params.package);
-          if (!outTradeNo) return options.fail({ errMsg: 'requestPayment:fail unknown prepay_id' });
+          if (!outTradeNo) return fail('unknown prepay_id');
           await service.sim('pay', { out_trade_no: outTradeNo });
         }
         return options.success({ errMsg: 'requestPayment:ok' });
