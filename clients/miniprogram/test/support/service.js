@@ -55,6 +55,12 @@ async function startService(env = {}) {
       ...env,
     },
   });
+  // Should the test process end without stop() (a crash, a failed hook), take the service too.
+  const orphanGuard = () => {
+    child.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('exit', orphanGuard);
   const logs = [];
   const exited = new Promise((resolve) => child.once('exit', (code) => resolve({ code })));
   const listening = new Promise((resolve, reject) => {
@@ -119,6 +125,7 @@ async function startService(env = {}) {
     },
     /** SIGTERM, a clean exit within 15 s (else SIGKILL), then the temp dir goes. */
     async stop() {
+      process.removeListener('exit', orphanGuard);
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
         const timer = setTimeout(() => child.kill('SIGKILL'), 15000);
