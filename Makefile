@@ -22,7 +22,7 @@ test:
 ## mode); skipped loudly when node (20.10 or later) is missing
 test-js:
 	@if ! command -v node >/dev/null 2>&1; then \
-	  echo "test-js: SKIPPED: node not found; clients/miniprogram was NOT tested (install Node 20+)" >&2; \
+	  echo "test-js: SKIPPED: node not found; clients/miniprogram was NOT tested (install Node 20.10+)" >&2; \
 	elif ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 10) ? 0 : 1)'; then \
 	  echo "test-js: SKIPPED: node $$(node --version) is older than 20.10; clients/miniprogram was NOT tested" >&2; \
 	else \
