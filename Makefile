@@ -7,7 +7,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 FUZZ_SECONDS ?= 60
 SOAK_MINUTES ?= 10
 
-.PHONY: run test test-postgres lint fmt bench bench-quick fuzz soak build clean-db
+.PHONY: run test test-js test-postgres lint fmt bench bench-quick fuzz soak build clean-db
 
 ## run: API + workers + WeChat simulator on sqlite://minipay.db, http://127.0.0.1:8080
 run:
@@ -16,6 +16,22 @@ run:
 ## test: every test; PostgreSQL ones are skipped loudly when no server answers (CI=true: required)
 test:
 	$(CARGO) test --workspace --locked
+	@$(MAKE) --no-print-directory test-js
+
+## test-js: the mini-program client helper's Node tests against the real service (simulator
+## mode); skipped loudly when node (20.10 or later) is missing
+test-js:
+	@if ! command -v node >/dev/null 2>&1; then \
+	  echo "test-js: SKIPPED: node not found; clients/miniprogram was NOT tested (install Node 20.10+)" >&2; \
+	elif ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 10) ? 0 : 1)'; then \
+	  echo "test-js: SKIPPED: node $$(node --version) is older than 20.10; clients/miniprogram was NOT tested" >&2; \
+	else \
+	  set -e; \
+	  $(CARGO) build --locked --bin minipay; \
+	  target_dir=$$($(CARGO) metadata --format-version 1 --no-deps --locked \
+	    | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).target_directory))'); \
+	  MINIPAY_BIN="$$target_dir/debug/minipay" node --test --test-concurrency=2 clients/miniprogram/test/*.test.js; \
+	fi
 
 ## test-postgres: the same, failing if PostgreSQL is unreachable
 test-postgres:

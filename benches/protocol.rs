@@ -5,7 +5,7 @@ use minipay::wechat::v2::sign::{ApiKey, SignType, sign, verify};
 use minipay::wechat::v2::{Fields, xml};
 use std::hint::black_box;
 
-/// Vector D of wechatpay-v2.md: a notify with a coupon, 22 fields.
+/// Vector D of docs/wechat-pay-v2.md §1.4: a notify with a coupon, 22 fields.
 fn notify_fields() -> Fields {
     [
         ("appid", "wxd930ea5d5a258f4f"),

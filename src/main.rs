@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use minipay::app::{App, Role};
 use minipay::config::Config;
+use minipay::events::verify_cli::{self, VerifyRequest};
 use minipay::sign_cli::{self, SignRequest};
 use minipay::wechat::simulator::{SimConfig, Simulator};
 use minipay::wechat::v2::{ApiKey, SignType};
@@ -42,6 +43,32 @@ enum Command {
     Simulator(SimulatorArgs),
     /// Sign fields, or check a document's sign (`--check`), the way WeChat Pay v2 does.
     Sign(SignArgs),
+    /// Tools for merchant events (webhooks).
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+}
+
+#[derive(Subcommand)]
+enum WebhookCommand {
+    /// Check a captured delivery's signature (body on stdin), or print the expected
+    /// `webhook-signature` when --signature is left out. Exit 0 valid, 1 invalid, 2 bad input.
+    Verify(WebhookVerifyArgs),
+}
+
+#[derive(Args)]
+struct WebhookVerifyArgs {
+    /// The endpoint's secret(s), `whsec_...`, several separated by spaces.
+    #[arg(long, env = "MINIPAY_WEBHOOK_SECRET", hide_env_values = true)]
+    secret: String,
+    /// The `webhook-id` header.
+    #[arg(long)]
+    id: String,
+    /// The `webhook-timestamp` header.
+    #[arg(long)]
+    timestamp: String,
+    /// The `webhook-signature` header to check.
+    #[arg(long)]
+    signature: Option<String>,
 }
 
 #[derive(Args, Default)]
@@ -86,6 +113,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Sign(args)) => sign(args),
+        Some(Command::Webhook(WebhookCommand::Verify(args))) => webhook_verify(args),
         Some(Command::Simulator(args)) => serve_simulator(args),
         Some(Command::Migrate) => run_service(cli.config, None, RunArgs::default()),
         Some(Command::Serve(args)) => run_service(cli.config, Some(Role::Serve), args),
@@ -196,6 +224,33 @@ fn sign(args: SignArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("minipay sign: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn webhook_verify(args: WebhookVerifyArgs) -> ExitCode {
+    let request = VerifyRequest {
+        secret: args.secret.into(),
+        id: args.id,
+        timestamp: args.timestamp,
+        signature: args.signature,
+        now: chrono::Utc::now().timestamp(),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let mut stderr = std::io::stderr().lock();
+    match verify_cli::run(
+        &request,
+        &mut std::io::stdin().lock(),
+        &mut stdout,
+        &mut stderr,
+    ) {
+        Ok(code) => {
+            let _ = stdout.flush();
+            ExitCode::from(code)
+        }
+        Err(e) => {
+            eprintln!("minipay webhook verify: {e}");
             ExitCode::from(2)
         }
     }

@@ -211,7 +211,7 @@ async fn measure(backend: Backend, plan: Plan, dir: &std::path::Path) -> anyhow:
     db.drop_now().await;
 
     // A fresh process: first light load (nothing queues) for pickup and wake-up latency as
-    // apalis-1.0.md measured them; then the 200 ms scenario, whose peak RSS is the process's.
+    // docs/apalis.md §3 measured them; then the 200 ms scenario, whose peak RSS is the process's.
     let db = BenchDb::create(backend).await?;
     let svc = Service::start(&db, dir, &service_settings(), CLIENTS).await?;
     eprintln!("[{}] minipay: light load, 100 orders/s", backend.name());

@@ -10,7 +10,7 @@ use minipay::wechat::v2::sign::{detect_sign_type, sign, verify};
 use minipay::wechat::v2::xml::{DEFAULT_BODY_LIMIT, parse};
 use minipay::wechat::v2::{ApiKey, Merchant, SignType};
 
-/// The documented example key (wechatpay-v2.md §1.4), so seeds can carry valid signatures.
+/// The documented example key (docs/wechat-pay-v2.md §1.4), so seeds can carry valid signatures.
 const KEY: &str = "192006250b4c09247ec02edce69f6a2d";
 
 fuzz_target!(|data: &[u8]| {

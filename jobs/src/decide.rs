@@ -1,4 +1,4 @@
-//! What each WeChat Pay answer means for an order (wechatpay-v2.md §4, §7).
+//! What each WeChat Pay answer means for an order (docs/wechat-pay-v2.md §4, §7).
 //!
 //! The caller reduces one HTTP exchange to a [`Reply`]; the functions here turn it into a
 //! decision. The rules, in WeChat's own order: protocol (`return_code`) first, then business
@@ -101,7 +101,7 @@ const CONFIGURATION_CODES: [&str; 5] = [
     "SIGNERROR",
 ];
 
-/// Decides after `unifiedorder` (wechatpay-v2.md §4.1, §4.2, §4.4).
+/// Decides after `unifiedorder` (docs/wechat-pay-v2.md §4.1, §4.2, §4.4).
 pub fn after_unified_order(reply: &Reply) -> PrepayDecision {
     match reply {
         Reply::Success => PrepayDecision::Ready,

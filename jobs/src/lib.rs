@@ -1,14 +1,17 @@
-//! minipay's pure core: what an order may become, what the workers are asked to do, and what
-//! each payment-provider answer means for an order. No async, no I/O, no clock: callers pass
-//! `now` in, so every rule here is a table that unit tests can walk.
+//! minipay's pure core: what an order may become, what the workers are asked to do, what each
+//! payment-provider answer means for an order, and the merchant events with their retry
+//! schedule. No async, no I/O, no clock: callers pass `now` in, so every rule here is a table
+//! that unit tests can walk.
 //!
 //! - [`order`]: statuses and transitions (the ones the store's SQL enforces), history kinds.
 //! - [`payload`]: job payloads with their queue names, keys and retry budgets.
 //! - [`gateway`]: the protocol-neutral inputs and outcomes of the provider's operations.
 //! - [`notify`]: notify verdicts, what verification found, the answer owed.
+//! - [`event`]: merchant events, their delivery states and retry schedule.
 //! - [`decide`]: the decision tables; [`schedule`]: when reconciliation checks come due.
 
 pub mod decide;
+pub mod event;
 pub mod gateway;
 pub mod notify;
 pub mod order;
@@ -16,6 +19,9 @@ pub mod payload;
 pub mod schedule;
 
 pub use decide::{CloseDecision, Failure, PrepayDecision, QueryDecision, Reply, Transport};
+pub use event::{
+    AttemptOutcome, DeliverEvent, DeliveryState, EventId, EventType, NextStep, RetrySchedule,
+};
 pub use gateway::{
     OrderFields, ParamError, PayParams, Payment, Prepaid, PrepayInput, PrepayOutcome, QueryOutcome,
     UnreadableParams,

@@ -1,4 +1,4 @@
-//! Order statuses and the transitions between them (api-contract.md, "Order statuses"). These
+//! Order statuses and the transitions between them (docs/http-api.md, "Order statuses"). These
 //! are the transitions the store enforces: each guarded `UPDATE` into a status accepts
 //! exactly the statuses [`OrderStatus::sources`] names, so `can_become` is the rule, not a
 //! description of it.

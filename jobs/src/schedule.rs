@@ -1,5 +1,5 @@
 //! When the reconciler asks WeChat about a `ready` order whose notify has not come
-//! (wechatpay-v2.md §7.1: a first check within about a minute of silence, then on a timer).
+//! (docs/wechat-pay-v2.md §7.1: a first check within about a minute of silence, then on a timer).
 
 /// Gaps between checks, in seconds; the last one repeats.
 const GAPS_SECS: [i64; 6] = [30, 60, 120, 300, 600, 1800];

@@ -62,7 +62,7 @@ async fn against_order(services: &Services, payment: &Payment) -> Result<(), Ref
         .await
         .map_err(|e| Refusal::new(NotifyVerdict::StoreError, e.to_string()))?
         .ok_or_else(|| Refusal::new(NotifyVerdict::UnknownOrder, "no such out_trade_no"))?;
-    // Compare total_fee, not cash_fee: coupons lower the cash part (wechatpay-v2.md §6.2).
+    // Compare total_fee, not cash_fee: coupons lower the cash part (docs/wechat-pay-v2.md §6.2).
     if payment.total_fee != order.total_fee {
         return Err(Refusal::new(
             NotifyVerdict::AmountMismatch,

@@ -1,5 +1,5 @@
 //! Every non-success answer of the JSON endpoints: `{"error": {"code", "message"}}` with a
-//! fitting status (api-contract.md). The variant picks status and code.
+//! fitting status (docs/http-api.md). The variant picks status and code.
 
 use axum::Json;
 use axum::extract::FromRequest;

@@ -21,7 +21,7 @@ use crate::store::OrderRow;
 /// Most units of one product in one order.
 pub const MAX_QUANTITY: i64 = 9_999;
 
-/// Longest `?wait=` in seconds (api-contract.md).
+/// Longest `?wait=` in seconds (docs/http-api.md).
 const MAX_WAIT_SECS: u64 = 30;
 
 #[derive(Deserialize)]

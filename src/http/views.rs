@@ -1,4 +1,4 @@
-//! The JSON bodies the API answers with, as typed structs (api-contract.md). A field that
+//! The JSON bodies the API answers with, as typed structs (docs/http-api.md). A field that
 //! only some statuses have is absent, not null, for the others.
 
 use minipay_jobs::{OrderStatus, PayParams};

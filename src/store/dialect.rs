@@ -11,7 +11,7 @@ use sqlx::{PgConnection, SqliteConnection};
 use super::StoreError;
 
 /// A queued job row as apalis stores it: JSON args, the job's idempotency key, and its
-/// retry budget (`Job::RUNS`; apalis' default is 25, re-run at once; apalis-1.0.md §2.4).
+/// retry budget (`Job::RUNS`; apalis' default is 25, re-run at once; docs/apalis.md §2.4).
 pub fn job_task<J: Job>(job: &J, run_after: Option<Duration>) -> Result<Task<Vec<u8>>, StoreError> {
     let args = serde_json::to_vec(job).map_err(|source| StoreError::Encode {
         what: J::QUEUE,

@@ -1,5 +1,5 @@
 //! Wakes idle workers the moment a job row is inserted, instead of waiting for apalis' 30 s
-//! heartbeat (apalis-1.0.md §3). On SQLite it is fired by the update hook, which only sees
+//! heartbeat (docs/apalis.md §3). On SQLite it is fired by the update hook, which only sees
 //! inserts made through this process's pool; on PostgreSQL by the process's job listener
 //! (`worker::pg_wake`), once per queue. The workers' interval strategy covers the rest.
 

@@ -187,7 +187,7 @@ impl Store {
     }
 
     /// Applies our migrations, then apalis'. On SQLite both share `_sqlx_migrations`, so each
-    /// migrator ignores the other's rows (apalis-1.0.md §6.9).
+    /// migrator ignores the other's rows (docs/apalis.md §6.9).
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         match self {
             Store::Sqlite(SqlitePools { writer: pool, .. }) => {
@@ -198,7 +198,7 @@ impl Store {
                 apalis.set_ignore_missing(true);
                 apalis.run(pool).await?;
                 // apalis-sqlite acks through an index on lock_by that finished rows keep
-                // filling, so acks slow down as history grows (apalis-1.0.md §6.7).
+                // filling, so acks slow down as history grows (docs/apalis.md §6.7).
                 sqlx::query("DROP INDEX IF EXISTS LIdx")
                     .execute(pool)
                     .await?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-/// WeChat's login hosts, primary then the cross-city backup (wechatpay-v2.md §10).
+/// WeChat's login hosts, primary then the cross-city backup (docs/wechat-pay-v2.md §10).
 pub const LOGIN_HOSTS: [&str; 2] = ["https://api.weixin.qq.com", "https://api2.weixin.qq.com"];
 
 /// One `reqwest::Client` for every WeChat call: its connection pool is shared.
@@ -74,7 +74,7 @@ struct SessionReply {
     errmsg: String,
 }
 
-/// `errcode`s that say "not now" rather than "not this code" (wechatpay-v2.md §10).
+/// `errcode`s that say "not now" rather than "not this code" (docs/wechat-pay-v2.md §10).
 const LOGIN_TRANSIENT: [i64; 2] = [-1, 45011];
 
 impl LoginClient {

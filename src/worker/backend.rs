@@ -1,5 +1,5 @@
 //! How each queue's worker is driven, the same way on both backends: a wake-up stream plus a
-//! safety poll, re-armed after every fire (apalis-1.0.md §3); claimed rows left `Queued`
+//! safety poll, re-armed after every fire (docs/apalis.md §3); claimed rows left `Queued`
 //! rather than marked `Running`; a short heartbeat so that a killed worker's jobs come back
 //! within seconds.
 
@@ -14,7 +14,7 @@ use super::pg_wake::PgJobWakeups;
 use crate::store::InsertSignal;
 
 /// Re-polls the wrapped strategy until it is pending, so that no wake-up is lost when a tick
-/// fires during the poll that ends an empty fetch (apalis 1.0.0 loses those; apalis-1.0.md §3).
+/// fires during the poll that ends an empty fetch (apalis 1.0.0 loses those; docs/apalis.md §3).
 pub struct Rearm<P>(pub P);
 
 /// A strategy still ready after this many polls in a row is stuck ready (an ended stream

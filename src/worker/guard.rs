@@ -1,5 +1,5 @@
 //! A deadline and a panic guard inside each handler, plus its duration metric. apalis' own
-//! `.timeout()` and `.catch_panic()` layers leave the row `Running` (apalis-1.0.md §2.4); here a
+//! `.timeout()` and `.catch_panic()` layers leave the row `Running` (docs/apalis.md §2.4); here a
 //! timeout is an ordinary error (apalis runs the job again) and a panic is an `AbortError` (not
 //! run again; the order is left for the reconciler and an operator).
 

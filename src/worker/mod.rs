@@ -1,5 +1,5 @@
 //! The apalis workers: one per queue of the job list (`jobs.rs`), with the wiring apalis 1.0
-//! needs to be prompt and safe (apalis-1.0.md, `backend.rs`); worker names unique per process
+//! needs to be prompt and safe (docs/apalis.md, `backend.rs`); worker names unique per process
 //! start; deadlines and panic guards inside the handlers (`guard.rs`). Handlers are thin: they
 //! re-read their order, ask the gateway, and call the domain layer.
 
@@ -28,7 +28,7 @@ pub use jobs::QUEUES;
 pub use pg_wake::PgJobWakeups;
 
 /// This process's worker name prefix: unique per process start, because apalis 1.0 strands
-/// the jobs of a crashed worker when a new process reuses its name (apalis-1.0.md §2.5).
+/// the jobs of a crashed worker when a new process reuses its name (docs/apalis.md §2.5).
 pub fn node_name() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()

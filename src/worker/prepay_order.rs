@@ -1,6 +1,6 @@
 //! The prepay job: the order's frozen prepay request, sent until the provider grants a
 //! prepay, refuses for good, or the attempts run out. Only the nonce and the signature change
-//! between attempts (wechatpay-v2.md §3.4).
+//! between attempts (docs/wechat-pay-v2.md §3.4).
 
 use std::sync::Arc;
 use std::time::Duration;

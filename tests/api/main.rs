@@ -14,3 +14,5 @@ mod reconcile;
 mod sign_tool;
 mod simulator;
 mod state_machine;
+mod webhook_delivery;
+mod webhook_verify_tool;

@@ -14,7 +14,7 @@ use super::state::{Delivery, Faults, ForceRule, TradeState, trade_fields, transa
 use crate::wechat::v2::sign::{SignType, nonce, sign};
 use crate::wechat::v2::{params::beijing_time, xml};
 
-/// WeChat's notify re-send gaps after the first try, in seconds (wechatpay-v2.md §6.4).
+/// WeChat's notify re-send gaps after the first try, in seconds (docs/wechat-pay-v2.md §6.4).
 const RESEND_GAPS_SECS: [u64; 15] = [
     15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600,
 ];
@@ -91,7 +91,8 @@ pub(super) fn pay_order(sim: &Simulator, request: PayRequest) -> Result<PayResul
         fields.set("appid", &sim.config().appid);
         fields.set("mch_id", &sim.config().mch_id);
         fields.set("nonce_str", nonce());
-        // MD5 notifies name their sign type; HMAC-SHA256 ones come without (wechatpay-v2.md §1.2).
+        // MD5 notifies name their sign type; HMAC-SHA256 ones come without
+        // (docs/wechat-pay-v2.md §1.2).
         if order.sign_type == SignType::Md5 {
             fields.set("sign_type", "MD5");
         }

@@ -32,7 +32,8 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// The fixed demo identity of simulator mode (the key of wechatpay-v2.md's vectors).
+    /// The fixed demo identity of simulator mode (the key of the vectors in
+    /// docs/wechat-pay-v2.md §1.4).
     pub fn demo() -> Self {
         SimConfig {
             appid: "wxd930ea5d5a258f4f".into(),

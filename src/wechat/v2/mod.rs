@@ -24,7 +24,7 @@ pub use sign::{ApiKey, SignType};
 
 use crate::clock::Clock;
 
-/// WeChat Pay's production hosts, primary then the cross-city backup (wechatpay-v2.md §2, §10).
+/// WeChat Pay's production hosts, primary then the cross-city backup (docs/wechat-pay-v2.md §2, §10).
 pub const PAY_HOSTS: [&str; 2] = [
     "https://api.mch.weixin.qq.com",
     "https://api2.mch.weixin.qq.com",
@@ -69,7 +69,7 @@ impl V2 {
     }
 
     /// The `unifiedorder` parameters of `order`, checked as WeChat checks them and frozen as
-    /// JSON: every attempt sends them unchanged (wechatpay-v2.md §3.4).
+    /// JSON: every attempt sends them unchanged (docs/wechat-pay-v2.md §3.4).
     pub fn freeze_prepay(&self, order: &PrepayInput) -> Result<String, ParamError> {
         let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
         let (now, expires) = (at(order.created_at_ms), at(order.expires_at_ms));

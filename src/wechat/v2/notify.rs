@@ -1,4 +1,4 @@
-//! Verifying a v2 payment notify (wechatpay-v2.md §6): the XML read strictly, the signature over
+//! Verifying a v2 payment notify (docs/wechat-pay-v2.md §6): the XML read strictly, the signature over
 //! every received field with our key and sign type, our appid and mch_id, the result code, the
 //! payment's fields and its currency. Matching the payment to an order is the domain's part.
 
@@ -8,7 +8,7 @@ use super::reply::{Untrusted, check_signed_by, payment_from_fields};
 use super::xml::{self, DEFAULT_BODY_LIMIT, to_xml};
 use super::{Fields, Merchant};
 
-/// The exact acknowledgement WeChat expects (wechatpay-v2.md §6.3).
+/// The exact acknowledgement WeChat expects (docs/wechat-pay-v2.md §6.3).
 pub const SUCCESS_REPLY: &str = "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>";
 
 /// Reads and verifies one notify body for `merchant`.

@@ -1,4 +1,4 @@
-//! Requests to WeChat Pay and the rules WeChat checks them by (wechatpay-v2.md §3, §7).
+//! Requests to WeChat Pay and the rules WeChat checks them by (docs/wechat-pay-v2.md §3, §7).
 //! The simulator applies the same rule functions to what it receives, so a request our
 //! builders accept is one the simulator accepts, and vice versa.
 
@@ -163,7 +163,7 @@ impl Merchant {
 
 /// The business parameters of one `unifiedorder`, frozen when the order is created and sent
 /// unchanged on every attempt: WeChat's re-entry rule wants the same values each time
-/// (wechatpay-v2.md §3.4); only `nonce_str` and `sign` change.
+/// (docs/wechat-pay-v2.md §3.4); only `nonce_str` and `sign` change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnifiedOrderParams {
     pub appid: String,

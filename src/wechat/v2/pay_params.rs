@@ -1,4 +1,4 @@
-//! The parameters `wx.requestPayment` takes, signed the v2 way (wechatpay-v2.md §5): the
+//! The parameters `wx.requestPayment` takes, signed the v2 way (docs/wechat-pay-v2.md §5): the
 //! core crate's [`PayParams`] with an MD5 or HMAC-SHA256 `paySign`.
 
 use minipay_jobs::PayParams;

@@ -1,4 +1,4 @@
-//! WeChat Pay v2 signatures (wechatpay-v2.md §1): MD5 or HMAC-SHA256 over every non-empty
+//! WeChat Pay v2 signatures (docs/wechat-pay-v2.md §1): MD5 or HMAC-SHA256 over every non-empty
 //! field except `sign`, sorted by name bytes, raw values, `&key=` appended, uppercase hex.
 
 use std::fmt;
@@ -238,7 +238,7 @@ mod tests {
         ApiKey::new(DOC_KEY)
     }
 
-    /// Vector A of wechatpay-v2.md §1.4 (Chinese body, empty attach skipped).
+    /// Vector A of docs/wechat-pay-v2.md §1.4 (Chinese body, empty attach skipped).
     fn vector_a() -> Vec<(&'static str, &'static str)> {
         vec![
             ("appid", "wxd930ea5d5a258f4f"),

@@ -1,4 +1,4 @@
-//! WeChat's flat `<xml>` documents (wechatpay-v2.md §2), read defensively: requests from
+//! WeChat's flat `<xml>` documents (docs/wechat-pay-v2.md §2), read defensively: requests from
 //! WeChat's side are attacker-reachable, so DOCTYPEs, entity declarations, nesting, repeated
 //! fields, non-UTF-8 and oversized bodies are refused with a typed error before any use.
 
@@ -9,7 +9,7 @@ use quick_xml::{Reader, Writer};
 
 use super::Fields;
 
-/// Real notifies are a few KiB; 64 KiB is plenty (wechatpay-v2.md §2).
+/// Real notifies are a few KiB; 64 KiB is plenty (docs/wechat-pay-v2.md §2).
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 
 /// More fields than any WeChat message carries, low enough to bound the work per body.
