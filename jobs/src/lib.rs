@@ -3,6 +3,7 @@
 //! schedule. No async, no I/O, no clock: callers pass `now` in, so every rule here is a table
 //! that unit tests can walk.
 //!
+//! - [`lifecycle`]: what a lifecycle of statuses is (the store's guards are built from it).
 //! - [`order`]: statuses and transitions (the ones the store's SQL enforces), history kinds.
 //! - [`payload`]: job payloads with their queue names, keys and retry budgets.
 //! - [`gateway`]: the protocol-neutral inputs and outcomes of the provider's operations.
@@ -13,6 +14,7 @@
 pub mod decide;
 pub mod event;
 pub mod gateway;
+pub mod lifecycle;
 pub mod notify;
 pub mod order;
 pub mod payload;
@@ -26,6 +28,7 @@ pub use gateway::{
     OrderFields, ParamError, PayParams, Payment, Prepaid, PrepayInput, PrepayOutcome, QueryOutcome,
     UnreadableParams,
 };
+pub use lifecycle::Lifecycle;
 pub use notify::{CheckedNotify, NotifyAck, NotifyCheck, NotifyVerdict, Refusal};
 pub use order::{OrderEvent, OrderStatus};
 pub use payload::{ApplyPayment, Job, PrepayOrder, QueryOrder};

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::lifecycle::Lifecycle;
+
 /// Where an order stands. Stored as the lowercase name in the `orders.status` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -82,6 +84,18 @@ impl OrderStatus {
     /// The statuses a verified payment may move to `paid`.
     pub fn payable() -> Vec<OrderStatus> {
         Self::sources(OrderStatus::Paid).collect()
+    }
+}
+
+impl Lifecycle for OrderStatus {
+    const ALL: &'static [Self] = &OrderStatus::ALL;
+
+    fn as_str(self) -> &'static str {
+        OrderStatus::as_str(self)
+    }
+
+    fn can_become(self, next: Self) -> bool {
+        OrderStatus::can_become(self, next)
     }
 }
 

@@ -141,8 +141,8 @@ macro_rules! status_sql {
 }
 pub(super) use status_sql;
 
-/// `status = 'ready'`.
-pub(super) fn is(status: OrderStatus) -> String {
+/// `status = 'ready'`: a guard that keeps an update to orders (or refunds…) in one status.
+pub(super) fn is<S: minipay_jobs::Lifecycle>(status: S) -> String {
     format!("status = '{}'", status.as_str())
 }
 

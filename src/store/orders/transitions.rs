@@ -1,22 +1,23 @@
 //! Status changes. Each is one guarded update whose `WHERE status IN (…)` is derived from the
-//! core crate's state machine (`OrderStatus::sources`, i.e. `can_become`), so the transitions
+//! core crate's state machine (`Lifecycle::sources`, i.e. `can_become`), so the transitions
 //! the SQL allows are exactly the ones the core crate names; a job delivered twice finds the
-//! guard closed and changes nothing.
+//! guard closed and changes nothing. The guard builders take any [`Lifecycle`]: a refund's
+//! statuses use them the same way.
 
-use minipay_jobs::{OrderEvent, OrderStatus, Payment, Prepaid};
+use minipay_jobs::{Lifecycle, OrderEvent, OrderStatus, Payment, Prepaid};
 
 use super::super::dialect::Dialect;
 use super::super::{Store, StoreError, write_tx};
 use super::{INSERT_EVENT, is, status_sql};
 
 /// `status = 'paid'`, the change itself.
-fn set(to: OrderStatus) -> String {
+pub(crate) fn set<S: Lifecycle>(to: S) -> String {
     format!("status = '{}'", to.as_str())
 }
 
 /// `status IN ('pending', 'ready')`: every status that may become `to`.
-pub(crate) fn from(to: OrderStatus) -> String {
-    let names: Vec<String> = OrderStatus::sources(to)
+pub(crate) fn from<S: Lifecycle>(to: S) -> String {
+    let names: Vec<String> = S::sources(to)
         .map(|s| format!("'{}'", s.as_str()))
         .collect();
     if names.is_empty() {
