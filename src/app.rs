@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::config::{Config, Mode, WECHAT_LOGIN_HOSTS, WECHAT_PAY_HOSTS};
 use crate::http::RefusedNotifies;
-use crate::store::{InsertSignal, Store};
+use crate::store::{InsertSignal, Store, StoreOptions, WriteHealth};
 use crate::waiters::Waiters;
 use crate::wechat::Merchant;
 use crate::wechat::client::{LoginClient, PayClient, http_client};
@@ -64,6 +64,8 @@ pub struct Services {
     pub simulator: Option<Simulator>,
     /// Fires when shutdown starts: long-polls answer at once.
     pub stopping: CancellationToken,
+    /// Whether writes commit (for `/readyz`), kept current without a request.
+    pub write_health: WriteHealth,
 }
 
 impl Services {
@@ -102,9 +104,13 @@ impl App {
             None
         };
         let signal = InsertSignal::new();
-        let store = Store::connect(&config.database_url, config.db_pool_size, &signal)
-            .await
-            .with_context(|| "MINIPAY_DATABASE_URL: cannot open the database".to_string())?;
+        let options = StoreOptions {
+            sqlite_max_pages: config.sqlite_max_pages,
+        };
+        let store =
+            Store::connect_with(&config.database_url, config.db_pool_size, &signal, &options)
+                .await
+                .with_context(|| "MINIPAY_DATABASE_URL: cannot open the database".to_string())?;
         store.migrate().await.context("migrating the database")?;
         let clock = Clock::new();
         if role.serves_http() {
@@ -190,6 +196,11 @@ impl App {
         let refused_stop = CancellationToken::new();
         let (refused, refused_writer) = RefusedNotifies::start(store.clone(), refused_stop.clone());
         let worker_node = role.runs_workers().then(crate::worker::node_name);
+        // SQLite's group commit reports every batch; on PostgreSQL the probe alone does.
+        let write_health = match &store {
+            Store::Sqlite(pools) => pools.health.clone(),
+            Store::Postgres(_) => WriteHealth::new(),
+        };
         let services = Arc::new(Services {
             config,
             store,
@@ -204,6 +215,7 @@ impl App {
             worker_node,
             simulator,
             stopping: CancellationToken::new(),
+            write_health,
         });
         Ok(App {
             services,
@@ -254,6 +266,9 @@ impl App {
             services
                 .waiters
                 .spawn_listener(&services.store, stop.clone());
+            services
+                .write_health
+                .spawn_probe(services.store.clone(), stop.clone());
             let router = crate::http::router(services.clone());
             let close = http_close.clone();
             tokio::spawn(async move {

@@ -1,6 +1,6 @@
 //! Login sessions: the hash of the bearer token, the user's openid and session_key.
 
-use super::{Store, on_pool, on_reader};
+use super::{Store, on_reader, write_tx};
 
 /// An authenticated session, as request handlers see it (no session_key).
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -22,18 +22,22 @@ impl Store {
         now_ms: i64,
         expires_at_ms: i64,
     ) -> Result<i64, sqlx::Error> {
-        on_pool!(self, pool => {
+        let (token_hash, openid) = (token_hash.to_owned(), openid.to_owned());
+        let (session_key, unionid) = (session_key.to_owned(), unionid.map(str::to_owned));
+        // Through the commit path every write takes: the token is handed out only once the
+        // session is on disk.
+        write_tx!(self, tx => {
             sqlx::query_scalar(
                 "INSERT INTO sessions (token_hash, openid, session_key, unionid, created_at, expires_at) \
                  VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
             )
-            .bind(token_hash)
-            .bind(openid)
-            .bind(session_key)
-            .bind(unionid)
+            .bind(&token_hash)
+            .bind(&openid)
+            .bind(&session_key)
+            .bind(&unionid)
             .bind(now_ms)
             .bind(expires_at_ms)
-            .fetch_one(pool)
+            .fetch_one(&mut *tx)
             .await
         })
     }

@@ -12,3 +12,4 @@ mod processes;
 mod reconcile;
 mod sign_tool;
 mod simulator;
+mod storage;
