@@ -1,0 +1,80 @@
+//! Upgrading a database that holds data: migrations keep every order and leave the constraints
+//! the code relies on.
+
+use minipay::store::{InsertSignal, Store};
+use sqlx::Connection;
+
+use crate::helpers::{Backend, Database, on_both_backends};
+
+/// Applies our migrations numbered below `before` only.
+async fn migrate_until(backend: Backend, url: &str, before: i64) {
+    let dir = match backend {
+        Backend::Sqlite => "migrations/sqlite",
+        Backend::Postgres => "migrations/postgres",
+    };
+    let migrator = sqlx::migrate::Migrator::new(std::path::Path::new(dir))
+        .await
+        .unwrap();
+    match backend {
+        Backend::Sqlite => {
+            let options: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
+            let mut conn = sqlx::SqliteConnection::connect_with(&options.create_if_missing(true))
+                .await
+                .unwrap();
+            migrator.run_to(before - 1, &mut conn).await.unwrap();
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            migrator.run_to(before - 1, &mut conn).await.unwrap();
+        }
+    }
+}
+
+/// Runs statements on a fresh connection to either backend.
+async fn execute(backend: Backend, url: &str, statements: &[String]) {
+    match backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+            for s in statements {
+                sqlx::query(sqlx::AssertSqlSafe(s.as_str()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            for s in statements {
+                sqlx::query(sqlx::AssertSqlSafe(s.as_str()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+const ORDER: &str = "INSERT INTO orders (out_trade_no, session_id, openid, total_fee, description, payer_ip, \
+     idempotency_key, params, status, created_at, updated_at, expires_at) VALUES ";
+
+on_both_backends! {
+    async fn orders_become_the_users_and_duplicate_keys_go_to_the_oldest(backend) {
+        let Some(db) = Database::create(backend).await else { return };
+        migrate_until(backend, &db.url, 3).await;
+        // Before: one user, two sessions, the same key twice (a duplicate order).
+        execute(backend, &db.url, &[
+            "INSERT INTO sessions (id, token_hash, openid, session_key, created_at, expires_at) VALUES (1, 'h1', 'oU', 'k', 0, 1), (2, 'h2', 'oU', 'k', 0, 1)".to_owned(),
+            format!("{ORDER} ('MPOLD', 1, 'oU', 88, 'd', '127.0.0.1', 'tap', '{{}}', 'pending', 1, 1, 9)"),
+            format!("{ORDER} ('MPNEW', 2, 'oU', 88, 'd', '127.0.0.1', 'tap', '{{}}', 'pending', 2, 2, 9)"),
+        ]).await;
+        let store = Store::connect(&db.url, 2, &InsertSignal::new()).await.unwrap();
+        store.migrate().await.unwrap();
+        assert_eq!(store.order("MPOLD").await.unwrap().unwrap().idempotency_key.as_deref(), Some("tap"));
+        assert_eq!(store.order("MPNEW").await.unwrap().unwrap().idempotency_key, None, "kept, without the key");
+        // Sessions can go while their orders stay.
+        execute(backend, &db.url, &["DELETE FROM sessions".to_owned()]).await;
+        assert_eq!(store.order("MPOLD").await.unwrap().unwrap().session_id, Some(1));
+        store.close().await;
+        db.drop_now().await;
+    }
+}
