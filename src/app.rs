@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::config::{Config, Mode, WECHAT_LOGIN_HOSTS, WECHAT_PAY_HOSTS};
 use crate::http::RefusedNotifies;
+use crate::sealed::Sealer;
 use crate::store::{InsertSignal, Store, StoreOptions, WriteHealth};
 use crate::waiters::Waiters;
 use crate::wechat::Merchant;
@@ -66,6 +67,8 @@ pub struct Services {
     pub stopping: CancellationToken,
     /// Whether writes commit (for `/readyz`), kept current without a request.
     pub write_health: WriteHealth,
+    /// Seals each session's `session_key` before it is stored.
+    pub sealer: Sealer,
 }
 
 impl Services {
@@ -189,6 +192,7 @@ impl App {
             // A worker-only process creates no orders, so it never hands out a notify_url.
             (None, None) => String::new(),
         };
+        let sealer = Sealer::new(&merchant.key).context("deriving the session_key sealing key")?;
         let http = http_client(config.wechat_connect_timeout, config.wechat_timeout);
         let pay = PayClient::new(http.clone(), pay_bases, merchant.clone());
         let login = LoginClient::new(http, auth_bases, merchant.appid.clone(), app_secret);
@@ -216,6 +220,7 @@ impl App {
             simulator,
             stopping: CancellationToken::new(),
             write_health,
+            sealer,
         });
         Ok(App {
             services,

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod sealed;
 pub mod sign_cli;
 pub mod store;
 pub mod telemetry;

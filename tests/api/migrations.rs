@@ -1,5 +1,5 @@
-//! Upgrading a database that holds data: migrations keep every order and leave the constraints
-//! the code relies on.
+//! Upgrading a database that holds data: migrations keep every order, leave the constraints
+//! the code relies on, and drop what must not stay (plain session_keys).
 
 use minipay::store::{InsertSignal, Store};
 use sqlx::Connection;
@@ -58,7 +58,7 @@ const ORDER: &str = "INSERT INTO orders (out_trade_no, session_id, openid, total
      idempotency_key, params, status, created_at, updated_at, expires_at) VALUES ";
 
 on_both_backends! {
-    async fn orders_become_the_users_and_duplicate_keys_go_to_the_oldest(backend) {
+    async fn orders_become_the_users_and_plain_sessions_go(backend) {
         let Some(db) = Database::create(backend).await else { return };
         migrate_until(backend, &db.url, 3).await;
         // Before: one user, two sessions, the same key twice (a duplicate order).
@@ -71,9 +71,14 @@ on_both_backends! {
         store.migrate().await.unwrap();
         assert_eq!(store.order("MPOLD").await.unwrap().unwrap().idempotency_key.as_deref(), Some("tap"));
         assert_eq!(store.order("MPNEW").await.unwrap().unwrap().idempotency_key, None, "kept, without the key");
-        // Sessions can go while their orders stay.
-        execute(backend, &db.url, &["DELETE FROM sessions".to_owned()]).await;
-        assert_eq!(store.order("MPOLD").await.unwrap().unwrap().session_id, Some(1));
+        // Sessions holding a plain session_key are gone; their orders stay, still the user's.
+        let sessions: i64 = match &store {
+            Store::Sqlite(p) => sqlx::query_scalar("SELECT COUNT(*) FROM sessions").fetch_one(&p.reader).await.unwrap(),
+            Store::Postgres(p) => sqlx::query_scalar("SELECT COUNT(*) FROM sessions").fetch_one(p).await.unwrap(),
+        };
+        assert_eq!(sessions, 0);
+        let kept = store.order("MPOLD").await.unwrap().unwrap();
+        assert_eq!((kept.session_id, kept.openid.as_str()), (Some(1), "oU"));
         store.close().await;
         db.drop_now().await;
     }

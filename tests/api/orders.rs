@@ -114,6 +114,20 @@ on_both_backends! {
         };
         assert_eq!(stored, minipay::http::token_hash(token));
         assert_ne!(stored, token);
+        // The session_key is sealed at rest: it opens only with the key derived from the
+        // merchant API key, for this session's openid, and the stored text does not contain it.
+        let (id, openid): (i64, String) = match app.store() {
+            minipay::store::Store::Sqlite(p) => sqlx::query_as("SELECT id, openid FROM sessions").fetch_one(&p.writer).await.unwrap(),
+            minipay::store::Store::Postgres(p) => sqlx::query_as("SELECT id, openid FROM sessions").fetch_one(p).await.unwrap(),
+        };
+        let sealed = app.store().sealed_session_key(id).await.unwrap().unwrap();
+        let sealer = minipay::sealed::Sealer::new(&app.merchant().key).unwrap();
+        let session_key = sealer.open(&sealed, &openid).unwrap();
+        let session_key = secrecy::ExposeSecret::expose_secret(&session_key).to_owned();
+        assert_eq!(session_key.len(), 24, "the simulator's session_key: base64 of 16 bytes");
+        assert!(!sealed.contains(&session_key), "{sealed}");
+        let stranger = minipay::sealed::Sealer::new(&minipay::wechat::ApiKey::new("0123456789abcdef0123456789abcdef")).unwrap();
+        assert!(stranger.open(&sealed, &openid).is_err());
         // A used code cannot log in again.
         let (status, _) = app.post_json("/v1/sessions", None, json!({ "code": "ivan#1" })).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
