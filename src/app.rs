@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{Config, Mode, WECHAT_LOGIN_HOSTS, WECHAT_PAY_HOSTS};
-use crate::http::RefusedNotifies;
+use crate::http::{FreeSpaceFloor, RefusedNotifies};
 use crate::sealed::Sealer;
 use crate::store::{InsertSignal, Store, StoreOptions, WriteHealth};
 use crate::waiters::Waiters;
@@ -102,7 +102,7 @@ impl App {
     /// Connects, migrates, binds, and wires everything; nothing runs until [`App::run`].
     pub async fn build(config: Config, role: Role) -> anyhow::Result<App> {
         let sqlite_lock = if config.is_sqlite() && role.runs_workers() {
-            lock_sqlite(&config.database_url)?
+            lock_sqlite(&config)?
         } else {
             None
         };
@@ -198,7 +198,15 @@ impl App {
         let login = LoginClient::new(http, auth_bases, merchant.appid.clone(), app_secret);
 
         let refused_stop = CancellationToken::new();
-        let (refused, refused_writer) = RefusedNotifies::start(store.clone(), refused_stop.clone());
+        let floor = match (config.sqlite_path(), config.refused_notify_min_free) {
+            (Some(path), min_bytes) if min_bytes > 0 => Some(FreeSpaceFloor {
+                dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+                min_bytes,
+            }),
+            _ => None,
+        };
+        let (refused, refused_writer) =
+            RefusedNotifies::start(store.clone(), floor, refused_stop.clone());
         let worker_node = role.runs_workers().then(crate::worker::node_name);
         // SQLite's group commit reports every batch; on PostgreSQL the probe alone does.
         let write_health = match &store {
@@ -413,16 +421,11 @@ fn base_urls(
 /// SQLite runs workers in one process only: a second process on the same file would run the
 /// same jobs without apalis' cross-process guarantees. The lock is an OS file lock next to the
 /// database, released when the process exits (even by kill -9).
-fn lock_sqlite(url: &str) -> anyhow::Result<Option<File>> {
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:")
-        .split('?')
-        .next()
-        .unwrap_or_default();
-    if path.is_empty() || path.contains(":memory:") {
+fn lock_sqlite(config: &Config) -> anyhow::Result<Option<File>> {
+    let Some(path) = config.sqlite_path() else {
         return Ok(None);
-    }
+    };
+    let path = path.display();
     let lock_path = PathBuf::from(format!("{path}.lock"));
     let file = File::options()
         .create(true)

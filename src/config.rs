@@ -388,6 +388,18 @@ impl Config {
         self.database_url.starts_with("sqlite:")
     }
 
+    /// The SQLite database file, when the database is one (not in memory).
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let path = self
+            .database_url
+            .strip_prefix("sqlite:")?
+            .trim_start_matches("//")
+            .split('?')
+            .next()
+            .unwrap_or_default();
+        (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
+    }
+
     pub fn simulator_mode(&self) -> bool {
         matches!(self.mode, Mode::Simulator)
     }

@@ -11,6 +11,7 @@ mod pipeline;
 mod process;
 mod processes;
 mod reconcile;
+mod retention;
 mod sign_tool;
 mod simulator;
 mod storage;
