@@ -54,11 +54,14 @@ async fn execute(backend: Backend, url: &str, statements: &[String]) {
     }
 }
 
+const NOTIFY: &str =
+    "INSERT INTO notifies (received_at, verdict, detail, out_trade_no, raw) VALUES ";
+
 const ORDER: &str = "INSERT INTO orders (out_trade_no, session_id, openid, total_fee, description, payer_ip, \
      idempotency_key, params, status, created_at, updated_at, expires_at) VALUES ";
 
 on_both_backends! {
-    async fn orders_become_the_users_and_plain_sessions_go(backend) {
+    async fn an_upgrade_keeps_orders_and_drops_plain_sessions_and_whole_forgeries(backend) {
         let Some(db) = Database::create(backend).await else { return };
         migrate_until(backend, &db.url, 3).await;
         // Before: one user, two sessions, the same key twice (a duplicate order).
@@ -66,6 +69,9 @@ on_both_backends! {
             "INSERT INTO sessions (id, token_hash, openid, session_key, created_at, expires_at) VALUES (1, 'h1', 'oU', 'k', 0, 1), (2, 'h2', 'oU', 'k', 0, 1)".to_owned(),
             format!("{ORDER} ('MPOLD', 1, 'oU', 88, 'd', '127.0.0.1', 'tap', '{{}}', 'pending', 1, 1, 9)"),
             format!("{ORDER} ('MPNEW', 2, 'oU', 88, 'd', '127.0.0.1', 'tap', '{{}}', 'pending', 2, 2, 9)"),
+            // Refused notifies stored whole (three forgeries), and a verified one.
+            format!("{NOTIFY} (60000, 'bad_signature', 'x', NULL, '{}'), (60001, 'bad_signature', 'x', NULL, 'b'), (60002, 'malformed', 'x', NULL, 'c')", "a".repeat(8192)),
+            "INSERT INTO notifies (received_at, verdict, detail, out_trade_no, transaction_id, raw) VALUES (60003, 'accepted', '', 'MPOLD', '4200', '<xml/>')".to_owned(),
         ]).await;
         let store = Store::connect(&db.url, 2, &InsertSignal::new()).await.unwrap();
         store.migrate().await.unwrap();
@@ -77,6 +83,13 @@ on_both_backends! {
             Store::Postgres(p) => sqlx::query_scalar("SELECT COUNT(*) FROM sessions").fetch_one(p).await.unwrap(),
         };
         assert_eq!(sessions, 0);
+        // Refused notifies became summaries; the verified one stays whole.
+        let refused: Vec<(String, i64, i64)> = match &store {
+            Store::Sqlite(p) => sqlx::query_as("SELECT verdict, count, LENGTH(body_prefix) FROM refused_notifies ORDER BY verdict").fetch_all(&p.reader).await.unwrap(),
+            Store::Postgres(p) => sqlx::query_as("SELECT verdict, count, CAST(LENGTH(body_prefix) AS BIGINT) FROM refused_notifies ORDER BY verdict").fetch_all(p).await.unwrap(),
+        };
+        assert_eq!(refused, [("bad_signature".to_owned(), 2, 64), ("malformed".to_owned(), 1, 1)]);
+        assert_eq!(store.notifies_for("MPOLD").await.unwrap().len(), 1);
         let kept = store.order("MPOLD").await.unwrap().unwrap();
         assert_eq!((kept.session_id, kept.openid.as_str()), (Some(1), "oU"));
         store.close().await;
