@@ -40,11 +40,11 @@ pub async fn create(
     let session = match services.login.code_to_session(&login.code).await {
         Ok(session) => session,
         Err(LoginError::Rejected { errcode, errmsg }) => {
-            tracing::info!(errcode, %errmsg, "login code refused by WeChat");
+            tracing::info!(errcode, ?errmsg, "login code refused by WeChat");
             return Err(ApiError::WechatLoginFailed(format!("{errcode} {errmsg}")));
         }
         Err(LoginError::Unavailable(why)) => {
-            tracing::warn!(%why, "WeChat login unavailable");
+            tracing::warn!(?why, "WeChat login unavailable");
             return Err(ApiError::WechatUnavailable);
         }
     };

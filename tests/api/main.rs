@@ -3,6 +3,7 @@
 
 mod admin;
 mod helpers;
+mod logs;
 mod migrations;
 mod notify;
 mod observability;
