@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -198,13 +198,7 @@ impl App {
         let login = LoginClient::new(http, auth_bases, merchant.appid.clone(), app_secret);
 
         let refused_stop = CancellationToken::new();
-        let floor = match (config.sqlite_path(), config.refused_notify_min_free) {
-            (Some(path), min_bytes) if min_bytes > 0 => Some(FreeSpaceFloor {
-                dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
-                min_bytes,
-            }),
-            _ => None,
-        };
+        let floor = FreeSpaceFloor::of(&config);
         let (refused, refused_writer) =
             RefusedNotifies::start(store.clone(), floor, refused_stop.clone());
         let worker_node = role.runs_workers().then(crate::worker::node_name);

@@ -57,7 +57,7 @@ pub enum ApiError {
     OutTradeNoTaken(String),
     #[error("wait must be an integer number of seconds from 0 to 30")]
     InvalidWait,
-    #[error("storage is temporarily unavailable; nothing was saved, try again shortly")]
+    #[error("storage is temporarily unavailable; nothing was changed, try again shortly")]
     StorageUnavailable(#[source] sqlx::Error),
     #[error("this instance is shutting down; retry (another instance will answer)")]
     ShuttingDown,

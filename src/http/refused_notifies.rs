@@ -7,13 +7,14 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Config;
 use crate::store::{RefusedGroup, Store, refusal_window};
 
 /// Bytes kept of a refused body, and of the reason it was refused.
@@ -78,6 +79,15 @@ pub struct FreeSpaceFloor {
 }
 
 impl FreeSpaceFloor {
+    /// The configured floor, for a SQLite database (PostgreSQL's disk is the server's).
+    pub fn of(config: &Config) -> Option<FreeSpaceFloor> {
+        let path = config.sqlite_path()?;
+        (config.refused_notify_min_free > 0).then(|| FreeSpaceFloor {
+            dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            min_bytes: config.refused_notify_min_free,
+        })
+    }
+
     fn reached(&self) -> bool {
         // An unreadable figure is not a reason to drop evidence.
         fs4::available_space(&self.dir).is_ok_and(|free| free < self.min_bytes)
