@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{Config, Mode, WECHAT_LOGIN_HOSTS, WECHAT_PAY_HOSTS};
-use crate::http::RefusedNotifies;
-use crate::store::{InsertSignal, Store};
+use crate::http::{FreeSpaceFloor, RefusedNotifies};
+use crate::sealed::Sealer;
+use crate::store::{InsertSignal, Store, StoreOptions, WriteHealth};
 use crate::waiters::Waiters;
 use crate::wechat::Merchant;
 use crate::wechat::client::{LoginClient, PayClient, http_client};
@@ -64,6 +65,10 @@ pub struct Services {
     pub simulator: Option<Simulator>,
     /// Fires when shutdown starts: long-polls answer at once.
     pub stopping: CancellationToken,
+    /// Whether writes commit (for `/readyz`), kept current without a request.
+    pub write_health: WriteHealth,
+    /// Seals each session's `session_key` before it is stored.
+    pub sealer: Sealer,
 }
 
 impl Services {
@@ -97,14 +102,18 @@ impl App {
     /// Connects, migrates, binds, and wires everything; nothing runs until [`App::run`].
     pub async fn build(config: Config, role: Role) -> anyhow::Result<App> {
         let sqlite_lock = if config.is_sqlite() && role.runs_workers() {
-            lock_sqlite(&config.database_url)?
+            lock_sqlite(&config)?
         } else {
             None
         };
         let signal = InsertSignal::new();
-        let store = Store::connect(&config.database_url, config.db_pool_size, &signal)
-            .await
-            .with_context(|| "MINIPAY_DATABASE_URL: cannot open the database".to_string())?;
+        let options = StoreOptions {
+            sqlite_max_pages: config.sqlite_max_pages,
+        };
+        let store =
+            Store::connect_with(&config.database_url, config.db_pool_size, &signal, &options)
+                .await
+                .with_context(|| "MINIPAY_DATABASE_URL: cannot open the database".to_string())?;
         store.migrate().await.context("migrating the database")?;
         let clock = Clock::new();
         if role.serves_http() {
@@ -183,13 +192,21 @@ impl App {
             // A worker-only process creates no orders, so it never hands out a notify_url.
             (None, None) => String::new(),
         };
+        let sealer = Sealer::new(&merchant.key).context("deriving the session_key sealing key")?;
         let http = http_client(config.wechat_connect_timeout, config.wechat_timeout);
         let pay = PayClient::new(http.clone(), pay_bases, merchant.clone());
         let login = LoginClient::new(http, auth_bases, merchant.appid.clone(), app_secret);
 
         let refused_stop = CancellationToken::new();
-        let (refused, refused_writer) = RefusedNotifies::start(store.clone(), refused_stop.clone());
+        let floor = FreeSpaceFloor::of(&config);
+        let (refused, refused_writer) =
+            RefusedNotifies::start(store.clone(), floor, refused_stop.clone());
         let worker_node = role.runs_workers().then(crate::worker::node_name);
+        // SQLite's group commit reports every batch; on PostgreSQL the probe alone does.
+        let write_health = match &store {
+            Store::Sqlite(pools) => pools.health.clone(),
+            Store::Postgres(_) => WriteHealth::new(),
+        };
         let services = Arc::new(Services {
             config,
             store,
@@ -204,6 +221,8 @@ impl App {
             worker_node,
             simulator,
             stopping: CancellationToken::new(),
+            write_health,
+            sealer,
         });
         Ok(App {
             services,
@@ -254,6 +273,9 @@ impl App {
             services
                 .waiters
                 .spawn_listener(&services.store, stop.clone());
+            services
+                .write_health
+                .spawn_probe(services.store.clone(), stop.clone());
             let router = crate::http::router(services.clone());
             let close = http_close.clone();
             tokio::spawn(async move {
@@ -393,16 +415,11 @@ fn base_urls(
 /// SQLite runs workers in one process only: a second process on the same file would run the
 /// same jobs without apalis' cross-process guarantees. The lock is an OS file lock next to the
 /// database, released when the process exits (even by kill -9).
-fn lock_sqlite(url: &str) -> anyhow::Result<Option<File>> {
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:")
-        .split('?')
-        .next()
-        .unwrap_or_default();
-    if path.is_empty() || path.contains(":memory:") {
+fn lock_sqlite(config: &Config) -> anyhow::Result<Option<File>> {
+    let Some(path) = config.sqlite_path() else {
         return Ok(None);
-    }
+    };
+    let path = path.display();
     let lock_path = PathBuf::from(format!("{path}.lock"));
     let file = File::options()
         .create(true)

@@ -67,6 +67,14 @@ pub struct Settings {
     pub heartbeat_secs: u64,
     pub db_pool_size: u32,
     pub job_retention_secs: u64,
+    /// Refused notifies are deleted this long after they were last seen.
+    pub refused_notify_retention_secs: u64,
+    /// Below this much free space under a SQLite database, refused notifies are only counted.
+    pub refused_notify_min_free_mb: u64,
+    /// Sessions are deleted this long after they expire.
+    pub session_retention_secs: u64,
+    /// A cap on the SQLite database file; 0: none.
+    pub sqlite_max_size_mb: u64,
 }
 
 impl Default for Settings {
@@ -103,12 +111,16 @@ impl Default for Settings {
             heartbeat_secs: 2,
             db_pool_size: 16,
             job_retention_secs: 3600,
+            refused_notify_retention_secs: 7 * 24 * 3600,
+            refused_notify_min_free_mb: 256,
+            session_retention_secs: 24 * 3600,
+            sqlite_max_size_mb: 0,
         }
     }
 }
 
 /// The names `Settings` accepts, for reading the environment.
-const KEYS: [&str; 31] = [
+const KEYS: [&str; 35] = [
     "database_url",
     "listen",
     "appid",
@@ -140,6 +152,10 @@ const KEYS: [&str; 31] = [
     "heartbeat_secs",
     "db_pool_size",
     "job_retention_secs",
+    "refused_notify_retention_secs",
+    "refused_notify_min_free_mb",
+    "session_retention_secs",
+    "sqlite_max_size_mb",
 ];
 
 /// Where the merchant's money goes, or the built-in simulator.
@@ -192,6 +208,12 @@ pub struct Config {
     pub heartbeat: Duration,
     pub db_pool_size: u32,
     pub job_retention: Duration,
+    pub refused_notify_retention: Duration,
+    /// Bytes; 0: always store.
+    pub refused_notify_min_free: u64,
+    pub session_retention: Duration,
+    /// SQLite pages (4 KiB); `None`: no cap.
+    pub sqlite_max_pages: Option<u64>,
 }
 
 /// WeChat's production hosts, primary then the cross-city backup (docs/wechat-pay-v2.md §2, §10).
@@ -354,11 +376,28 @@ impl Config {
             heartbeat: Duration::from_secs(s.heartbeat_secs),
             db_pool_size: s.db_pool_size,
             job_retention: Duration::from_secs(s.job_retention_secs),
+            refused_notify_retention: Duration::from_secs(s.refused_notify_retention_secs),
+            refused_notify_min_free: s.refused_notify_min_free_mb.saturating_mul(1024 * 1024),
+            session_retention: Duration::from_secs(s.session_retention_secs),
+            sqlite_max_pages: (s.sqlite_max_size_mb > 0)
+                .then(|| s.sqlite_max_size_mb.saturating_mul(1024 * 1024 / 4096)),
         })
     }
 
     pub fn is_sqlite(&self) -> bool {
         self.database_url.starts_with("sqlite:")
+    }
+
+    /// The SQLite database file, when the database is one (not in memory).
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let path = self
+            .database_url
+            .strip_prefix("sqlite:")?
+            .trim_start_matches("//")
+            .split('?')
+            .next()
+            .unwrap_or_default();
+        (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
     }
 
     pub fn simulator_mode(&self) -> bool {

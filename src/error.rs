@@ -4,9 +4,14 @@
 use axum::Json;
 use axum::extract::FromRequest;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+
+/// `Retry-After` of a 503 for storage that cannot take writes: the write-health probe
+/// notices recovery within about a second, so a client retrying after this finds it.
+const STORAGE_RETRY_AFTER_SECS: &str = "5";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -52,8 +57,8 @@ pub enum ApiError {
     OutTradeNoTaken(String),
     #[error("wait must be an integer number of seconds from 0 to 30")]
     InvalidWait,
-    #[error("the service is temporarily unavailable; try again shortly")]
-    Unavailable(#[source] sqlx::Error),
+    #[error("storage is temporarily unavailable; nothing was changed, try again shortly")]
+    StorageUnavailable(#[source] sqlx::Error),
     #[error("this instance is shutting down; retry (another instance will answer)")]
     ShuttingDown,
     #[error("something went wrong on our side")]
@@ -91,7 +96,9 @@ impl ApiError {
             }
             ApiError::OutTradeNoTaken(_) => (StatusCode::CONFLICT, "OUT_TRADE_NO_TAKEN"),
             ApiError::InvalidWait => (StatusCode::BAD_REQUEST, "INVALID_WAIT"),
-            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+            ApiError::StorageUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "STORAGE_UNAVAILABLE")
+            }
             ApiError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "SHUTTING_DOWN"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
         }
@@ -101,7 +108,7 @@ impl ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         if crate::store::is_unavailable(&e) {
-            ApiError::Unavailable(e)
+            ApiError::StorageUnavailable(e)
         } else {
             ApiError::Internal(anyhow::Error::new(e).context("database"))
         }
@@ -113,11 +120,20 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         match &self {
             ApiError::Internal(cause) => tracing::error!(error = ?cause, "request failed"),
-            ApiError::Unavailable(cause) => tracing::warn!(error = %cause, "database unavailable"),
+            ApiError::StorageUnavailable(cause) => {
+                tracing::warn!(error = %cause, "storage unavailable")
+            }
             _ => {}
         }
         let body = json!({ "error": { "code": code, "message": self.to_string() } });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let ApiError::StorageUnavailable(_) = self {
+            response.headers_mut().insert(
+                RETRY_AFTER,
+                HeaderValue::from_static(STORAGE_RETRY_AFTER_SECS),
+            );
+        }
+        response
     }
 }
 

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod metrics;
+pub mod sealed;
 pub mod sign_cli;
 pub mod store;
 pub mod telemetry;

@@ -77,7 +77,8 @@ pub async fn create_order(
 }
 
 /// The order with everything that happened to it: status changes, prepay attempts,
-/// reconciliation decisions, alerts, and every notify with its verdict.
+/// reconciliation decisions, alerts, every verified notify, and the refused ones naming it
+/// (summarised).
 pub async fn order_history(
     State(services): State<Arc<Services>>,
     _admin: AdminAuth,
@@ -107,6 +108,7 @@ pub async fn order_history(
     }
     events.sort_by_key(|e| e.at);
     let notifies = services.store.notifies_for(&out_trade_no).await?;
+    let refused = services.store.refused_notifies_for(&out_trade_no).await?;
     let mut body = view(&order);
     body["openid"] = json!(order.openid);
     body["sku"] = json!(order.sku);
@@ -123,5 +125,6 @@ pub async fn order_history(
     body["cash_fee"] = json!(order.cash_fee);
     body["history"] = json!(events);
     body["notifies"] = json!(notifies);
+    body["refused_notifies"] = json!(refused);
     Ok(AppJson(body))
 }

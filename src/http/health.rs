@@ -1,5 +1,5 @@
 //! `/healthz` (the process answers), `/readyz` (database reachable, migrations applied,
-//! workers heartbeating in a worker role) and `/metrics` (Prometheus text).
+//! writes committing, workers heartbeating in a worker role) and `/metrics` (Prometheus text).
 
 use std::sync::Arc;
 
@@ -22,7 +22,10 @@ pub async fn readyz(State(services): State<Arc<Services>>) -> Response {
     checks.insert("database".into(), json!(database));
     let migrations = database && services.store.migrations_applied().await.unwrap_or(false);
     checks.insert("migrations".into(), json!(migrations));
-    let mut ready = database && migrations && !services.stopping.is_cancelled();
+    // From memory: the last write's outcome and the write probe (store::WriteHealth).
+    let writes = services.write_health.is_ok();
+    checks.insert("writes".into(), json!(writes));
+    let mut ready = database && migrations && writes && !services.stopping.is_cancelled();
     if let Some(node) = &services.worker_node {
         let within = (services.config.heartbeat.as_secs() as i64 * 3).max(5);
         let alive = services

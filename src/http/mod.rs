@@ -7,6 +7,7 @@ mod notify;
 mod orders;
 mod payer_ip;
 mod queues;
+mod refused_notifies;
 mod session_cache;
 mod sessions;
 
@@ -25,7 +26,8 @@ use crate::app::Services;
 use crate::error::ApiError;
 
 pub use auth::token_hash;
-pub use notify::{RefusedNotifies, SUCCESS_REPLY};
+pub use notify::SUCCESS_REPLY;
+pub use refused_notifies::{FreeSpaceFloor, RefusedNotifies};
 pub use session_cache::SessionCache;
 
 /// JSON bodies of this API are small; anything larger is refused before parsing.

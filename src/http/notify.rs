@@ -1,21 +1,22 @@
 //! `POST /v1/wechat/notify`: WeChat's payment result. Verified, recorded with its status-update
 //! job, and only then answered SUCCESS; anything unverifiable is answered FAIL and changes
-//! nothing. Refused notifies are recorded too — in batches, off the request path, so a flood
-//! of forgeries costs no database write per request.
+//! nothing. Refused notifies are recorded too, summarised and off the request path
+//! (`refused_notifies`). Text from the body reaches the logs escaped (`?`), never verbatim.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::payer_ip::payer_ip;
+use super::refused_notifies::RefusedNotify;
 use crate::app::Services;
-use crate::store::{NewNotify, RecordedNotify, Store};
+use crate::store::{NewNotify, RecordedNotify};
 use crate::wechat::Fields;
 use crate::wechat::reply::{Payment, check_signed_by};
 use crate::wechat::xml::{self, DEFAULT_BODY_LIMIT, to_xml};
@@ -23,7 +24,7 @@ use crate::wechat::xml::{self, DEFAULT_BODY_LIMIT, to_xml};
 /// The exact acknowledgement WeChat expects (docs/wechat-pay-v2.md §6.3).
 pub const SUCCESS_REPLY: &str = "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>";
 
-/// Raw bodies are stored up to this many bytes (an oversized forgery is not kept whole).
+/// Verified bodies are stored up to this many bytes (WeChat's are far smaller).
 const RAW_KEPT: usize = 8 * 1024;
 
 fn reply(body: String) -> Response {
@@ -47,13 +48,28 @@ fn refuse(verdict: &'static str, detail: impl Into<String>) -> Refusal {
     }
 }
 
-pub async fn receive(State(services): State<Arc<Services>>, body: Body) -> Response {
-    let received_at = services.clock.unix_ms();
+/// Who sent a notify, and when.
+#[derive(Clone, Copy)]
+struct Received {
+    at: i64,
+    client: IpAddr,
+}
+
+pub async fn receive(
+    State(services): State<Arc<Services>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let received = Received {
+        at: services.clock.unix_ms(),
+        client: payer_ip(peer, &headers, &services.config.trusted_proxies),
+    };
     let raw = match to_bytes(body, DEFAULT_BODY_LIMIT).await {
         Ok(raw) => raw,
         Err(_) => {
             let refusal = refuse("too_large", format!("body over {DEFAULT_BODY_LIMIT} bytes"));
-            return refused(&services, received_at, b"", None, refusal);
+            return refused(&services, received, b"", None, refusal);
         }
     };
     let fields = match xml::parse(&raw, DEFAULT_BODY_LIMIT) {
@@ -61,7 +77,7 @@ pub async fn receive(State(services): State<Arc<Services>>, body: Body) -> Respo
         Err(e) => {
             return refused(
                 &services,
-                received_at,
+                received,
                 &raw,
                 None,
                 refuse(e.kind(), e.to_string()),
@@ -73,14 +89,14 @@ pub async fn receive(State(services): State<Arc<Services>>, body: Body) -> Respo
         "notify",
         out_trade_no = out_trade_no.as_deref().unwrap_or("-")
     );
-    handle(&services, received_at, &raw, &fields, out_trade_no)
+    handle(&services, received, &raw, &fields, out_trade_no)
         .instrument(span)
         .await
 }
 
 async fn handle(
     services: &Services,
-    received_at: i64,
+    received: Received,
     raw: &[u8],
     fields: &Fields,
     out_trade_no: Option<String>,
@@ -88,7 +104,7 @@ async fn handle(
     match verify(services, fields).await {
         Ok(Verified::Payment(payment)) => {
             let notify = NewNotify {
-                received_at,
+                received_at: received.at,
                 verdict: "accepted".into(),
                 detail: String::new(),
                 out_trade_no,
@@ -116,19 +132,19 @@ async fn handle(
         }
         Ok(Verified::NotAPayment(result)) => {
             // Signed by WeChat, but not a successful payment: nothing to apply, stop re-sends.
-            tracing::warn!(result_code = %result, "verified notify without a successful payment");
-            services.refused.record(NewNotify {
-                received_at,
-                verdict: "not_paid".into(),
-                detail: format!("result_code {result}"),
-                out_trade_no,
-                payment: None,
-                raw: lossy(raw),
-            });
+            tracing::warn!(result_code = ?result, "verified notify without a successful payment");
+            services.refused.record(RefusedNotify::new(
+                received.at,
+                received.client,
+                "not_paid",
+                &format!("result_code {result}"),
+                out_trade_no.as_deref(),
+                raw,
+            ));
             count("not_paid");
             reply(SUCCESS_REPLY.to_owned())
         }
-        Err(refusal) => refused(services, received_at, raw, out_trade_no, refusal),
+        Err(refusal) => refused(services, received, raw, out_trade_no, refusal),
     }
 }
 
@@ -178,15 +194,18 @@ async fn verify(services: &Services, fields: &Fields) -> Result<Verified, Refusa
 
 fn refused(
     services: &Services,
-    received_at: i64,
+    received: Received,
     raw: &[u8],
     out_trade_no: Option<String>,
     refusal: Refusal,
 ) -> Response {
+    // The detail can quote the body (an entity name, an element name): Debug-escaped, so a
+    // crafted body cannot start a line of its own or carry terminal escapes into the log.
     tracing::warn!(
         out_trade_no = out_trade_no.as_deref().unwrap_or("-"),
         verdict = refusal.verdict,
-        detail = %refusal.detail,
+        detail = ?refusal.detail,
+        client = %received.client,
         "notify refused"
     );
     count(refusal.verdict);
@@ -194,14 +213,14 @@ fn refused(
         "store_error" => "temporarily unavailable".to_owned(),
         verdict => verdict.to_owned(),
     };
-    services.refused.record(NewNotify {
-        received_at,
-        verdict: refusal.verdict.into(),
-        detail: refusal.detail,
-        out_trade_no,
-        payment: None,
-        raw: lossy(raw),
-    });
+    services.refused.record(RefusedNotify::new(
+        received.at,
+        received.client,
+        refusal.verdict,
+        &refusal.detail,
+        out_trade_no.as_deref(),
+        raw,
+    ));
     fail(&reason)
 }
 
@@ -211,63 +230,4 @@ fn count(verdict: &str) {
 
 fn lossy(raw: &[u8]) -> String {
     String::from_utf8_lossy(&raw[..raw.len().min(RAW_KEPT)]).into_owned()
-}
-
-/// Records refused notifies in the background, many per transaction. Bounded: when a flood
-/// outruns the database, the overflow is counted (`minipay_notifies_unrecorded_total`) and
-/// logged, never queued without limit.
-#[derive(Clone)]
-pub struct RefusedNotifies {
-    tx: mpsc::Sender<NewNotify>,
-}
-
-const BACKLOG: usize = 10_000;
-const BATCH: usize = 500;
-
-impl RefusedNotifies {
-    /// Starts the writer. When `stop` fires it stops taking notifies, writes what is queued,
-    /// and ends.
-    pub fn start(
-        store: Store,
-        stop: CancellationToken,
-    ) -> (RefusedNotifies, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::channel::<NewNotify>(BACKLOG);
-        let writer = tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(BATCH);
-            loop {
-                let received = tokio::select! {
-                    n = rx.recv_many(&mut batch, BATCH) => n,
-                    () = stop.cancelled() => {
-                        rx.close();
-                        rx.recv_many(&mut batch, BATCH).await
-                    }
-                };
-                if received == 0 {
-                    return;
-                }
-                write(&store, &batch).await;
-                batch.clear();
-            }
-        });
-        (RefusedNotifies { tx }, writer)
-    }
-
-    pub fn record(&self, notify: NewNotify) {
-        if self.tx.try_send(notify).is_err() {
-            metrics::counter!("minipay_notifies_unrecorded_total").increment(1);
-        }
-    }
-}
-
-async fn write(store: &Store, batch: &[NewNotify]) {
-    for attempt in 1..=5u64 {
-        match store.record_refused_notifies(batch).await {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, count = batch.len(), attempt, "could not record refused notifies");
-                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
-            }
-        }
-    }
-    metrics::counter!("minipay_notifies_unrecorded_total").increment(batch.len() as u64);
 }

@@ -6,6 +6,11 @@
 //! SQLite takes one writer at a time, and with `synchronous=FULL` each commit costs an fsync;
 //! batching is what lets many concurrent requests share them. (PostgreSQL runs writers in
 //! parallel and groups WAL flushes itself; it does not use this.)
+//!
+//! A batch that fails as a whole (a full disk, an I/O error) may leave SQLite's transaction
+//! open or already rolled back, depending on the error; the connection is then closed, not
+//! reused, so the next batch starts on a fresh one and can never run inside a leftover
+//! transaction. Every outcome is reported to [`WriteHealth`].
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -14,6 +19,8 @@ use std::pin::Pin;
 use futures::FutureExt;
 use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
+
+use super::write_health::WriteHealth;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -29,6 +36,8 @@ pub struct GroupCommit {
 trait Job: Send {
     /// Runs the work; false when it failed (its error is kept for `finish`).
     fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool>;
+    /// Its error, when it failed because the database could not take the write (full, I/O).
+    fn storage_error(&self) -> Option<&sqlx::Error>;
     /// Answers the caller once the batch's COMMIT is known.
     fn finish(self: Box<Self>, commit: &Result<(), sqlx::Error>);
 }
@@ -59,6 +68,13 @@ where
         })
     }
 
+    fn storage_error(&self) -> Option<&sqlx::Error> {
+        match &self.outcome {
+            Some(Err(e)) if super::is_unavailable(e) => Some(e),
+            _ => None,
+        }
+    }
+
     fn finish(self: Box<Self>, commit: &Result<(), sqlx::Error>) {
         let result = match (commit, self.outcome) {
             (Ok(()), Some(outcome)) => outcome,
@@ -69,21 +85,25 @@ where
     }
 }
 
-/// An owned copy of an error shared by a whole batch, keeping "database unreachable" apart.
+/// An owned copy of an error shared by a whole batch, keeping "the database cannot take
+/// writes" (a full disk, an I/O error, unreachable) apart from bugs.
 fn copy(e: &sqlx::Error) -> sqlx::Error {
     match e {
         sqlx::Error::Io(io) => sqlx::Error::Io(std::io::Error::new(io.kind(), io.to_string())),
         sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
         sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
+        other if super::is_unavailable(other) => sqlx::Error::Io(std::io::Error::other(format!(
+            "group commit failed: {other}"
+        ))),
         other => sqlx::Error::Protocol(format!("group commit failed: {other}")),
     }
 }
 
 impl GroupCommit {
     /// Starts the committing task on `writer` (the single write connection).
-    pub fn start(writer: SqlitePool) -> GroupCommit {
+    pub fn start(writer: SqlitePool, health: WriteHealth) -> GroupCommit {
         let (queue, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(commit_loop(writer, jobs));
+        tokio::spawn(commit_loop(writer, jobs, health));
         GroupCommit { queue }
     }
 
@@ -106,12 +126,22 @@ impl GroupCommit {
     }
 }
 
-async fn commit_loop(writer: SqlitePool, mut jobs: mpsc::UnboundedReceiver<Box<dyn Job>>) {
+async fn commit_loop(
+    writer: SqlitePool,
+    mut jobs: mpsc::UnboundedReceiver<Box<dyn Job>>,
+    health: WriteHealth,
+) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let commit = apply(&writer, &mut batch).await;
-        if let Err(e) = &commit {
-            tracing::warn!(error = %e, transactions = batch.len(), "group commit failed");
+        match &commit {
+            Err(e) => {
+                tracing::warn!(error = %e, transactions = batch.len(), "group commit failed");
+                if super::is_unavailable(e) {
+                    health.record_failure(e);
+                }
+            }
+            Ok(()) => health.record_ok(),
         }
         for job in batch.drain(..) {
             job.finish(&commit);
@@ -121,8 +151,8 @@ async fn commit_loop(writer: SqlitePool, mut jobs: mpsc::UnboundedReceiver<Box<d
 
 async fn apply(writer: &SqlitePool, batch: &mut [Box<dyn Job>]) -> Result<(), sqlx::Error> {
     let mut conn = writer.acquire().await?;
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
     let applied = async {
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
         for job in batch.iter_mut() {
             sqlx::query("SAVEPOINT minipay_write")
                 .execute(&mut *conn)
@@ -132,6 +162,12 @@ async fn apply(writer: &SqlitePool, batch: &mut [Box<dyn Job>]) -> Result<(), sq
                     .execute(&mut *conn)
                     .await?;
             } else {
+                // A full disk or an I/O error can make SQLite roll the whole transaction back
+                // (https://www.sqlite.org/lang_transaction.html, "Response To Errors Within A
+                // Transaction"): the batch fails as one, with that error.
+                if let Some(e) = job.storage_error() {
+                    return Err(copy(e));
+                }
                 sqlx::query("ROLLBACK TO minipay_write")
                     .execute(&mut *conn)
                     .await?;
@@ -145,7 +181,10 @@ async fn apply(writer: &SqlitePool, batch: &mut [Box<dyn Job>]) -> Result<(), sq
     }
     .await;
     if applied.is_err() {
+        // SQLite may have rolled back already (SQLITE_FULL, SQLITE_IOERR do), or may still hold
+        // the transaction open; either way this connection is not trusted again.
         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        conn.close_on_drop();
     }
     applied
 }

@@ -12,14 +12,17 @@ mod insert_signal;
 mod jobs;
 mod notifies;
 mod orders;
+mod refused_notifies;
 mod sessions;
 mod stats;
+mod write_health;
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use apalis_postgres::PostgresStorage;
 use apalis_sqlite::SqliteStorage;
+use sqlx::Connection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -30,8 +33,10 @@ pub use insert_signal::{InsertSignal, JobWake};
 pub use jobs::{JobRow, JobState};
 pub use notifies::{NewNotify, NotifyRow, RecordedNotify};
 pub use orders::{Applied, CreateOutcome, EventRow, NewOrder, OrderRow};
+pub use refused_notifies::{RefusedGroup, refusal_window};
 pub use sessions::SessionRow;
 pub use stats::{QueueStats, StatusCount};
+pub use write_health::{WriteHealth, WriteState};
 
 /// The database holding orders and the job queue.
 #[derive(Clone, Debug)]
@@ -52,6 +57,16 @@ pub struct SqlitePools {
     pub reader: SqlitePool,
     /// Our write transactions, committed in batches.
     pub group: group_commit::GroupCommit,
+    /// The outcome of the group commit's batches.
+    pub health: WriteHealth,
+}
+
+/// How the database is opened, beyond its URL.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// SQLite only: the most pages (of SQLite's default 4 KiB) the database file may grow to;
+    /// past it writes fail as on a full disk.
+    pub sqlite_max_pages: Option<u64>,
 }
 
 /// Runs the same body against the pool that takes writes (on PostgreSQL, the pool). The body
@@ -132,18 +147,37 @@ impl Store {
         pool_size: u32,
         signal: &InsertSignal,
     ) -> Result<Store, sqlx::Error> {
+        Self::connect_with(url, pool_size, signal, &StoreOptions::default()).await
+    }
+
+    /// [`Store::connect`] with options.
+    pub async fn connect_with(
+        url: &str,
+        pool_size: u32,
+        signal: &InsertSignal,
+        store_options: &StoreOptions,
+    ) -> Result<Store, sqlx::Error> {
         if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)?
+            let mut options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
+            if let Some(pages) = store_options.sqlite_max_pages {
+                options = options.pragma("max_page_count", pages.to_string());
+            }
             let signal = signal.clone();
             let writer = SqlitePoolOptions::new()
                 .max_connections(1)
                 // A write waits for the one connection; the wait is the queue.
                 .acquire_timeout(Duration::from_secs(30))
+                // A connection handed back while sqlx still counts a transaction open is one
+                // whose COMMIT or ROLLBACK failed (a full disk makes SQLite roll back by
+                // itself, and sqlx's ROLLBACK then fails): sqlx would next open a SAVEPOINT
+                // instead of a transaction, and a ROLLBACK TO would leave SQLite inside a
+                // transaction that nothing commits. Such a connection is closed, not reused.
+                .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
                 .after_connect(move |conn, _| {
                     let signal = signal.clone();
                     Box::pin(async move {
@@ -164,11 +198,13 @@ impl Store {
                 .max_connections(pool_size.min(4))
                 .connect_with(options)
                 .await?;
-            let group = group_commit::GroupCommit::start(writer.clone());
+            let health = WriteHealth::new();
+            let group = group_commit::GroupCommit::start(writer.clone(), health.clone());
             Ok(Store::Sqlite(SqlitePools {
                 writer,
                 reader,
                 group,
+                health,
             }))
         } else {
             let pool = PgPoolOptions::new()
@@ -270,13 +306,37 @@ impl Store {
     }
 }
 
-/// Whether an error means "the database is not reachable right now" rather than a bug.
+/// Whether an error means "the database cannot take this right now" (unreachable, a full
+/// disk, an I/O error, a server shutting down) rather than a bug: the caller answers 503 and
+/// the client retries.
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
+    match e {
         sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)
-    )
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let Some(code) = db.code() else {
+                return false;
+            };
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // The extended result code; its low byte is the primary one. SQLITE_BUSY,
+                // SQLITE_LOCKED, SQLITE_NOMEM, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL,
+                // SQLITE_CANTOPEN (https://www.sqlite.org/rescode.html).
+                code.parse::<u32>()
+                    .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 7 | 8 | 10 | 13 | 14))
+            } else {
+                // SQLSTATE 08: connection exception; 53: insufficient resources (53100 disk
+                // full); 57P01..57P03: the server is shutting down or starting; 58: system
+                // error; 25006: a read-only transaction (a standby after a fail-over)
+                // (https://www.postgresql.org/docs/current/errcodes-appendix.html).
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || code.starts_with("58")
+                    || matches!(&*code, "57P01" | "57P02" | "57P03" | "25006")
+            }
+        }
+        _ => false,
+    }
 }

@@ -1,5 +1,5 @@
-//! Payment notifies: verified ones recorded with their status-update job before WeChat hears
-//! SUCCESS; refused ones recorded in batches with their verdict, so forgeries are visible.
+//! Verified payment notifies, recorded with their status-update job before WeChat hears
+//! SUCCESS. (Refused ones are summarised in `refused_notifies`.)
 
 use minipay_jobs::ApplyPayment;
 
@@ -58,9 +58,6 @@ pub enum RecordedNotify {
     Duplicate,
 }
 
-const INSERT_NOTIFY: &str = "INSERT INTO notifies (received_at, verdict, detail, out_trade_no, transaction_id, \
-     total_fee, cash_fee, time_end, raw) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-
 /// Runs of an apply-payment job: applying is one guarded transaction, so extra runs only
 /// matter when the database was briefly unavailable.
 const APPLY_JOB_RUNS: usize = 10;
@@ -108,28 +105,6 @@ impl Store {
         })
     }
 
-    /// Stores refused notifies, many per transaction.
-    pub async fn record_refused_notifies(&self, notifies: &[NewNotify]) -> Result<(), sqlx::Error> {
-        let notifies = notifies.to_vec();
-        write_tx!(self, tx => {
-            for n in notifies {
-                sqlx::query(INSERT_NOTIFY)
-                    .bind(n.received_at)
-                    .bind(&n.verdict)
-                    .bind(&n.detail)
-                    .bind(&n.out_trade_no)
-                    .bind(None::<String>)
-                    .bind(None::<i64>)
-                    .bind(None::<i64>)
-                    .bind(None::<String>)
-                    .bind(&n.raw)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Ok(())
-        })
-    }
-
     pub async fn notify(&self, id: i64) -> Result<Option<NotifyRow>, sqlx::Error> {
         on_reader!(self, pool => {
             sqlx::query_as("SELECT * FROM notifies WHERE id = $1")
@@ -139,7 +114,7 @@ impl Store {
         })
     }
 
-    /// Every notify about an order, oldest first.
+    /// Every verified notify about an order, oldest first.
     pub async fn notifies_for(&self, out_trade_no: &str) -> Result<Vec<NotifyRow>, sqlx::Error> {
         on_reader!(self, pool => {
             sqlx::query_as("SELECT * FROM notifies WHERE out_trade_no = $1 ORDER BY id")

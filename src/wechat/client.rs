@@ -93,7 +93,7 @@ impl PayClient {
             if !unanswered || i + 1 == self.bases.len() {
                 break;
             }
-            tracing::warn!(%path, host = %base, answer = %answer.label(), "WeChat Pay host failed; trying the next one");
+            tracing::warn!(%path, host = %base, answer = ?answer.label(), "WeChat Pay host failed; trying the next one");
         }
         answer
     }
@@ -213,7 +213,7 @@ impl LoginClient {
         for base in self.bases.iter() {
             match self.code_to_session_at(base, code).await {
                 Err(LoginError::Unavailable(why)) => {
-                    tracing::warn!(host = %base, %why, "WeChat login host failed");
+                    tracing::warn!(host = %base, ?why, "WeChat login host failed");
                     last = LoginError::Unavailable(why);
                 }
                 other => return other,

@@ -22,7 +22,7 @@ pub async fn apply(
     let out_trade_no = payment.out_trade_no.as_str();
     match &applied {
         Applied::Paid { ready_at } => {
-            tracing::info!(out_trade_no, transaction_id = %payment.transaction_id, source, "order paid");
+            tracing::info!(out_trade_no, transaction_id = ?payment.transaction_id, source, "order paid");
             if let Some(ready_at) = ready_at {
                 metrics::histogram!("minipay_ready_to_paid_seconds")
                     .record((now_ms - ready_at).max(0) as f64 / 1000.0);
@@ -70,6 +70,7 @@ pub async fn apply(
 
 /// An operator must look at this: one ERROR line with the order number and a counter.
 pub fn alert(out_trade_no: &str, kind: &'static str, message: &str) {
-    tracing::error!(out_trade_no, alert = kind, "{message}");
+    // The message quotes WeChat's text: escaped, so it cannot start a log line of its own.
+    tracing::error!(out_trade_no, alert = kind, "{}", message.escape_debug());
     metrics::counter!("minipay_alerts_total", "kind" => kind).increment(1);
 }

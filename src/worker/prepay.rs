@@ -118,7 +118,12 @@ async fn prepay(services: Arc<Services>, job: PrepayOrder) -> Result<(), BoxDynE
                 return Ok(());
             }
             PrepayDecision::Retry { reason } => {
-                tracing::warn!(attempt = attempts + 1, %outcome, %reason, "prepay attempt failed; retrying");
+                tracing::warn!(
+                    attempt = attempts + 1,
+                    ?outcome,
+                    ?reason,
+                    "prepay attempt failed; retrying"
+                );
                 let now_ms = services.clock.unix_ms();
                 match store
                     .record_prepay_attempt(&order.out_trade_no, &outcome, &reason, now_ms)
@@ -145,7 +150,7 @@ async fn prepay(services: Arc<Services>, job: PrepayOrder) -> Result<(), BoxDynE
                     let detail = format!("{}: {}", failure.code, failure.message);
                     alert(&order.out_trade_no, "wechat_configuration", &detail);
                 } else {
-                    tracing::warn!(code = %failure.code, message = %failure.message, "WeChat refused the order");
+                    tracing::warn!(code = ?failure.code, message = ?failure.message, "WeChat refused the order");
                 }
                 let now_ms = services.clock.unix_ms();
                 store
@@ -206,7 +211,7 @@ async fn confirm_paid(
             }
             other => {
                 last = format!("{other:?}");
-                tracing::warn!(decision = %last, "order query after ORDERPAID did not confirm the payment yet");
+                tracing::warn!(decision = ?last, "order query after ORDERPAID did not confirm the payment yet");
             }
         }
         tokio::select! {

@@ -3,6 +3,8 @@
 
 mod admin;
 mod helpers;
+mod logs;
+mod migrations;
 mod notify;
 mod observability;
 mod orders;
@@ -10,7 +12,9 @@ mod pipeline;
 mod process;
 mod processes;
 mod reconcile;
+mod retention;
 mod sign_tool;
 mod simulator;
+mod storage;
 mod webhook_delivery;
 mod webhook_verify_tool;
