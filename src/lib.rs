@@ -15,6 +15,7 @@ pub mod domain;
 pub mod events;
 pub mod http;
 pub mod metrics;
+pub mod sealed;
 pub mod services;
 pub mod sign_cli;
 pub mod store;

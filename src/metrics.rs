@@ -89,7 +89,7 @@ fn describe() {
     );
     describe_counter!(
         "minipay_notifies_unrecorded_total",
-        "Refused notifies that could not be recorded (backlog full or database down)."
+        "Refused notifies counted but not stored (backlog full, database down, or free disk below the floor)."
     );
     describe_histogram!(
         "minipay_ready_to_paid_seconds",

@@ -6,7 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::store::Store;
+use crate::store::{Store, WriteHealth};
 use crate::waiters::Waiters;
 use crate::wechat::Gateway;
 
@@ -21,4 +21,6 @@ pub struct Services {
     pub waiters: Waiters,
     /// Fires when shutdown starts: long-polls answer at once, jobs hand their work back.
     pub stopping: CancellationToken,
+    /// Whether writes commit (for `/readyz`), kept current without a request.
+    pub write_health: WriteHealth,
 }

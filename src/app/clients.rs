@@ -1,13 +1,15 @@
 //! The WeChat clients of a process: the payment gateway (behind the protocol seam) and the
 //! login API, for the merchant's own identity (live mode) or the simulator's demo identity
-//! (simulator mode), at the configured or the default base URLs.
+//! (simulator mode), at the configured or the default base URLs; and the session_key sealer,
+//! whose key is derived from the merchant's.
 
 use std::net::SocketAddr;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use secrecy::SecretString;
 
 use crate::config::{Config, Mode};
+use crate::sealed::Sealer;
 use crate::wechat::simulator::SimConfig;
 use crate::wechat::v2::{self, Merchant, PayClient};
 use crate::wechat::{Gateway, LoginClient, http_client, login};
@@ -18,7 +20,7 @@ pub(super) fn wechat(
     config: &Config,
     local: Option<SocketAddr>,
     embedded: Option<&str>,
-) -> anyhow::Result<(Gateway, LoginClient)> {
+) -> anyhow::Result<(Gateway, LoginClient, Sealer)> {
     let (merchant, app_secret): (Merchant, SecretString) = match &config.wechat.mode {
         Mode::Live(creds) => (
             Merchant {
@@ -60,10 +62,11 @@ pub(super) fn wechat(
         // A worker-only process creates no orders, so it never hands out a notify_url.
         (None, None) => String::new(),
     };
+    let sealer = Sealer::new(&merchant.key).context("deriving the session_key sealing key")?;
     let http = http_client(config.wechat.connect_timeout, config.wechat.timeout);
     let login = LoginClient::new(http.clone(), auth_bases, merchant.appid.clone(), app_secret);
     let pay = PayClient::new(http, pay_bases, merchant);
-    Ok((Gateway::V2(v2::V2::new(pay, notify_url)), login))
+    Ok((Gateway::V2(v2::V2::new(pay, notify_url)), login, sealer))
 }
 
 fn base_urls(

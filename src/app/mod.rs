@@ -21,9 +21,9 @@ use tasks::{drain, serve_http, serve_simulator, start_workers};
 
 use crate::clock::Clock;
 use crate::config::{Config, Mode};
-use crate::http::{HttpState, RefusedNotifies, SessionCache};
+use crate::http::{FreeSpaceFloor, HttpState, RefusedNotifies, SessionCache};
 use crate::services::Services;
-use crate::store::{InsertSignal, Store};
+use crate::store::{InsertSignal, Store, StoreOptions, WriteHealth};
 use crate::waiters::Waiters;
 use crate::wechat::simulator::{SimConfig, Simulator};
 
@@ -81,10 +81,9 @@ pub struct App {
 impl App {
     /// Connects, migrates, binds, and wires everything; nothing runs until [`App::run`].
     pub async fn build(config: Config, role: Role) -> anyhow::Result<App> {
-        let sqlite_lock = if config.database.is_sqlite() && role.runs_workers() {
-            crate::store::lock_for_workers(&config.database.url)?
-        } else {
-            None
+        let sqlite_lock = match config.database.sqlite_path() {
+            Some(path) if role.runs_workers() => Some(crate::store::lock_for_workers(&path)?),
+            _ => None,
         };
         let signal = InsertSignal::new();
         let clock = Clock::new();
@@ -113,9 +112,15 @@ impl App {
             Some(part) => Some(format!("http://{}", part.listener.local_addr()?)),
             None => None,
         };
-        let (gateway, login) = wechat(&config, local.map(reachable), embedded.as_deref())?;
+        let (gateway, login, sealer) = wechat(&config, local.map(reachable), embedded.as_deref())?;
         let worker_node = role.runs_workers().then(crate::worker::node_name);
         let metrics = crate::metrics::install();
+        // SQLite's group commit reports every batch; on PostgreSQL the probe alone does.
+        let write_health = match &store {
+            Store::Sqlite(pools) => pools.health.clone(),
+            Store::Postgres(_) => WriteHealth::new(),
+        };
+        let floor = FreeSpaceFloor::of(&config);
         let services = Arc::new(Services {
             config,
             store,
@@ -123,14 +128,16 @@ impl App {
             clock,
             waiters: Waiters::new(),
             stopping: CancellationToken::new(),
+            write_health,
         });
         let http = listener.map(|listener| {
             let refused_stop = CancellationToken::new();
             let (refused, refused_writer) =
-                RefusedNotifies::start(services.store.clone(), refused_stop.clone());
+                RefusedNotifies::start(services.store.clone(), floor, refused_stop.clone());
             let state = Arc::new(HttpState {
                 services: services.clone(),
                 login,
+                sealer,
                 sessions: SessionCache::new(),
                 refused,
                 metrics,
@@ -248,7 +255,11 @@ async fn open_store(
     signal: &InsertSignal,
     clock: &Clock,
 ) -> anyhow::Result<Store> {
-    let store = Store::connect(&config.database.url, config.database.pool_size, signal)
+    let database = &config.database;
+    let options = StoreOptions {
+        sqlite_max_pages: database.sqlite_max_pages,
+    };
+    let store = Store::connect_with(&database.url, database.pool_size, signal, &options)
         .await
         .with_context(|| "MINIPAY_DATABASE_URL: cannot open the database".to_string())?;
     store.migrate().await.context("migrating the database")?;

@@ -32,6 +32,9 @@ pub(super) fn serve_http(
     services
         .waiters
         .spawn_listener(&services.store, services.stopping.clone());
+    services
+        .write_health
+        .spawn_probe(services.store.clone(), services.stopping.clone());
     let router = crate::http::router(state, simulator);
     tokio::spawn(async move {
         axum::serve(

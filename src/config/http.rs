@@ -21,6 +21,8 @@ settings! {
         trusted_proxies: String = String::new();
         /// session token lifetime
         session_ttl_secs: u64 = 24 * 3600;
+        /// SQLite: with less free space than this on the database's volume, refused notifies are only counted, not stored; `0`: always store
+        refused_notify_min_free_mb: u64 = 256;
     }
 }
 
@@ -32,6 +34,8 @@ pub struct Http {
     pub admin_token: Option<SecretString>,
     pub trusted_proxies: Vec<IpNet>,
     pub session_ttl: Duration,
+    /// Bytes; 0: refused notifies are always stored.
+    pub refused_notify_min_free: u64,
 }
 
 impl HttpSettings {
@@ -54,6 +58,7 @@ impl HttpSettings {
             admin_token,
             trusted_proxies: trusted_proxies(&self.trusted_proxies)?,
             session_ttl: Duration::from_secs(self.session_ttl_secs.max(60)),
+            refused_notify_min_free: self.refused_notify_min_free_mb.saturating_mul(1024 * 1024),
         })
     }
 }

@@ -4,13 +4,14 @@
 //!
 //! Each concern declares its settings once — name, type, default, documentation, check — in
 //! its own file with [`settings!`](settings::settings): `database`, `wechat`, `http`,
-//! `orders`, `workers`, `process`. This module reads them and keeps no list of names; the
+//! `orders`, `workers`, `retention`, `process`. This module reads them and keeps no list of names; the
 //! README's settings table is checked against the declarations by a test.
 
 mod database;
 mod http;
 mod orders;
 mod process;
+mod retention;
 pub(crate) mod settings;
 mod wechat;
 mod workers;
@@ -26,6 +27,7 @@ pub use database::{Database, DatabaseSettings};
 pub use http::{Http, HttpSettings};
 pub use orders::{OrderSettings, Orders};
 pub use process::{Process, ProcessSettings};
+pub use retention::{Retention, RetentionSettings};
 pub use settings::Key;
 pub use wechat::{Credentials, Mode, Wechat, WechatSettings};
 pub use workers::{WorkerSettings, Workers};
@@ -47,6 +49,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub orders: OrderSettings,
     pub workers: WorkerSettings,
+    pub retention: RetentionSettings,
     pub process: ProcessSettings,
 }
 
@@ -59,6 +62,7 @@ impl Settings {
             HttpSettings::KEYS,
             OrderSettings::KEYS,
             WorkerSettings::KEYS,
+            RetentionSettings::KEYS,
             ProcessSettings::KEYS,
         ]
         .into_iter()
@@ -73,6 +77,7 @@ impl Settings {
             HttpSettings::shown_defaults(),
             OrderSettings::shown_defaults(),
             WorkerSettings::shown_defaults(),
+            RetentionSettings::shown_defaults(),
             ProcessSettings::shown_defaults(),
         ]
         .concat()
@@ -85,6 +90,7 @@ impl Settings {
             http: extract(figment)?,
             orders: extract(figment)?,
             workers: extract(figment)?,
+            retention: extract(figment)?,
             process: extract(figment)?,
         })
     }
@@ -114,6 +120,7 @@ pub struct Config {
     pub http: Http,
     pub orders: Orders,
     pub workers: Workers,
+    pub retention: Retention,
     pub process: Process,
 }
 
@@ -145,6 +152,7 @@ impl Config {
             http: s.http.config()?,
             orders: s.orders.config()?,
             workers: s.workers.config()?,
+            retention: s.retention.config()?,
             process: s.process.config()?,
         })
     }

@@ -26,8 +26,6 @@ settings! {
         worker_batch_size: usize = 64, check |n: &usize| positive(*n as u64);
         /// worker heartbeat; a worker silent for 3 beats is presumed dead
         heartbeat_secs: u64 = 2, check |secs: &u64| positive(*secs);
-        /// finished jobs older than this are deleted
-        job_retention_secs: u64 = 3600;
     }
 }
 
@@ -43,7 +41,6 @@ pub struct Workers {
     pub concurrency: usize,
     pub batch_size: usize,
     pub heartbeat: Duration,
-    pub job_retention: Duration,
 }
 
 impl WorkerSettings {
@@ -61,7 +58,6 @@ impl WorkerSettings {
             concurrency: self.worker_concurrency,
             batch_size: self.worker_batch_size,
             heartbeat: Duration::from_secs(self.heartbeat_secs),
-            job_retention: Duration::from_secs(self.job_retention_secs),
         })
     }
 }

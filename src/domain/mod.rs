@@ -11,13 +11,14 @@ mod payment;
 mod place;
 mod transitions;
 
-pub use notify::{Received, receive_notify};
+pub use notify::{Arrival, Received, Refused, receive_notify};
 pub use payment::apply_payment;
 pub use place::{Draft, PlaceError, Placed, check_draft, place_order};
 pub use transitions::{close_order, fail_order, mark_ready};
 
 /// An operator must look at this: one ERROR line with the order number and a counter.
 pub fn alert(out_trade_no: &str, kind: &'static str, message: &str) {
-    tracing::error!(out_trade_no, alert = kind, "{message}");
+    // The message quotes WeChat's text: escaped, so it cannot start a log line of its own.
+    tracing::error!(out_trade_no, alert = kind, "{}", message.escape_debug());
     metrics::counter!("minipay_alerts_total", "kind" => kind).increment(1);
 }

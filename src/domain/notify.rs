@@ -1,29 +1,48 @@
 //! Receiving a payment notify once the provider's verification is done: the payment matched
 //! to its order and recorded with its status-update job *before* the provider hears SUCCESS
 //! (it stops re-sending then); everything else answered FAIL (or, for a verified
-//! non-payment, SUCCESS) and handed back to be recorded with its verdict.
+//! non-payment, SUCCESS) and handed back to be recorded, summarised, with its verdict. Text
+//! from the body reaches the logs escaped (`?`), never verbatim.
+
+use std::net::IpAddr;
 
 use minipay_jobs::{CheckedNotify, NotifyAck, NotifyCheck, NotifyVerdict, Payment, Refusal};
 
 use crate::services::Services;
-use crate::store::{RecordedNotify, RefusedNotify, VerifiedNotify};
+use crate::store::{RecordedNotify, VerifiedNotify};
 
-/// Raw bodies are stored up to this many bytes (an oversized forgery is not kept whole).
+/// Verified bodies are stored up to this many bytes (WeChat's are far smaller).
 const RAW_KEPT: usize = 8 * 1024;
 
-/// What receiving a notify came to: the answer owed to the provider, and the record to keep
-/// of a notify that is not a payment to apply (written off the request path by the caller).
+/// Who sent a notify, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    /// Unix ms.
+    pub at: i64,
+    pub client: IpAddr,
+}
+
+/// What receiving a notify came to: the answer owed to the provider, and, for a notify that
+/// is not a payment to apply, what to keep of it (the caller records it off the request path).
 #[derive(Debug)]
 pub struct Received {
     pub ack: NotifyAck,
-    pub refused: Option<RefusedNotify>,
+    pub refused: Option<Refused>,
+}
+
+/// A notify refused, or verified but not paid.
+#[derive(Debug)]
+pub struct Refused {
+    pub verdict: NotifyVerdict,
+    pub detail: String,
+    pub out_trade_no: Option<String>,
 }
 
 /// Matches a verified notify to its order and records it, or refuses it.
 pub async fn receive_notify(
     services: &Services,
     checked: CheckedNotify,
-    received_at: i64,
+    arrival: Arrival,
     raw: &[u8],
 ) -> Received {
     let CheckedNotify {
@@ -32,25 +51,23 @@ pub async fn receive_notify(
     } = checked;
     match check {
         NotifyCheck::Paid(payment) => match against_order(services, &payment).await {
-            Ok(()) => record(services, payment, received_at, raw).await,
-            Err(refusal) => refuse(out_trade_no, refusal, received_at, raw),
+            Ok(()) => record(services, payment, arrival.at, raw).await,
+            Err(refusal) => refuse(out_trade_no, refusal, arrival.client),
         },
         NotifyCheck::NotPaid { result } => {
             // Signed by WeChat, but not a successful payment: nothing to apply, stop re-sends.
-            tracing::warn!(result_code = %result, "verified notify without a successful payment");
+            tracing::warn!(result_code = ?result, "verified notify without a successful payment");
             count(NotifyVerdict::NotPaid);
             Received {
                 ack: NotifyAck::Success,
-                refused: Some(RefusedNotify {
-                    received_at,
+                refused: Some(Refused {
                     verdict: NotifyVerdict::NotPaid,
                     detail: format!("result_code {result}"),
                     out_trade_no,
-                    raw: lossy(raw),
                 }),
             }
         }
-        NotifyCheck::Refused(refusal) => refuse(out_trade_no, refusal, received_at, raw),
+        NotifyCheck::Refused(refusal) => refuse(out_trade_no, refusal, arrival.client),
     }
 }
 
@@ -102,27 +119,23 @@ async fn record(services: &Services, payment: Payment, received_at: i64, raw: &[
     Received { ack, refused: None }
 }
 
-fn refuse(
-    out_trade_no: Option<String>,
-    refusal: Refusal,
-    received_at: i64,
-    raw: &[u8],
-) -> Received {
+fn refuse(out_trade_no: Option<String>, refusal: Refusal, client: IpAddr) -> Received {
+    // The detail can quote the body (an entity name, an element name): Debug-escaped, so a
+    // crafted body cannot start a line of its own or carry terminal escapes into the log.
     tracing::warn!(
         out_trade_no = out_trade_no.as_deref().unwrap_or("-"),
         verdict = %refusal.verdict,
-        detail = %refusal.detail,
+        detail = ?refusal.detail,
+        client = %client,
         "notify refused"
     );
     count(refusal.verdict);
     Received {
         ack: NotifyAck::Fail(refusal.verdict.fail_reason()),
-        refused: Some(RefusedNotify {
-            received_at,
+        refused: Some(Refused {
             verdict: refusal.verdict,
             detail: refusal.detail,
             out_trade_no,
-            raw: lossy(raw),
         }),
     }
 }

@@ -22,7 +22,7 @@ pub async fn apply_payment(
     let out_trade_no = payment.out_trade_no.as_str();
     match &applied {
         Applied::Paid { ready_at } => {
-            tracing::info!(out_trade_no, transaction_id = %payment.transaction_id, source, "order paid");
+            tracing::info!(out_trade_no, transaction_id = ?payment.transaction_id, source, "order paid");
             if let Some(ready_at) = ready_at {
                 metrics::histogram!("minipay_ready_to_paid_seconds")
                     .record((now_ms - ready_at).max(0) as f64 / 1000.0);

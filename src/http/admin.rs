@@ -71,7 +71,8 @@ pub async fn create_order(
 }
 
 /// The order with everything that happened to it: status changes, prepay attempts,
-/// reconciliation decisions, alerts, and every notify with its verdict.
+/// reconciliation decisions, alerts, every verified notify, and the refused ones naming it
+/// (summarised).
 pub async fn order_history(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
@@ -101,5 +102,8 @@ pub async fn order_history(
     }
     events.sort_by_key(|e| e.at);
     let notifies = store.notifies_for(&out_trade_no).await?;
-    Ok(AppJson(OrderHistory::new(&order, events, notifies)))
+    let refused = store.refused_notifies_for(&out_trade_no).await?;
+    Ok(AppJson(OrderHistory::new(
+        &order, events, notifies, refused,
+    )))
 }

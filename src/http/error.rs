@@ -4,12 +4,17 @@
 use axum::Json;
 use axum::extract::FromRequest;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::views::{ErrorBody, ErrorDetail};
 use crate::domain::PlaceError;
 use crate::store::StoreError;
+
+/// `Retry-After` of a 503 for storage that cannot take writes: the write-health probe
+/// notices recovery within about a second, so a client retrying after this finds it.
+const STORAGE_RETRY_AFTER_SECS: &str = "5";
 
 /// Every non-success answer of the JSON endpoints.
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +61,8 @@ pub enum ApiError {
     OutTradeNoTaken(String),
     #[error("wait must be an integer number of seconds from 0 to 30")]
     InvalidWait,
-    #[error("the service is temporarily unavailable; try again shortly")]
-    Unavailable(#[source] StoreError),
+    #[error("storage is temporarily unavailable; nothing was changed, try again shortly")]
+    StorageUnavailable(#[source] StoreError),
     #[error("this instance is shutting down; retry (another instance will answer)")]
     ShuttingDown,
     #[error("something went wrong on our side")]
@@ -95,7 +100,9 @@ impl ApiError {
             }
             ApiError::OutTradeNoTaken(_) => (StatusCode::CONFLICT, "OUT_TRADE_NO_TAKEN"),
             ApiError::InvalidWait => (StatusCode::BAD_REQUEST, "INVALID_WAIT"),
-            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+            ApiError::StorageUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "STORAGE_UNAVAILABLE")
+            }
             ApiError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "SHUTTING_DOWN"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
         }
@@ -105,7 +112,7 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         if e.is_unavailable() {
-            ApiError::Unavailable(e)
+            ApiError::StorageUnavailable(e)
         } else {
             ApiError::Internal(anyhow::Error::new(e).context("database"))
         }
@@ -133,7 +140,9 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         match &self {
             ApiError::Internal(cause) => tracing::error!(error = ?cause, "request failed"),
-            ApiError::Unavailable(cause) => tracing::warn!(error = %cause, "database unavailable"),
+            ApiError::StorageUnavailable(cause) => {
+                tracing::warn!(error = %cause, "storage unavailable")
+            }
             _ => {}
         }
         let body = ErrorBody {
@@ -142,7 +151,14 @@ impl IntoResponse for ApiError {
                 message: self.to_string(),
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let ApiError::StorageUnavailable(_) = self {
+            response.headers_mut().insert(
+                RETRY_AFTER,
+                HeaderValue::from_static(STORAGE_RETRY_AFTER_SECS),
+            );
+        }
+        response
     }
 }
 

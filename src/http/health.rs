@@ -1,5 +1,5 @@
 //! `/healthz` (the process answers), `/readyz` (database reachable, migrations applied,
-//! workers heartbeating in a worker role) and `/metrics` (Prometheus text).
+//! writes committing, workers heartbeating in a worker role) and `/metrics` (Prometheus text).
 
 use std::sync::Arc;
 
@@ -22,7 +22,9 @@ pub async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
     let services = &state.services;
     let database = services.store.ping().await.is_ok();
     let migrations = database && services.store.migrations_applied().await.unwrap_or(false);
-    let mut ready = database && migrations && !services.stopping.is_cancelled();
+    // From memory: the last write's outcome and the write probe (store::WriteHealth).
+    let writes = services.write_health.is_ok();
+    let mut ready = database && migrations && writes && !services.stopping.is_cancelled();
     let mut workers = None;
     if let Some(node) = &state.worker_node {
         let within = (services.config.workers.heartbeat.as_secs() as i64 * 3).max(5);
@@ -44,6 +46,7 @@ pub async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
         checks: Checks {
             database,
             migrations,
+            writes,
             workers,
         },
     };

@@ -10,7 +10,7 @@ mod notify;
 mod orders;
 mod payer_ip;
 mod queues;
-mod refused;
+mod refused_notifies;
 mod session_cache;
 mod sessions;
 mod state;
@@ -30,7 +30,7 @@ use axum::routing::{get, post};
 use error::ApiError;
 
 pub use auth::token_hash;
-pub use refused::RefusedNotifies;
+pub use refused_notifies::{FreeSpaceFloor, RefusedNotifies};
 pub use session_cache::SessionCache;
 pub use state::HttpState;
 

@@ -1,12 +1,13 @@
 //! `POST /v1/wechat/notify`: WeChat's payment result. Bytes and headers in; the gateway says
 //! whether they are a verified payment or a refusal; the domain records it (a payment with
 //! its status-update job, before the answer); the gateway writes the answer. Refused notifies
-//! are recorded off the request path ([`RefusedNotifies`](super::refused::RefusedNotifies)).
+//! are recorded summarised and off the request path (`refused_notifies`).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::{Body, to_bytes};
-use axum::extract::State;
+use axum::body::{Body, Bytes, to_bytes};
+use axum::extract::{ConnectInfo, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,16 +15,22 @@ use minipay_jobs::{CheckedNotify, NotifyCheck, NotifyVerdict, Refusal};
 use tracing::Instrument;
 
 use super::HttpState;
-use crate::domain;
+use super::payer_ip::payer_ip;
+use super::refused_notifies::RefusedNotify;
+use crate::domain::{self, Arrival};
 use crate::wechat::NotifyReply;
 
 pub async fn receive(
     State(state): State<Arc<HttpState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let services = &state.services;
-    let received_at = services.clock.unix_ms();
+    let arrival = Arrival {
+        at: services.clock.unix_ms(),
+        client: payer_ip(peer, &headers, &services.config.http.trusted_proxies),
+    };
     let limit = services.gateway.notify_body_limit();
     let (raw, checked) = match to_bytes(body, limit).await {
         Ok(raw) => {
@@ -36,18 +43,25 @@ pub async fn receive(
                 out_trade_no: None,
                 check: NotifyCheck::Refused(refusal),
             };
-            (Default::default(), checked)
+            (Bytes::new(), checked)
         }
     };
     let span = tracing::error_span!(
         "notify",
         out_trade_no = checked.out_trade_no.as_deref().unwrap_or("-")
     );
-    let received = domain::receive_notify(services, checked, received_at, &raw)
+    let received = domain::receive_notify(services, checked, arrival, &raw)
         .instrument(span)
         .await;
-    if let Some(refused) = received.refused {
-        state.refused.record(refused);
+    if let Some(r) = received.refused {
+        state.refused.record(RefusedNotify::new(
+            arrival.at,
+            arrival.client,
+            r.verdict,
+            &r.detail,
+            r.out_trade_no.as_deref(),
+            &raw,
+        ));
     }
     answer(services.gateway.notify_reply(&received.ack))
 }

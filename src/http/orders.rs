@@ -109,8 +109,9 @@ pub async fn show(
     let visible = |order: Option<OrderRow>| -> Result<OrderRow, ApiError> {
         match (order, &caller) {
             (Some(order), Caller::Admin) => Ok(order),
-            (Some(order), Caller::Session(s)) if order.session_id == Some(s.id) => Ok(order),
-            // Another session's order looks exactly like a missing one.
+            // An order belongs to the user, so it survives a new wx.login.
+            (Some(order), Caller::Session(s)) if order.openid == s.openid => Ok(order),
+            // Another user's order looks exactly like a missing one.
             _ => Err(ApiError::OrderNotFound(out_trade_no.clone())),
         }
     };

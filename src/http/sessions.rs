@@ -1,5 +1,5 @@
 //! `POST /v1/sessions`: `wx.login` code → `jscode2session` → an opaque token. The openid and
-//! session_key stay on the server.
+//! session_key stay on the server, the session_key sealed (`crate::sealed`).
 
 use std::sync::Arc;
 
@@ -41,11 +41,11 @@ pub async fn create(
     let session = match state.login.code_to_session(&login.code).await {
         Ok(session) => session,
         Err(LoginError::Rejected { errcode, errmsg }) => {
-            tracing::info!(errcode, %errmsg, "login code refused by WeChat");
+            tracing::info!(errcode, ?errmsg, "login code refused by WeChat");
             return Err(ApiError::WechatLoginFailed(format!("{errcode} {errmsg}")));
         }
         Err(LoginError::Unavailable(why)) => {
-            tracing::warn!(%why, "WeChat login unavailable");
+            tracing::warn!(?why, "WeChat login unavailable");
             return Err(ApiError::WechatUnavailable);
         }
     };
@@ -54,12 +54,16 @@ pub async fn create(
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let now_ms = services.clock.unix_ms();
     let ttl = services.config.http.session_ttl;
+    let sealed_key = state
+        .sealer
+        .seal(session.session_key.expose_secret(), &session.openid)
+        .map_err(anyhow::Error::from)?;
     services
         .store
         .create_session(
             &token_hash(&token),
             &session.openid,
-            session.session_key.expose_secret(),
+            &sealed_key,
             session.unionid.as_deref(),
             now_ms,
             now_ms + ttl.as_millis() as i64,

@@ -5,7 +5,7 @@ use minipay_jobs::{OrderStatus, PayParams};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::store::{EventRow, NotifyRow, OrderRow, QueueStats};
+use crate::store::{EventRow, NotifyRow, OrderRow, QueueStats, RefusedGroup};
 
 /// What order creation answers.
 #[derive(Debug, Serialize)]
@@ -106,11 +106,19 @@ pub struct OrderHistory {
     pub time_end: Option<String>,
     pub cash_fee: Option<i64>,
     pub history: Vec<EventRow>,
+    /// Every verified notify.
     pub notifies: Vec<NotifyRow>,
+    /// The refused notifies naming the order, summarised.
+    pub refused_notifies: Vec<RefusedGroup>,
 }
 
 impl OrderHistory {
-    pub fn new(order: &OrderRow, history: Vec<EventRow>, notifies: Vec<NotifyRow>) -> Self {
+    pub fn new(
+        order: &OrderRow,
+        history: Vec<EventRow>,
+        notifies: Vec<NotifyRow>,
+        refused_notifies: Vec<RefusedGroup>,
+    ) -> Self {
         OrderHistory {
             order: OrderView::from(order),
             openid: order.openid.clone(),
@@ -128,6 +136,7 @@ impl OrderHistory {
             cash_fee: order.cash_fee,
             history,
             notifies,
+            refused_notifies,
         }
     }
 }
@@ -172,6 +181,8 @@ pub struct Readiness {
 pub struct Checks {
     pub database: bool,
     pub migrations: bool,
+    /// Writes commit (the last write's outcome and the write probe).
+    pub writes: bool,
     /// Worker roles only: this process's workers are heartbeating.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<bool>,

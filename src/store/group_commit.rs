@@ -6,6 +6,11 @@
 //! SQLite takes one writer at a time, and with `synchronous=FULL` each commit costs an fsync;
 //! batching is what lets many concurrent requests share them. (PostgreSQL runs writers in
 //! parallel and groups WAL flushes itself; it does not use this.)
+//!
+//! A batch that fails as a whole (a full disk, an I/O error) may leave SQLite's transaction
+//! open or already rolled back, depending on the error; the connection is then closed, not
+//! reused, so the next batch starts on a fresh one and can never run inside a leftover
+//! transaction. Every outcome is reported to [`WriteHealth`].
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -16,6 +21,7 @@ use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
+use super::write_health::WriteHealth;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -31,8 +37,10 @@ pub struct GroupCommit {
 trait Job: Send {
     /// Runs the work; false when it failed (its error is kept for `finish`).
     fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool>;
+    /// Its error, when it failed because the database could not take the write (full, I/O).
+    fn storage_error(&self) -> Option<&StoreError>;
     /// Answers the caller once the batch's COMMIT is known.
-    fn finish(self: Box<Self>, commit: &Result<(), sqlx::Error>);
+    fn finish(self: Box<Self>, commit: &Result<(), StoreError>);
 }
 
 struct Write<T, F> {
@@ -61,7 +69,14 @@ where
         })
     }
 
-    fn finish(self: Box<Self>, commit: &Result<(), sqlx::Error>) {
+    fn storage_error(&self) -> Option<&StoreError> {
+        match &self.outcome {
+            Some(Err(e)) if e.is_unavailable() => Some(e),
+            _ => None,
+        }
+    }
+
+    fn finish(self: Box<Self>, commit: &Result<(), StoreError>) {
         let result = match (commit, self.outcome) {
             (Ok(()), Some(outcome)) => outcome,
             // Not run: the batch failed before reaching it.
@@ -72,25 +87,21 @@ where
     }
 }
 
-/// Each writer's own copy of an error shared by a whole batch, keeping "database
-/// unreachable" apart.
-fn shared(e: &sqlx::Error) -> StoreError {
+/// Each writer's own copy of an error shared by a whole batch, keeping "the database cannot
+/// take writes" (a full disk, an I/O error, unreachable) apart from bugs.
+fn shared(e: &StoreError) -> StoreError {
     match e {
-        sqlx::Error::Io(io) => StoreError::Unavailable(sqlx::Error::Io(std::io::Error::new(
-            io.kind(),
-            io.to_string(),
-        ))),
-        sqlx::Error::PoolTimedOut => StoreError::Unavailable(sqlx::Error::PoolTimedOut),
-        sqlx::Error::PoolClosed => StoreError::Unavailable(sqlx::Error::PoolClosed),
+        StoreError::Unavailable(cause) => StoreError::Unavailable(cause.clone()),
+        StoreError::Closed => StoreError::Closed,
         other => StoreError::BatchFailed(other.to_string()),
     }
 }
 
 impl GroupCommit {
     /// Starts the committing task on `writer` (the single write connection).
-    pub fn start(writer: SqlitePool) -> GroupCommit {
+    pub fn start(writer: SqlitePool, health: WriteHealth) -> GroupCommit {
         let (queue, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(commit_loop(writer, jobs));
+        tokio::spawn(commit_loop(writer, jobs, health));
         GroupCommit { queue }
     }
 
@@ -113,12 +124,22 @@ impl GroupCommit {
     }
 }
 
-async fn commit_loop(writer: SqlitePool, mut jobs: mpsc::UnboundedReceiver<Box<dyn Job>>) {
+async fn commit_loop(
+    writer: SqlitePool,
+    mut jobs: mpsc::UnboundedReceiver<Box<dyn Job>>,
+    health: WriteHealth,
+) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let commit = apply(&writer, &mut batch).await;
-        if let Err(e) = &commit {
-            tracing::warn!(error = %e, transactions = batch.len(), "group commit failed");
+        match &commit {
+            Err(e) => {
+                tracing::warn!(error = %e, transactions = batch.len(), "group commit failed");
+                if e.is_unavailable() {
+                    health.record_failure(e);
+                }
+            }
+            Ok(()) => health.record_ok(),
         }
         for job in batch.drain(..) {
             job.finish(&commit);
@@ -126,10 +147,10 @@ async fn commit_loop(writer: SqlitePool, mut jobs: mpsc::UnboundedReceiver<Box<d
     }
 }
 
-async fn apply(writer: &SqlitePool, batch: &mut [Box<dyn Job>]) -> Result<(), sqlx::Error> {
+async fn apply(writer: &SqlitePool, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
     let mut conn = writer.acquire().await?;
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
     let applied = async {
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
         for job in batch.iter_mut() {
             sqlx::query("SAVEPOINT minipay_write")
                 .execute(&mut *conn)
@@ -139,6 +160,12 @@ async fn apply(writer: &SqlitePool, batch: &mut [Box<dyn Job>]) -> Result<(), sq
                     .execute(&mut *conn)
                     .await?;
             } else {
+                // A full disk or an I/O error can make SQLite roll the whole transaction back
+                // (https://www.sqlite.org/lang_transaction.html, "Response To Errors Within A
+                // Transaction"): the batch fails as one, with that error.
+                if let Some(e) = job.storage_error() {
+                    return Err(shared(e));
+                }
                 sqlx::query("ROLLBACK TO minipay_write")
                     .execute(&mut *conn)
                     .await?;
@@ -148,11 +175,14 @@ async fn apply(writer: &SqlitePool, batch: &mut [Box<dyn Job>]) -> Result<(), sq
             }
         }
         sqlx::query("COMMIT").execute(&mut *conn).await?;
-        Ok::<(), sqlx::Error>(())
+        Ok::<(), StoreError>(())
     }
     .await;
     if applied.is_err() {
+        // SQLite may have rolled back already (SQLITE_FULL, SQLITE_IOERR do), or may still hold
+        // the transaction open; either way this connection is not trusted again.
         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        conn.close_on_drop();
     }
     applied
 }

@@ -16,28 +16,33 @@ mod jobs;
 mod notifies;
 mod orders;
 mod process_lock;
+mod refused_notifies;
 mod sessions;
 mod stats;
+mod write_health;
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use apalis_postgres::PostgresStorage;
 use apalis_sqlite::SqliteStorage;
+use sqlx::Connection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
 pub use dialect::{ORDER_CHANNEL, job_task};
-pub use error::StoreError;
+pub use error::{StoreError, is_unavailable};
 pub use insert_signal::{InsertSignal, JobWake};
 pub use jobs::{JobRow, JobState};
-pub use notifies::{NotifyRow, RecordedNotify, RefusedNotify, VerifiedNotify};
+pub use notifies::{NotifyRow, RecordedNotify, VerifiedNotify};
 pub use orders::{Applied, CreateOutcome, EventRow, NewOrder, OrderRow};
 pub use process_lock::{LockError, lock_for_workers};
+pub use refused_notifies::{RefusedGroup, refusal_window};
 pub use sessions::SessionRow;
 pub use stats::{QueueStats, StatusCount};
+pub use write_health::{WriteHealth, WriteState};
 
 /// The database holding orders and the job queue.
 #[derive(Clone, Debug)]
@@ -58,6 +63,16 @@ pub struct SqlitePools {
     pub reader: SqlitePool,
     /// Our write transactions, committed in batches.
     pub group: group_commit::GroupCommit,
+    /// The outcome of the group commit's batches.
+    pub health: WriteHealth,
+}
+
+/// How the database is opened, beyond its URL.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// SQLite only: the most pages (of SQLite's default 4 KiB) the database file may grow to;
+    /// past it writes fail as on a full disk.
+    pub sqlite_max_pages: Option<u64>,
 }
 
 /// Runs the same body against the pool that takes writes (on PostgreSQL, the pool). The body
@@ -138,18 +153,37 @@ impl Store {
         pool_size: u32,
         signal: &InsertSignal,
     ) -> Result<Store, StoreError> {
+        Self::connect_with(url, pool_size, signal, &StoreOptions::default()).await
+    }
+
+    /// [`Store::connect`] with options.
+    pub async fn connect_with(
+        url: &str,
+        pool_size: u32,
+        signal: &InsertSignal,
+        store_options: &StoreOptions,
+    ) -> Result<Store, StoreError> {
         if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)?
+            let mut options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
+            if let Some(pages) = store_options.sqlite_max_pages {
+                options = options.pragma("max_page_count", pages.to_string());
+            }
             let signal = signal.clone();
             let writer = SqlitePoolOptions::new()
                 .max_connections(1)
                 // A write waits for the one connection; the wait is the queue.
                 .acquire_timeout(Duration::from_secs(30))
+                // A connection handed back while sqlx still counts a transaction open is one
+                // whose COMMIT or ROLLBACK failed (a full disk makes SQLite roll back by
+                // itself, and sqlx's ROLLBACK then fails): sqlx would next open a SAVEPOINT
+                // instead of a transaction, and a ROLLBACK TO would leave SQLite inside a
+                // transaction that nothing commits. Such a connection is closed, not reused.
+                .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
                 .after_connect(move |conn, _| {
                     let signal = signal.clone();
                     Box::pin(async move {
@@ -170,11 +204,13 @@ impl Store {
                 .max_connections(pool_size.min(4))
                 .connect_with(options)
                 .await?;
-            let group = group_commit::GroupCommit::start(writer.clone());
+            let health = WriteHealth::new();
+            let group = group_commit::GroupCommit::start(writer.clone(), health.clone());
             Ok(Store::Sqlite(SqlitePools {
                 writer,
                 reader,
                 group,
+                health,
             }))
         } else {
             let pool = PgPoolOptions::new()

@@ -1,5 +1,5 @@
-//! Payment notifies: verified ones recorded with their status-update job before WeChat hears
-//! SUCCESS; refused ones recorded in batches with their verdict, so forgeries are visible.
+//! Verified payment notifies, recorded with their status-update job before WeChat hears
+//! SUCCESS. (Refused ones are summarised in `refused_notifies`.)
 
 use minipay_jobs::{ApplyPayment, NotifyVerdict, Payment};
 
@@ -13,16 +13,6 @@ pub struct VerifiedNotify {
     pub received_at: i64,
     pub payment: Payment,
     /// The body as received (truncated by the caller).
-    pub raw: String,
-}
-
-/// A notify that is not a payment to apply: refused, or verified but not paid.
-#[derive(Debug, Clone)]
-pub struct RefusedNotify {
-    pub received_at: i64,
-    pub verdict: NotifyVerdict,
-    pub detail: String,
-    pub out_trade_no: Option<String>,
     pub raw: String,
 }
 
@@ -74,9 +64,6 @@ pub enum RecordedNotify {
     Duplicate,
 }
 
-const INSERT_NOTIFY: &str = "INSERT INTO notifies (received_at, verdict, detail, out_trade_no, transaction_id, \
-     total_fee, cash_fee, time_end, raw) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-
 impl Store {
     /// Stores a verified payment notify and its status-update job in one transaction. The
     /// unique transaction_id makes concurrent re-sends collapse into one row and one job.
@@ -115,31 +102,6 @@ impl Store {
         })
     }
 
-    /// Stores refused notifies, many per transaction.
-    pub async fn record_refused_notifies(
-        &self,
-        notifies: &[RefusedNotify],
-    ) -> Result<(), StoreError> {
-        let notifies = notifies.to_vec();
-        write_tx!(self, tx => {
-            for n in notifies {
-                sqlx::query(INSERT_NOTIFY)
-                    .bind(n.received_at)
-                    .bind(n.verdict.as_str())
-                    .bind(&n.detail)
-                    .bind(&n.out_trade_no)
-                    .bind(None::<String>)
-                    .bind(None::<i64>)
-                    .bind(None::<i64>)
-                    .bind(None::<String>)
-                    .bind(&n.raw)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Ok(())
-        })
-    }
-
     /// The payment a recorded notify carries; `None` when there is no such notify or it is
     /// not a verified payment.
     pub async fn notify_payment(&self, id: i64) -> Result<Option<Payment>, StoreError> {
@@ -155,7 +117,7 @@ impl Store {
         Ok(row.and_then(PaymentColumns::payment))
     }
 
-    /// Every notify about an order, oldest first.
+    /// Every verified notify about an order, oldest first.
     pub async fn notifies_for(&self, out_trade_no: &str) -> Result<Vec<NotifyRow>, StoreError> {
         let rows = on_reader!(self, pool => {
             sqlx::query_as("SELECT * FROM notifies WHERE out_trade_no = $1 ORDER BY id")

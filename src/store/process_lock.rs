@@ -3,7 +3,7 @@
 //! database, released when the process exits (even by kill -9).
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Why this process may not run workers on the database.
 #[derive(Debug, thiserror::Error)]
@@ -28,18 +28,10 @@ pub enum LockError {
     },
 }
 
-/// Takes the worker lock of the SQLite database at `url`, held while the returned file lives.
-/// `None` for an in-memory database (nothing to share).
-pub fn lock_for_workers(url: &str) -> Result<Option<File>, LockError> {
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:")
-        .split('?')
-        .next()
-        .unwrap_or_default();
-    if path.is_empty() || path.contains(":memory:") {
-        return Ok(None);
-    }
+/// Takes the worker lock of the SQLite database file at `path`, held while the returned file
+/// lives.
+pub fn lock_for_workers(path: &Path) -> Result<File, LockError> {
+    let path = path.display().to_string();
     let lock_path = PathBuf::from(format!("{path}.lock"));
     let shown = lock_path.display().to_string();
     let file = File::options()
@@ -52,8 +44,8 @@ pub fn lock_for_workers(url: &str) -> Result<Option<File>, LockError> {
             source,
         })?;
     match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(LockError::Taken(path.to_owned())),
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(LockError::Taken(path)),
         Err(std::fs::TryLockError::Error(source)) => Err(LockError::Lock {
             path: shown,
             source,

@@ -101,7 +101,7 @@ impl LoginClient {
         for base in self.bases.iter() {
             match self.code_to_session_at(base, code).await {
                 Err(LoginError::Unavailable(why)) => {
-                    tracing::warn!(host = %base, %why, "WeChat login host failed");
+                    tracing::warn!(host = %base, ?why, "WeChat login host failed");
                     last = LoginError::Unavailable(why);
                 }
                 other => return other,

@@ -24,7 +24,7 @@ where
     metrics::histogram!("minipay_job_duration_seconds", "queue" => queue, "result" => outcome)
         .record(started.elapsed().as_secs_f64());
     if let Err(e) = &result {
-        tracing::warn!(queue, error = %e, "job failed");
+        tracing::warn!(queue, error = ?e.to_string(), "job failed");
     }
     result
 }

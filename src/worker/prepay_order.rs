@@ -136,7 +136,12 @@ impl<'a> Attempts<'a> {
     /// order settled meanwhile (e.g. paid by a notify) and there is nothing left to do.
     async fn retry(&mut self, label: String, reason: String) -> Result<bool, BoxDynError> {
         let services = self.services;
-        tracing::warn!(attempt = self.made + 1, outcome = %label, %reason, "prepay attempt failed; retrying");
+        tracing::warn!(
+            attempt = self.made + 1,
+            outcome = ?label,
+            ?reason,
+            "prepay attempt failed; retrying"
+        );
         let now_ms = services.clock.unix_ms();
         match services
             .store
@@ -177,7 +182,7 @@ impl<'a> Attempts<'a> {
             let detail = format!("{}: {}", failure.code, failure.message);
             alert(otn, "wechat_configuration", &detail);
         } else {
-            tracing::warn!(code = %failure.code, message = %failure.message, "WeChat refused the order");
+            tracing::warn!(code = ?failure.code, message = ?failure.message, "WeChat refused the order");
         }
         let now_ms = services.clock.unix_ms();
         services
@@ -215,7 +220,7 @@ async fn confirm_paid(
             }
             other => {
                 last = format!("{other:?}");
-                tracing::warn!(decision = %last, "order query after ORDERPAID did not confirm the payment yet");
+                tracing::warn!(decision = ?last, "order query after ORDERPAID did not confirm the payment yet");
             }
         }
         tokio::select! {

@@ -1,6 +1,7 @@
 //! The periodic sweep every worker process runs: queue order queries for `ready` orders whose
-//! check is due, re-queue `pending` orders whose prepay job was lost or died, and delete old
-//! finished jobs. Claims are guarded in SQL, so any number of processes can sweep at once.
+//! check is due, re-queue `pending` orders whose prepay job was lost or died, and delete what
+//! is kept only for a while (finished jobs, expired sessions, refused notifies). Claims are
+//! guarded in SQL, so any number of processes can sweep at once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,8 +11,10 @@ use tokio_util::sync::CancellationToken;
 use crate::services::Services;
 use crate::store::StoreError;
 
-/// How often finished jobs are deleted.
+/// How often old records are deleted.
 const VACUUM_EVERY: Duration = Duration::from_secs(60);
+/// Rows deleted per statement, so that one delete never holds SQLite's writer for long.
+const DELETE_BATCH: i64 = 5_000;
 
 pub async fn run(services: Arc<Services>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(services.config.workers.reconcile_interval);
@@ -48,13 +51,47 @@ async fn sweep(services: &Services, last_vacuum: &mut Instant) -> Result<(), Sto
     }
     if last_vacuum.elapsed() >= VACUUM_EVERY {
         *last_vacuum = Instant::now();
-        let now_secs = chrono::Utc::now().timestamp();
-        let deleted = store
-            .vacuum_jobs(now_secs, config.workers.job_retention.as_secs() as i64)
+        delete_old_records(services).await?;
+    }
+    Ok(())
+}
+
+/// Deletes finished jobs, expired sessions and refused notifies past their retention.
+pub async fn delete_old_records(services: &Services) -> Result<(), StoreError> {
+    let retention = &services.config.retention;
+    let store = &services.store;
+    let now_ms = services.clock.unix_ms();
+    let jobs = store
+        .vacuum_jobs(now_ms / 1000, retention.jobs.as_secs() as i64)
+        .await?;
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let mut sessions = 0;
+    loop {
+        let n = store
+            .delete_expired_sessions(now_ms - ms(retention.sessions), DELETE_BATCH)
             .await?;
-        if deleted > 0 {
-            tracing::info!(deleted, "old finished jobs deleted");
+        sessions += n;
+        if n < DELETE_BATCH as u64 {
+            break;
         }
+    }
+    let mut refused = 0;
+    loop {
+        let n = store
+            .delete_refused_notifies(now_ms - ms(retention.refused_notifies), DELETE_BATCH)
+            .await?;
+        refused += n;
+        if n < DELETE_BATCH as u64 {
+            break;
+        }
+    }
+    if jobs + sessions + refused > 0 {
+        tracing::info!(
+            jobs,
+            sessions,
+            refused_notifies = refused,
+            "old records deleted"
+        );
     }
     Ok(())
 }

@@ -212,6 +212,8 @@ pub fn test_settings(database_url: &str) -> Settings {
     s.workers.heartbeat_secs = 1;
     s.process.shutdown_timeout_secs = 5;
     s.process.log = "warn".into();
+    // Tests assert what is stored, whatever the free space of the machine they run on.
+    s.http.refused_notify_min_free_mb = 0;
     s
 }
 
@@ -337,6 +339,17 @@ impl TestApp {
 
     /// Runs a `SELECT COUNT(*) ...`-style scalar query on either backend.
     pub async fn scalar(&self, sql: &'static str) -> i64 {
+        match self.store() {
+            Store::Sqlite(pools) => sqlx::query_scalar(sql)
+                .fetch_one(&pools.writer)
+                .await
+                .unwrap(),
+            Store::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+        }
+    }
+
+    /// Runs a query returning one text value on either backend.
+    pub async fn scalar_text(&self, sql: &'static str) -> String {
         match self.store() {
             Store::Sqlite(pools) => sqlx::query_scalar(sql)
                 .fetch_one(&pools.writer)

@@ -4,6 +4,8 @@
 
 mod admin;
 mod helpers;
+mod logs;
+mod migrations;
 mod notify;
 mod observability;
 mod orders;
@@ -11,8 +13,10 @@ mod pipeline;
 mod process;
 mod processes;
 mod reconcile;
+mod retention;
 mod sign_tool;
 mod simulator;
 mod state_machine;
+mod storage;
 mod webhook_delivery;
 mod webhook_verify_tool;

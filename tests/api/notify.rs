@@ -1,5 +1,5 @@
 //! The payment notify webhook: forgeries are refused with FAIL and change nothing (but are
-//! recorded with their verdict); genuine notifies are recorded before SUCCESS and applied once,
+//! recorded with their verdict, in a bounded summary); genuine notifies are recorded before SUCCESS and applied once,
 //! however many copies arrive at once.
 
 use minipay::wechat::simulator::{Forced, PayRequest};
@@ -8,7 +8,7 @@ use minipay::wechat::v2::sign::sign;
 use minipay::wechat::v2::{ApiKey, Fields, SignType, xml};
 use reqwest::StatusCode;
 
-use crate::helpers::{TestApp, eventually, on_both_backends};
+use crate::helpers::{Backend, TestApp, eventually, on_both_backends};
 
 /// A `ready` order: (session token, out_trade_no).
 async fn ready_order(app: &TestApp, code: &str, sku: &str) -> (String, String) {
@@ -79,19 +79,23 @@ on_both_backends! {
             assert_eq!(return_code(&reply), "FAIL", "{verdict}: {reply}");
             assert_eq!(app.order(&token, &otn, None).await["status"], "ready", "{verdict} changed the order");
         }
-        // Each forgery is on record with its verdict, for an operator to see.
+        // Each forgery is on record with its verdict and client, for an operator to see.
         let refused = forgeries.len() as i64;
         eventually("refused notifies recorded", || async {
-            app.scalar("SELECT COUNT(*) FROM notifies WHERE verdict <> 'accepted'").await == refused
+            app.scalar("SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM refused_notifies").await == refused
         })
         .await;
-        let verdicts: Vec<String> = match app.store() {
-            minipay::store::Store::Sqlite(p) => sqlx::query_scalar("SELECT verdict FROM notifies ORDER BY id").fetch_all(&p.writer).await.unwrap(),
-            minipay::store::Store::Postgres(p) => sqlx::query_scalar("SELECT verdict FROM notifies ORDER BY id").fetch_all(p).await.unwrap(),
+        let sql = "SELECT verdict, CAST(SUM(count) AS BIGINT) FROM refused_notifies WHERE peer = '127.0.0.1' GROUP BY verdict ORDER BY verdict";
+        let verdicts: Vec<(String, i64)> = match app.store() {
+            minipay::store::Store::Sqlite(p) => sqlx::query_as(sql).fetch_all(&p.writer).await.unwrap(),
+            minipay::store::Store::Postgres(p) => sqlx::query_as(sql).fetch_all(p).await.unwrap(),
         };
-        let expected: Vec<&str> = forgeries.iter().map(|(v, _)| *v).collect();
-        assert_eq!(verdicts, expected);
-        assert_eq!(app.scalar("SELECT COUNT(*) FROM notifies WHERE transaction_id IS NOT NULL").await, 0);
+        let mut expected = std::collections::BTreeMap::new();
+        for (verdict, _) in &forgeries {
+            *expected.entry(verdict.to_string()).or_insert(0i64) += 1;
+        }
+        assert_eq!(verdicts, expected.into_iter().collect::<Vec<_>>());
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM notifies").await, 0, "only verified payments are notifies");
 
         // the genuine one still works
         let (_, reply) = app.post_notify(genuine).await;
@@ -172,6 +176,71 @@ on_both_backends! {
         let history = app.history(&failed).await;
         assert_eq!(history["status"], "failed", "not silently marked paid");
         assert_eq!(history["notifies"].as_array().unwrap().len(), 1);
+        app.stop().await;
+    }
+}
+
+/// Rows and bytes the refused notifies take.
+async fn refused_footprint(app: &TestApp) -> (i64, i64, i64) {
+    let rows = app.scalar("SELECT COUNT(*) FROM refused_notifies").await;
+    let counted = app
+        .scalar("SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM refused_notifies")
+        .await;
+    let bytes = app
+        .scalar("SELECT CAST(COALESCE(SUM(LENGTH(body_prefix) + LENGTH(detail) + LENGTH(body_sha256) + LENGTH(peer)), 0) AS BIGINT) FROM refused_notifies")
+        .await;
+    (rows, counted, bytes)
+}
+
+/// `n` forged notifies (a wrong key), 8 KiB each, 50 at a time.
+async fn flood(app: &TestApp, n: usize) {
+    let fields = parse(
+        &app.pay(&ready_order(app, "flood#1", "sms-100").await.1, false)
+            .notify_xml,
+    );
+    let wrong_key = ApiKey::new("0123456789abcdef0123456789abcdef");
+    let forged = resigned(&fields, &[("attach", &"x".repeat(8 * 1024))], &wrong_key);
+    for _ in 0..n / 50 {
+        let replies =
+            futures::future::join_all((0..50).map(|_| app.post_notify(forged.clone()))).await;
+        assert!(
+            replies
+                .iter()
+                .all(|(_, reply)| return_code(reply) == "FAIL")
+        );
+    }
+}
+
+on_both_backends! {
+    async fn a_flood_of_forgeries_is_kept_as_a_few_small_rows(backend) {
+        let Some(app) = TestApp::spawn(backend).await else { return };
+        let n = 2_000;
+        flood(&app, n).await;
+        eventually("every forgery counted", || async { refused_footprint(&app).await.1 == n as i64 }).await;
+        let (rows, _, bytes) = refused_footprint(&app).await;
+        // One client, one verdict: one row a minute (two if the flood crossed a minute).
+        assert!(rows <= 2, "{rows} rows for {n} forgeries");
+        assert!(bytes <= 2 * 1024, "{bytes} bytes for {n} forgeries of 8 KiB");
+        let sample = app.history(&app.scalar_text("SELECT out_trade_no FROM refused_notifies").await).await["refused_notifies"][0].clone();
+        assert_eq!((sample["verdict"].as_str(), sample["peer"].as_str()), (Some("bad_signature"), Some("127.0.0.1")));
+        assert_eq!(sample["body_sha256"].as_str().unwrap().len(), 64);
+        assert!(sample["body_len"].as_i64().unwrap() > 8 * 1024);
+        app.stop().await;
+    }
+}
+
+on_both_backends! {
+    async fn below_the_free_space_floor_refusals_are_only_counted_on_sqlite(backend) {
+        // A floor above any disk's free space.
+        let Some(app) = TestApp::spawn_with(backend, minipay::app::Role::All, |s| s.http.refused_notify_min_free_mb = u64::MAX / (1 << 21)).await else { return };
+        flood(&app, 100).await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let (_, counted, _) = refused_footprint(&app).await;
+        match backend {
+            Backend::Sqlite => assert_eq!(counted, 0, "nothing stored under the floor"),
+            // PostgreSQL's disk is the server's: the floor does not apply.
+            Backend::Postgres => assert_eq!(counted, 100),
+        }
         app.stop().await;
     }
 }

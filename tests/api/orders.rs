@@ -1,5 +1,5 @@
 //! Order creation and reading: priced from the catalog whatever the body says, idempotent,
-//! private to its session, and every bad request refused with a precise code and no row written.
+//! private to its user (across their sessions), and every bad request refused with a precise code and no row written.
 
 use minipay::app::Role;
 use reqwest::StatusCode;
@@ -114,6 +114,20 @@ on_both_backends! {
         };
         assert_eq!(stored, minipay::http::token_hash(token));
         assert_ne!(stored, token);
+        // The session_key is sealed at rest: it opens only with the key derived from the
+        // merchant API key, for this session's openid, and the stored text does not contain it.
+        let (id, openid): (i64, String) = match app.store() {
+            minipay::store::Store::Sqlite(p) => sqlx::query_as("SELECT id, openid FROM sessions").fetch_one(&p.writer).await.unwrap(),
+            minipay::store::Store::Postgres(p) => sqlx::query_as("SELECT id, openid FROM sessions").fetch_one(p).await.unwrap(),
+        };
+        let sealed = app.store().sealed_session_key(id).await.unwrap().unwrap();
+        let sealer = minipay::sealed::Sealer::new(&app.merchant().key).unwrap();
+        let session_key = sealer.open(&sealed, &openid).unwrap();
+        let session_key = secrecy::ExposeSecret::expose_secret(&session_key).to_owned();
+        assert_eq!(session_key.len(), 24, "the simulator's session_key: base64 of 16 bytes");
+        assert!(!sealed.contains(&session_key), "{sealed}");
+        let stranger = minipay::sealed::Sealer::new(&minipay::wechat::v2::ApiKey::new("0123456789abcdef0123456789abcdef")).unwrap();
+        assert!(stranger.open(&sealed, &openid).is_err());
         // A used code cannot log in again.
         let (status, _) = app.post_json("/v1/sessions", None, json!({ "code": "ivan#1" })).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -148,17 +162,26 @@ on_both_backends! {
         let (status, body) = post("tap-1", "vip-month", token.clone()).await;
         assert_eq!((status, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED"));
 
+        // The same user after a new wx.login: the same key is the same order, not a second one.
+        let again = app.login("judy#2").await;
+        let (status, body) = post("tap-1", "sms-100", again.clone()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(&body["out_trade_no"], first, "keys are per user, across sessions");
+        let (status, body) = post("tap-1", "vip-month", again).await;
+        assert_eq!((status, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED"));
+        assert_eq!(order_count(&app).await, 1);
+
         let other = app.login("kim#1").await;
         let (status, body) = post("tap-1", "sms-100", other).await;
         assert_eq!(status, StatusCode::ACCEPTED);
-        assert_ne!(&body["out_trade_no"], first, "keys are per session");
+        assert_ne!(&body["out_trade_no"], first, "another user's key is their own");
         assert_eq!(order_count(&app).await, 2);
         app.stop().await;
     }
 }
 
 on_both_backends! {
-    async fn orders_are_private_to_their_session(backend) {
+    async fn orders_are_private_to_their_user_across_sessions(backend) {
         let Some(app) = TestApp::spawn(backend).await else { return };
         let owner = app.login("leo#1").await;
         let stranger = app.login("mallory#1").await;
@@ -167,6 +190,14 @@ on_both_backends! {
 
         let (status, body) = app.get_json(&path, Some(&stranger)).await;
         assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "ORDER_NOT_FOUND"));
+        let (status, body) = app.get_json(&format!("{path}?wait=1"), Some(&stranger)).await;
+        assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "ORDER_NOT_FOUND"));
+        // The owner logs in again (a new wx.login, a new token): the order is still theirs.
+        let relogged = app.login("leo#2").await;
+        assert_ne!(relogged, owner);
+        let order = app.order(&relogged, &otn, Some(5)).await;
+        assert_eq!(order["out_trade_no"], otn.as_str());
+        assert_eq!(order["total_fee"], 88);
         let (status, body) = app.get_json("/v1/orders/MPNOSUCHORDER0000", Some(&stranger)).await;
         assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "ORDER_NOT_FOUND"));
         let (status, body) = app.get_json(&path, None).await;

@@ -116,7 +116,7 @@ impl NewOrder {
 pub enum CreateOutcome {
     /// Inserted with its prepay job.
     Created(OrderRow),
-    /// The idempotency key (same session) or the merchant's out_trade_no names this order.
+    /// The idempotency key (same user) or the merchant's out_trade_no names this order.
     Existing(OrderRow),
     /// The out_trade_no is taken by a different order.
     NumberTaken,
@@ -178,15 +178,16 @@ impl Store {
                 tx.enqueue(&job).await?;
                 return Ok(CreateOutcome::Created(order.as_inserted()));
             }
-            let existing: Option<OrderRow> = match (&order.idempotency_key, order.session_id) {
-                (Some(key), Some(session)) => {
-                    sqlx::query_as("SELECT * FROM orders WHERE session_id = $1 AND idempotency_key = $2")
-                        .bind(session)
+            // An idempotency key is the user's, whichever of their sessions sends it.
+            let existing: Option<OrderRow> = match &order.idempotency_key {
+                Some(key) => {
+                    sqlx::query_as("SELECT * FROM orders WHERE openid = $1 AND idempotency_key = $2")
+                        .bind(&order.openid)
                         .bind(key)
                         .fetch_optional(&mut *tx)
                         .await?
                 }
-                _ => None,
+                None => None,
             };
             let existing = match existing {
                 Some(row) => Some(row),

@@ -77,7 +77,7 @@ impl PayClient {
             if !unanswered || i + 1 == self.bases.len() {
                 break;
             }
-            tracing::warn!(%path, host = %base, answer = %answer.reply().label(), "WeChat Pay host failed; trying the next one");
+            tracing::warn!(%path, host = %base, answer = ?answer.reply().label(), "WeChat Pay host failed; trying the next one");
         }
         answer
     }

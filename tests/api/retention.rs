@@ -1,0 +1,53 @@
+//! What is kept only for a while is deleted by the workers' sweep once its retention has
+//! passed: finished jobs, expired sessions, refused notifies. Orders stay.
+
+use std::time::Duration;
+
+use minipay::store::Store;
+use minipay::worker::reconciler::delete_old_records;
+
+use crate::helpers::{TestApp, eventually, on_both_backends};
+
+async fn finished_jobs(app: &TestApp) -> i64 {
+    match app.store() {
+        Store::Sqlite(_) => {
+            app.scalar("SELECT COUNT(*) FROM Jobs WHERE status = 'Done'")
+                .await
+        }
+        Store::Postgres(_) => {
+            app.scalar("SELECT COUNT(*) FROM apalis.jobs WHERE status = 'Done'")
+                .await
+        }
+    }
+}
+
+on_both_backends! {
+    async fn old_sessions_jobs_and_refused_notifies_are_deleted(backend) {
+        let Some(app) = TestApp::spawn(backend).await else { return };
+        let token = app.login("wendy#1").await;
+        let otn = app.create_order(&token, "sms-100", 1).await["out_trade_no"].as_str().unwrap().to_owned();
+        app.wait_for_status(&token, &otn, "ready").await;
+        app.pay(&otn, true);
+        app.wait_for_status(&token, &otn, "paid").await;
+        app.post_notify("forged").await;
+        eventually("records to delete", || async {
+            finished_jobs(&app).await >= 2 && app.scalar("SELECT COUNT(*) FROM refused_notifies").await == 1
+        })
+        .await;
+        // Within their retention nothing goes.
+        delete_old_records(&app.services).await.unwrap();
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM sessions").await, 1);
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM refused_notifies").await, 1);
+        assert!(finished_jobs(&app).await >= 2);
+
+        // Eight days on: the session expired a week ago, the notify was refused eight days ago,
+        // the jobs finished eight days ago.
+        app.services.clock.advance(Duration::from_secs(8 * 24 * 3600));
+        delete_old_records(&app.services).await.unwrap();
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM sessions").await, 0);
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM refused_notifies").await, 0);
+        assert_eq!(finished_jobs(&app).await, 0);
+        assert_eq!(app.history(&otn).await["status"], "paid", "orders stay");
+        app.stop().await;
+    }
+}
