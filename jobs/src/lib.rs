@@ -2,6 +2,7 @@
 //! each WeChat answer means for an order. No async, no I/O, no clock: callers pass `now` in,
 //! so every rule here is a table that unit tests can walk.
 
+pub mod bill;
 pub mod decide;
 pub mod order;
 pub mod payload;
