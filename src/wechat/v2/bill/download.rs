@@ -11,7 +11,7 @@ use flate2::write::GzDecoder;
 use minipay_jobs::Transport;
 use minipay_jobs::bill::{BillFailure, classify_bill_failure};
 
-use super::parse::ChunkParser;
+use super::reader::ChunkParser;
 use super::{BillError, BillErrorKind, BillRow, Statement, bill_date};
 use crate::wechat::client::PayClient;
 use crate::wechat::reply::Answer;

@@ -9,6 +9,7 @@ mod download;
 mod layout;
 mod money;
 mod parse;
+mod reader;
 mod render;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, Utc};
@@ -17,10 +18,8 @@ use minipay_jobs::bill::{Fen, WechatEntry, WechatPayment, WechatRefund};
 pub use download::{BillQuery, DownloadError, download_bill};
 pub use layout::{Layout, SummaryLayout};
 pub use money::{Fee, format_yuan, parse_yuan};
-pub use parse::{
-    ChunkParser, LineParser, MAX_LINE, StatementReader, UncheckedStatement, parse_statement,
-    parse_trade_time,
-};
+pub use parse::{LineParser, MAX_LINE, UncheckedStatement, parse_trade_time};
+pub use reader::{ChunkParser, StatementReader, parse_statement};
 pub use render::{StatementWriter, render_statement};
 
 /// One payment or refund line of an `ALL` statement. Times are Beijing time as written.
