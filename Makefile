@@ -42,7 +42,7 @@ bench: build
 bench-quick: build
 	target/release/minipay-bench run --quick
 
-## fuzz: cargo-fuzz targets (xml_reader, notify_verifier, order_body), FUZZ_SECONDS each
+## fuzz: cargo-fuzz targets (xml_reader, notify_verifier, order_body, bill_parser), FUZZ_SECONDS each
 fuzz:
 	fuzz/run.sh $(FUZZ_SECONDS)
 
