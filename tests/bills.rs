@@ -374,6 +374,14 @@ fn truncated_empty_and_foreign_statements_are_refused() {
     let error = parse_statement(cut.as_bytes()).unwrap_err();
     assert_eq!(error.kind, BillErrorKind::NoSummary);
     assert_eq!(error.line, 4);
+    // Cut in the middle of a row: the last line is partial, so the summary is missing.
+    let cut = &text[..text.find("MP0002").unwrap()];
+    let error = parse_statement(cut.as_bytes()).unwrap_err();
+    assert_eq!((error.line, error.kind), (3, BillErrorKind::NoSummary));
+    let mut parser = ChunkParser::new();
+    parser.push(cut.as_bytes(), &mut |_| {}).unwrap();
+    let error = parser.finish(&mut |_| {}).unwrap_err();
+    assert_eq!((error.line, error.kind), (3, BillErrorKind::NoSummary));
     assert_eq!(parse_statement(b"").unwrap_err().kind, BillErrorKind::Empty);
     // GBK bytes of 交易时间
     let error = parse_statement(b"\xbd\xbb\xd2\xd7\xca\xb1\xbc\xe4\r\n").unwrap_err();

@@ -15,7 +15,9 @@ use minipay::wechat::v2::bill::{
     BillRow, ChunkParser, Fee, Layout, OrderAmounts, RowRefund, StatementReader, StatementWriter,
 };
 use minipay_jobs::OrderStatus;
-use minipay_jobs::bill::{DayReconciliation, Elsewhere, LocalOrder, LocalRefund, LocalRefundStatus};
+use minipay_jobs::bill::{
+    DayReconciliation, Elsewhere, LocalOrder, LocalRefund, LocalRefundStatus,
+};
 
 fn out_trade_no(i: usize) -> String {
     format!("MP20261129{i:012}")
@@ -28,7 +30,13 @@ fn fee(i: usize) -> i64 {
 /// Line `i`: a payment, or (every tenth) a refund of half of payment `i - 1`.
 fn row(i: usize) -> BillRow {
     let time = NaiveDate::from_ymd_opt(2026, 11, 29)
-        .and_then(|d| d.and_hms_opt(((i / 3600) % 24) as u32, ((i / 60) % 60) as u32, (i % 60) as u32))
+        .and_then(|d| {
+            d.and_hms_opt(
+                ((i / 3600) % 24) as u32,
+                ((i / 60) % 60) as u32,
+                (i % 60) as u32,
+            )
+        })
         .unwrap_or_default();
     let refund = (i % 10 == 9).then(|| RowRefund {
         refund_id: format!("50300{i:020}"),
@@ -52,7 +60,12 @@ fn row(i: usize) -> BillRow {
         out_trade_no: otn,
         openid: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o".into(),
         trade_type: "JSAPI".into(),
-        trade_state: if refund.is_some() { "REFUND" } else { "SUCCESS" }.into(),
+        trade_state: if refund.is_some() {
+            "REFUND"
+        } else {
+            "SUCCESS"
+        }
+        .into(),
         bank_type: "OTHERS".into(),
         fee_type: "CNY".into(),
         settlement_total_fee: paid,

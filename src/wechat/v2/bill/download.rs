@@ -231,3 +231,59 @@ impl Body {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wechat::v2::bill::{Layout, StatementWriter};
+
+    fn statement() -> Vec<u8> {
+        let mut text = b"\xEF\xBB\xBF".to_vec();
+        let writer = StatementWriter::new(Vec::new(), Layout::Columns24).unwrap();
+        text.extend(writer.finish().unwrap());
+        text
+    }
+
+    /// Feeds `bytes` in chunks of `size` and ends the body.
+    fn read(bytes: &[u8], size: usize) -> Result<Statement, DownloadError> {
+        let mut body = Body::Start(Vec::new());
+        let mut ignore = |_| {};
+        for chunk in bytes.chunks(size) {
+            body.push(chunk, &mut ignore)?;
+        }
+        body.finish(&mut ignore)
+    }
+
+    #[test]
+    fn the_first_bytes_tell_statement_gzip_and_failure_apart_however_they_arrive() {
+        let text = statement();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&text).unwrap();
+        let gzip = gz.finish().unwrap();
+        let failure = b"\xEF\xBB\xBF\r\n <xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA[No Bill Exist]]></return_msg></xml>";
+        for size in [1, 2, 3, 1000] {
+            assert_eq!(read(&text, size).unwrap().layout, Layout::Columns24);
+            assert_eq!(read(&gzip, size).unwrap().layout, Layout::Columns24);
+            match read(failure, size) {
+                Err(e @ DownloadError::Refused { .. }) => {
+                    assert_eq!(e.failure(), BillFailure::NoBill)
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(
+            read(&gzip[..gzip.len() - 9], 100),
+            Err(DownloadError::Gzip(_))
+        ));
+        assert_eq!(
+            read(&text[..text.len() / 2], 7).unwrap_err().failure(),
+            BillFailure::Retryable,
+            "a statement cut before its summary is worth asking again"
+        );
+        assert!(matches!(
+            read(b"<xml", 2),
+            Err(DownloadError::Transport(Transport::Unreadable))
+        ));
+        assert_eq!(read(b"", 1).unwrap_err().failure(), BillFailure::Permanent);
+    }
+}

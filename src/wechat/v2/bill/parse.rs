@@ -133,6 +133,20 @@ impl LineParser {
         result
     }
 
+    /// Takes the input's last line when it has no line break. If that line is not valid
+    /// before the summary header was read, the input was most likely cut off in the middle of a
+    /// line: that is reported as [`BillErrorKind::NoSummary`] (worth downloading again).
+    pub fn last_line(&mut self, raw: &[u8]) -> Result<Option<BillRow>, BillError> {
+        let before_summary = matches!(self.state, State::Header | State::Rows(_));
+        self.line(raw).map_err(|error| match before_summary {
+            true => BillError {
+                line: error.line,
+                kind: BillErrorKind::NoSummary,
+            },
+            false => error,
+        })
+    }
+
     fn take(&mut self, raw: &[u8]) -> Result<Option<BillRow>, BillErrorKind> {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         let raw = match self.line {

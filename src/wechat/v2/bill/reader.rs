@@ -38,16 +38,21 @@ impl<R: BufRead> StatementReader<R> {
     }
 
     fn read_rows(&mut self) -> Result<Option<BillRow>, BillError> {
-        while self.read_line()? {
-            if let Some(row) = self.parser.line(&self.buf)? {
+        while let Some(complete) = self.read_line()? {
+            let row = match complete {
+                true => self.parser.line(&self.buf)?,
+                false => self.parser.last_line(&self.buf)?,
+            };
+            if let Some(row) = row {
                 return Ok(Some(row));
             }
         }
         Ok(None)
     }
 
-    /// Reads one line into `buf`; false at the end of the input.
-    fn read_line(&mut self) -> Result<bool, BillError> {
+    /// Reads one line into `buf`: `Some(true)` for a line ended by `\n`, `Some(false)` for a
+    /// last line without one, `None` at the end of the input.
+    fn read_line(&mut self) -> Result<Option<bool>, BillError> {
         self.buf.clear();
         loop {
             let available = match self.input.fill_buf() {
@@ -56,7 +61,7 @@ impl<R: BufRead> StatementReader<R> {
                 Err(e) => return Err(self.fail(BillErrorKind::Io(e.to_string()))),
             };
             if available.is_empty() {
-                return Ok(!self.buf.is_empty());
+                return Ok((!self.buf.is_empty()).then_some(false));
             }
             let (taken, complete) = match available.iter().position(|b| *b == b'\n') {
                 Some(at) => (at, true),
@@ -68,7 +73,7 @@ impl<R: BufRead> StatementReader<R> {
                 return Err(self.fail(BillErrorKind::TooLong));
             }
             if complete {
-                return Ok(true);
+                return Ok(Some(true));
             }
         }
     }
@@ -158,7 +163,7 @@ impl ChunkParser {
     ) -> Result<UncheckedStatement, BillError> {
         if !self.partial.is_empty() {
             let last = std::mem::take(&mut self.partial);
-            if let Some(row) = self.parser.line(&last)? {
+            if let Some(row) = self.parser.last_line(&last)? {
                 on_row(row);
             }
         }
