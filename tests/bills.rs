@@ -271,7 +271,8 @@ fn with_line(
 
 #[test]
 fn errors_name_the_line_and_what_is_wrong() {
-    let cases: Vec<(usize, Box<dyn Fn(&str) -> String>, &str)> = vec![
+    type Edit = Box<dyn Fn(&str) -> String>;
+    let cases: Vec<(usize, Edit, &str)> = vec![
         (
             1,
             Box::new(|l| l.replace("商户号", "商户编号")),

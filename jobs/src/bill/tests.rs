@@ -122,7 +122,8 @@ fn a_clean_day_has_no_mismatch_and_equal_totals() {
 #[test]
 fn each_difference_is_reported_with_its_kind() {
     use MismatchKind::*;
-    let cases: Vec<(&str, Box<dyn Fn(&mut Day)>, Expected)> = vec![
+    type Change = Box<dyn Fn(&mut Day)>;
+    let cases: Vec<(&str, Change, Expected)> = vec![
         (
             "WeChat lists an order minipay never created",
             Box::new(|d| d.statement.push(paid("MPGHOST1", 100, "SUCCESS"))),
