@@ -61,13 +61,14 @@ async fn pay(sim: &Simulator, client: &PayClient, orders: &[(&str, i64, Option<i
     }
 }
 
-/// Moves the simulator's clock to `hh:mm` Beijing time on the day after `day`.
+/// Moves the simulator's clock to just after `hh:mm` Beijing time on the day after `day`.
 fn next_morning(sim: &Simulator, day: NaiveDate, hh: u32, mm: u32) {
     let at = day
         .succ_opt()
         .unwrap()
         .and_time(NaiveTime::from_hms_opt(hh, mm, 0).unwrap());
-    let by = beijing_instant(at) - sim.clock().now();
+    // The clock moves in whole milliseconds: 10 ms past the mark, never just before it.
+    let by = beijing_instant(at) - sim.clock().now() + chrono::Duration::milliseconds(10);
     sim.clock().advance(by.to_std().unwrap());
 }
 
