@@ -1,6 +1,7 @@
 //! `minipay-bench`: minipay measured against its ceilings in one run (`make bench`,
 //! `make bench-quick`), and the fault soak (`make soak`).
 
+mod bill;
 mod ceilings;
 mod db;
 mod load;
@@ -45,6 +46,11 @@ enum Command {
     Hello {
         #[arg(long)]
         listen: String,
+    },
+    /// Parse and reconcile a generated statement: time and peak RSS growth per phase.
+    Bill {
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
     },
     /// Orders and notifies under injected faults, a PostgreSQL restart and a killed worker.
     Soak {
@@ -261,6 +267,7 @@ fn main() -> ExitCode {
                     .await?;
                 Ok(())
             }
+            Command::Bill { rows } => bill::run_in_temp(rows),
             Command::Soak { minutes } => soak::run(Duration::from_secs_f64(minutes * 60.0)).await,
             Command::Run {
                 quick,

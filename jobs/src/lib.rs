@@ -3,6 +3,7 @@
 //! No async, no I/O, no clock: callers pass `now` in, so every rule here is a table that unit
 //! tests can walk.
 
+pub mod bill;
 pub mod decide;
 pub mod event;
 pub mod order;

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod bills;
 mod helpers;
 mod logs;
 mod migrations;

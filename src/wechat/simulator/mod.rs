@@ -4,6 +4,8 @@
 //! re-send schedule), inject faults and inspect every call it received.
 
 mod api;
+mod bill;
+mod bill_control;
 mod control;
 mod state;
 
@@ -13,6 +15,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{get, post};
 
+pub use bill::{Trade, TradeRefund};
+pub use bill_control::{Backdate, BillForce, BillInjection, BillLayout};
 pub use control::{ForceRule, PayRequest, PayResult};
 pub use state::{ANY_ORDER, Call, Delivery, Faults, Forced, SimOrderView, TradeState};
 
@@ -70,6 +74,7 @@ impl Simulator {
     /// WeChat's endpoints plus the `/sim/` control endpoints.
     pub fn router(&self) -> Router {
         Router::new()
+            .merge(bill_control::routes())
             .route("/pay/unifiedorder", post(api::unified_order))
             .route("/pay/orderquery", post(api::order_query))
             .route("/pay/closeorder", post(api::close_order))

@@ -190,6 +190,7 @@ pub(super) struct SimState {
     pub used_codes: HashSet<String>,
     pub close_violations: Vec<String>,
     pub next_transaction: u64,
+    pub bills: super::bill::BillState,
 }
 
 impl SimState {
