@@ -6,8 +6,9 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 
 FUZZ_SECONDS ?= 60
 SOAK_MINUTES ?= 10
+BILL_ROWS ?= 100000
 
-.PHONY: run test test-js test-postgres lint fmt bench bench-quick fuzz soak build clean-db
+.PHONY: run test test-js test-postgres lint fmt bench bench-quick bench-bill fuzz soak build clean-db
 
 ## run: API + workers + WeChat simulator on sqlite://minipay.db, http://127.0.0.1:8080
 run:
@@ -51,16 +52,21 @@ build:
 	$(CARGO) build --release --locked --workspace --bins
 
 ## bench: protocol micro-benchmarks (criterion), then the load run against its ceilings on
-## SQLite and PostgreSQL; writes BENCHMARKS.md
+## SQLite and PostgreSQL; writes BENCHMARKS.md; then the 100,000-row bill statement
 bench: build
 	$(CARGO) bench --locked --bench protocol
 	target/release/minipay-bench run --write BENCHMARKS.md
+	target/release/minipay-bench bill --rows $(BILL_ROWS)
+
+## bench-bill: parse and reconcile a generated statement of BILL_ROWS lines: time, peak RSS growth
+bench-bill: build
+	target/release/minipay-bench bill --rows $(BILL_ROWS)
 
 ## bench-quick: the load run with small counts (about a minute after the build); prints the table
 bench-quick: build
 	target/release/minipay-bench run --quick
 
-## fuzz: cargo-fuzz targets (xml_reader, notify_verifier, order_body), FUZZ_SECONDS each
+## fuzz: cargo-fuzz targets (xml_reader, notify_verifier, order_body, bill_parser), FUZZ_SECONDS each
 fuzz:
 	fuzz/run.sh $(FUZZ_SECONDS)
 

@@ -5,6 +5,7 @@
 // so the 80-line limit of the service's functions is not applied here.
 #![allow(clippy::too_many_lines)]
 
+mod bill;
 mod ceilings;
 mod db;
 mod load;
@@ -49,6 +50,11 @@ enum Command {
     Hello {
         #[arg(long)]
         listen: String,
+    },
+    /// Parse and reconcile a generated statement: time and peak RSS growth per phase.
+    Bill {
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
     },
     /// Orders and notifies under injected faults, a PostgreSQL restart and a killed worker.
     Soak {
@@ -265,6 +271,7 @@ fn main() -> ExitCode {
                     .await?;
                 Ok(())
             }
+            Command::Bill { rows } => bill::run_in_temp(rows),
             Command::Soak { minutes } => soak::run(Duration::from_secs_f64(minutes * 60.0)).await,
             Command::Run {
                 quick,

@@ -11,6 +11,7 @@
 //! - [`event`]: merchant events, their delivery states and retry schedule.
 //! - [`decide`]: the decision tables; [`schedule`]: when reconciliation checks come due.
 
+pub mod bill;
 pub mod decide;
 pub mod event;
 pub mod gateway;

@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::Simulator;
 use super::orders::{Answer, Api};
 use super::state::{Call, Faults, Forced};
+use super::wire::{return_fail, xml_response};
 use crate::wechat::v2::sign::{SignType, detect_sign_type, nonce, sign};
 use crate::wechat::v2::{ApiKey, Fields, xml};
 
@@ -184,15 +185,4 @@ impl Simulator {
         fields.set("sign", signature);
         xml_response(xml::to_xml(fields.iter()))
     }
-}
-
-pub(super) fn return_fail(message: &str) -> Response {
-    xml_response(xml::to_xml([
-        ("return_code", "FAIL"),
-        ("return_msg", message),
-    ]))
-}
-
-fn xml_response(body: String) -> Response {
-    ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
 }

@@ -4,10 +4,14 @@
 //! re-send schedule), inject faults and inspect every call it received.
 
 mod api;
+mod bill;
+mod bill_control;
 mod control;
 mod login;
 mod orders;
 mod state;
+mod trades;
+mod wire;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -15,8 +19,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{get, post};
 
+pub use bill_control::{Backdate, BillForce, BillLayout};
 pub use control::{PayRequest, PayResult};
 pub use state::{ANY_ORDER, Call, Delivery, Faults, ForceRule, Forced, SimOrderView, TradeState};
+pub use trades::{BillInjection, Trade, TradeRefund};
 
 use super::v2::ApiKey;
 use crate::clock::Clock;
@@ -72,6 +78,7 @@ impl Simulator {
     /// WeChat's endpoints plus the `/sim/` control endpoints.
     pub fn router(&self) -> Router {
         Router::new()
+            .merge(bill_control::routes())
             .route("/pay/unifiedorder", post(api::unified_order))
             .route("/pay/orderquery", post(api::order_query))
             .route("/pay/closeorder", post(api::close_order))

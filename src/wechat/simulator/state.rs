@@ -191,6 +191,7 @@ pub(super) struct SimState {
     pub used_codes: HashSet<String>,
     pub close_violations: Vec<String>,
     pub next_transaction: u64,
+    pub bills: super::trades::BillState,
 }
 
 impl SimState {

@@ -2,6 +2,7 @@
 //! URL (api → api2) when a host cannot be reached, times out or answers 5xx.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use minipay_jobs::Transport;
 
@@ -80,6 +81,43 @@ impl PayClient {
             tracing::warn!(%path, host = %base, answer = ?answer.reply().label(), "WeChat Pay host failed; trying the next one");
         }
         answer
+    }
+
+    /// POSTs a signed request like every other call (same hosts, same fail-over) but hands
+    /// back the HTTP 200 response unread, for answers that are not signed XML replies:
+    /// `downloadbill` streams its statement. `timeout` replaces the client's for this call.
+    pub(crate) async fn post_unread(
+        &self,
+        path: &str,
+        request: &Fields,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, Answer> {
+        let body = to_xml(request.iter());
+        let mut failure = Answer::Failed(Transport::Connect);
+        for base in self.bases.iter() {
+            let sent = self
+                .http
+                .post(format!("{base}{path}"))
+                .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
+                .timeout(timeout)
+                .body(body.clone())
+                .send()
+                .await;
+            failure = match sent {
+                Ok(response) if response.status().is_success() => return Ok(response),
+                Ok(response) if response.status().is_server_error() => {
+                    Answer::Failed(Transport::ServerError(response.status().as_u16()))
+                }
+                Ok(response) => return Err(Answer::Rejected(response.status().as_u16())),
+                Err(e) => Answer::Failed(transport_failure(&e)),
+            };
+            // As in `post`: only "no answer from this host" moves on to the next one.
+            if matches!(failure, Answer::Failed(Transport::Unreadable)) {
+                break;
+            }
+            tracing::warn!(%path, host = %base, answer = ?failure.reply().label(), "WeChat Pay host failed");
+        }
+        Err(failure)
     }
 
     async fn post_once(&self, url: &str, body: String) -> Answer {

@@ -2,6 +2,7 @@
 //! HTTP client and notify verification — and [`V2`], which puts them behind the gateway seam
 //! (`wechat::Gateway`) in the core crate's protocol-neutral terms.
 
+pub mod bill;
 pub mod client;
 pub mod fields;
 pub mod notify;

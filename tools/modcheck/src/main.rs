@@ -87,6 +87,7 @@ fn check_crate(root: &Path, max_lines: usize) -> std::io::Result<Vec<String>> {
     for (module, file) in &modules {
         let text = fs::read_to_string(file)?;
         let production = production_lines(&text);
+
         if production > max_lines {
             findings.push(format!(
                 "{}: {production} lines of production code (limit {max_lines})",
@@ -187,16 +188,29 @@ fn module_path(root: &Path, file: &Path) -> Option<ModPath> {
     }
 }
 
-/// Lines before the file's `#[cfg(test)]` module.
+/// The file's lines outside its `#[cfg(test)]` items (wherever they are declared).
 fn production_lines(text: &str) -> usize {
-    text.lines()
-        .take_while(|l| l.trim_end() != "#[cfg(test)]")
-        .count()
+    let stripped = blank_comments_and_literals(text);
+    let total = text.lines().count();
+    total.saturating_sub(test_item_lines(&stripped))
+}
+
+/// Lines spanned by `#[cfg(test)]` items (an inline `mod tests { … }` or a `mod tests;`).
+fn test_item_lines(text: &str) -> usize {
+    test_item_spans(text)
+        .iter()
+        .map(|&(start, end)| text[start..end].matches('\n').count() + 1)
+        .sum()
 }
 
 /// The text with comments, string and character literals blanked (newlines kept, so line
 /// numbers hold) and `#[cfg(test)]` items removed.
 fn strip(text: &str) -> String {
+    remove_test_items(&blank_comments_and_literals(text))
+}
+
+/// The text with comments, string and character literals blanked, newlines kept.
+fn blank_comments_and_literals(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -253,8 +267,7 @@ fn strip(text: &str) -> String {
             i += 1;
         }
     }
-    let text = String::from_utf8_lossy(&out).into_owned();
-    remove_test_items(&text)
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `r"…"`, `r#"…"#`, `br"…"` and the like: their length, when one starts here.
@@ -296,13 +309,27 @@ fn char_literal_len(rest: &[u8]) -> Option<usize> {
     (rest.get(1 + len) == Some(&b'\'')).then_some(len + 2)
 }
 
-/// Blanks every item that follows a `#[cfg(test)]` attribute (to its closing brace or `;`).
+/// Blanks every item that follows a `#[cfg(test)]` attribute.
 fn remove_test_items(text: &str) -> String {
     let mut out = text.to_owned();
+    for (start, end) in test_item_spans(text) {
+        let blanked: String = out[start..end]
+            .chars()
+            .map(|c| if c == '\n' { '\n' } else { ' ' })
+            .collect();
+        out.replace_range(start..end, &blanked);
+    }
+    out
+}
+
+/// Byte ranges of the items following `#[cfg(test)]` (to their closing brace or `;`), in a text
+/// whose comments and literals are blanked.
+fn test_item_spans(text: &str) -> Vec<(usize, usize)> {
     let marker = "#[cfg(test)]";
+    let bytes = text.as_bytes();
+    let mut spans = Vec::new();
     let mut from = 0;
-    while let Some(at) = out[from..].find(marker).map(|p| p + from) {
-        let bytes = out.as_bytes();
+    while let Some(at) = text[from..].find(marker).map(|p| p + from) {
         let mut i = at + marker.len();
         let mut depth = 0usize;
         let mut end = bytes.len();
@@ -324,14 +351,10 @@ fn remove_test_items(text: &str) -> String {
             }
             i += 1;
         }
-        let blanked: String = out[at..end]
-            .chars()
-            .map(|c| if c == '\n' { '\n' } else { ' ' })
-            .collect();
-        out.replace_range(at..end, &blanked);
+        spans.push((at, end));
         from = end;
     }
-    out
+    spans
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -594,6 +617,14 @@ mod tests {
                 "crate::worker::run"
             ]
         );
+    }
+
+    #[test]
+    fn test_items_do_not_count_wherever_they_are() {
+        let top = "#[cfg(test)]\nmod tests;\nfn a() {}\nfn b() {}\n";
+        assert_eq!(production_lines(top), 2);
+        let bottom = "fn a() {}\n#[cfg(test)]\nmod tests {\n    fn t() {}\n}\n";
+        assert_eq!(production_lines(bottom), 1);
     }
 
     #[test]
