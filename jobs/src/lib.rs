@@ -5,8 +5,10 @@
 pub mod decide;
 pub mod order;
 pub mod payload;
+pub mod refund;
 pub mod schedule;
 
 pub use decide::{CloseDecision, Failure, PrepayDecision, QueryDecision, Reply, Transport};
 pub use order::OrderStatus;
 pub use payload::{ApplyPayment, PrepayOrder, QueryOrder};
+pub use refund::{RefundDecision, RefundQueryDecision, RefundResult, RefundStatus};
