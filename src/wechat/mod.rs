@@ -9,6 +9,7 @@ pub mod pay_params;
 pub mod reply;
 pub mod sign;
 pub mod simulator;
+pub mod v2;
 pub mod xml;
 
 pub use fields::Fields;

@@ -1,0 +1,4 @@
+//! WeChat Pay API v2. For now it holds the refund side: the refund request and query, the
+//! refund notify, and the merchant API certificate that `/secapi/` calls present.
+
+pub mod refund;
