@@ -42,7 +42,8 @@ bench: build
 bench-quick: build
 	target/release/minipay-bench run --quick
 
-## fuzz: cargo-fuzz targets (xml_reader, notify_verifier, order_body), FUZZ_SECONDS each
+## fuzz: cargo-fuzz targets (xml_reader, notify_verifier, order_body, refund_notify),
+## FUZZ_SECONDS each
 fuzz:
 	fuzz/run.sh $(FUZZ_SECONDS)
 

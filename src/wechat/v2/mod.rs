@@ -2,3 +2,4 @@
 //! refund notify, and the merchant API certificate that `/secapi/` calls present.
 
 pub mod refund;
+pub mod refund_notify;
