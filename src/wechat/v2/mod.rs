@@ -2,4 +2,6 @@
 //! refund notify, and the merchant API certificate that `/secapi/` calls present.
 
 pub mod refund;
+pub mod refund_client;
 pub mod refund_notify;
+pub mod tls;
