@@ -10,5 +10,6 @@ mod pipeline;
 mod process;
 mod processes;
 mod reconcile;
+mod refund_protocol;
 mod sign_tool;
 mod simulator;
