@@ -55,6 +55,9 @@ pub(super) struct SimRefund {
     pub deliveries: Vec<Delivery>,
 }
 
+/// A refusal: WeChat's `err_code` and `err_code_des`.
+pub(super) type Refusal = (&'static str, String);
+
 /// Every refund, and what is forced on the next ones.
 #[derive(Default)]
 pub(super) struct RefundBook {
@@ -74,6 +77,36 @@ impl RefundBook {
         self.refunds
             .values()
             .filter(move |r| r.out_trade_no == out_trade_no)
+    }
+
+    /// The count, amount and frequency rules for a new refund of an order of `total_fee`.
+    fn check_new(&self, new: &NewRefund<'_>, total_fee: i64, now: i64) -> Result<(), Refusal> {
+        if self.of_order(new.out_trade_no).count() >= MAX_REFUNDS_PER_ORDER {
+            return Err(("ERROR", "退款次数超过限制，每笔订单最多退款50次".to_owned()));
+        }
+        // A closed refund gave nothing back; every other one counts against the total.
+        let refunded: i64 = self
+            .of_order(new.out_trade_no)
+            .filter(|r| r.status != RefundResult::Closed)
+            .map(|r| r.refund_fee)
+            .sum();
+        if refunded >= total_fee {
+            return Err(("ERROR", "订单已全额退款".to_owned()));
+        }
+        if refunded + new.refund_fee > total_fee {
+            return Err(("INVALID_REQUEST", "refund_fee大于可退金额".to_owned()));
+        }
+        // The console is a person at WeChat's website, not an API client.
+        if new.source == "API"
+            && let Some(last) = self.last_new_refund.get(new.out_trade_no)
+            && now - last < REFUND_SPACING_SECS
+        {
+            return Err((
+                "FREQUENCY_LIMITED",
+                "频率限制，同一笔订单多次退款的请求需相隔1分钟".to_owned(),
+            ));
+        }
+        Ok(())
     }
 
     fn take_outcome(&mut self, out_trade_no: &str) -> RefundResult {
@@ -240,10 +273,7 @@ impl Simulator {
 
     /// Applies WeChat's refund rules and records the refund; an existing `out_refund_no` with
     /// the same amount is the same refund. Refusals are `(err_code, err_code_des)`.
-    pub(super) fn create_refund(
-        &self,
-        new: NewRefund<'_>,
-    ) -> Result<SimRefund, (&'static str, String)> {
+    pub(super) fn create_refund(&self, new: NewRefund<'_>) -> Result<SimRefund, Refusal> {
         let now = self.clock().unix();
         let faults = self.state().faults.clone();
         let mut state = self.state();
@@ -277,30 +307,7 @@ impl Simulator {
         if now - paid_at > REFUND_WINDOW_SECS {
             return Err(("TRADE_OVERDUE", "订单已经超过退款期限".to_owned()));
         }
-        let book = &state.refunds;
-        if book.of_order(new.out_trade_no).count() >= MAX_REFUNDS_PER_ORDER {
-            return Err(("ERROR", "退款次数超过限制，每笔订单最多退款50次".to_owned()));
-        }
-        let refunded: i64 = book
-            .of_order(new.out_trade_no)
-            .filter(|r| r.status != RefundResult::Closed)
-            .map(|r| r.refund_fee)
-            .sum();
-        if refunded >= total_fee {
-            return Err(("ERROR", "订单已全额退款".to_owned()));
-        }
-        if refunded + new.refund_fee > total_fee {
-            return Err(("INVALID_REQUEST", "refund_fee大于可退金额".to_owned()));
-        }
-        if new.source == "API"
-            && let Some(last) = book.last_new_refund.get(new.out_trade_no)
-            && now - last < REFUND_SPACING_SECS
-        {
-            return Err((
-                "FREQUENCY_LIMITED",
-                "频率限制，同一笔订单多次退款的请求需相隔1分钟".to_owned(),
-            ));
-        }
+        state.refunds.check_new(&new, total_fee, now)?;
         if faults.refund_notenough {
             return Err(("NOTENOUGH", "基本账户余额不足，请充值后重新发起".to_owned()));
         }
