@@ -258,6 +258,21 @@ async fn a_refund_is_accepted_then_succeeds_by_query_and_by_notify() {
     );
     assert!(check.record.unwrap().success_time.is_some());
 
+    // refundquery finds it by each of WeChat's keys
+    for key in [
+        RefundQueryKey::RefundId(accepted.refund_id.clone()),
+        RefundQueryKey::TransactionId(accepted.transaction_id.clone()),
+        RefundQueryKey::OutTradeNo("MPREFUND001".into()),
+    ] {
+        let answer = rig.refunds.refund_query(&key).await;
+        let reply = RefundQueryReply::from_fields(answer.trusted_fields().unwrap()).unwrap();
+        assert_eq!(
+            reply.find("R001").map(|r| r.refund_fee),
+            Some(30),
+            "{key:?}"
+        );
+    }
+
     let view = rig.sim.refund("R001").unwrap();
     assert_eq!(view.refund_status, "SUCCESS");
     assert!(view.deliveries.iter().any(|d| d.acknowledged));

@@ -157,7 +157,8 @@ impl Simulator {
     }
 
     /// Serves every endpoint over TLS on `listener` (the `/secapi/` endpoints need it), with
-    /// the certificates of [`Simulator::tls`], until the listener fails or the task is dropped.
+    /// the certificates of [`Simulator::tls`], until the task is dropped. Fails at once only
+    /// when the certificates could not be made.
     pub async fn serve_tls(&self, listener: TcpListener) -> std::io::Result<()> {
         let tls = self.tls().map_err(std::io::Error::other)?;
         serve_tls(listener, tls, self.router()).await

@@ -144,12 +144,20 @@ impl SimTls {
 /// How long a client may take over the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `router` over TLS on `listener` with `tls`'s certificates until the listener fails
-/// (or the task running this is dropped). Each request carries a [`ClientCert`] extension.
+/// Serves `router` over TLS on `listener` with `tls`'s certificates until the task running
+/// this is dropped. Each request carries a [`ClientCert`] extension.
 pub async fn serve_tls(listener: TcpListener, tls: &SimTls, router: Router) -> std::io::Result<()> {
     let acceptor = TlsAcceptor::from(tls.server.clone());
     loop {
-        let (tcp, peer) = listener.accept().await?;
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like pass; keep serving, as axum::serve does.
+                tracing::warn!(error = %e, "simulator TLS listener could not accept");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let acceptor = acceptor.clone();
         let router = router.clone();
         tokio::spawn(async move {
