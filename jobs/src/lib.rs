@@ -1,6 +1,6 @@
 //! minipay's pure core: what an order or a refund may become, what the workers are asked to
-//! do, and what each WeChat answer means for an order or a refund. No async, no I/O, no clock: callers pass `now` in,
-//! so every rule here is a table that unit tests can walk.
+//! do, and what each WeChat answer means for an order or a refund. No async, no I/O, no clock:
+//! callers pass `now` in, so every rule here is a table that unit tests can walk.
 
 pub mod decide;
 pub mod order;
