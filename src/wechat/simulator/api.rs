@@ -19,7 +19,7 @@ use crate::wechat::sign::{SignType, detect_sign_type, nonce, random_alphanumeric
 use crate::wechat::{ApiKey, Fields, xml};
 
 /// The simulator's answer to one pay call, before faults decide how it is delivered.
-enum Answer {
+pub(super) enum Answer {
     /// Unsigned `return_code=FAIL`.
     ReturnFail(String),
     /// Signed `result_code=FAIL`.
@@ -39,10 +39,15 @@ impl Answer {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Api {
+pub(super) enum Api {
     UnifiedOrder,
     OrderQuery,
     CloseOrder,
+    /// `/secapi/pay/refund`, and whether a client certificate came with it.
+    Refund {
+        client_cert: bool,
+    },
+    RefundQuery,
 }
 
 impl Api {
@@ -51,6 +56,15 @@ impl Api {
             Api::UnifiedOrder => "unifiedorder",
             Api::OrderQuery => "orderquery",
             Api::CloseOrder => "closeorder",
+            Api::Refund { .. } => "refund",
+            Api::RefundQuery => "refundquery",
+        }
+    }
+
+    fn client_cert(self) -> Option<bool> {
+        match self {
+            Api::Refund { client_cert } => Some(client_cert),
+            _ => None,
         }
     }
 }
@@ -75,7 +89,7 @@ enum Delivery {
 }
 
 impl Simulator {
-    async fn pay_call(&self, api: Api, body: &[u8]) -> Response {
+    pub(super) async fn pay_call(&self, api: Api, body: &[u8]) -> Response {
         let faults = self.state().faults.clone();
         if faults.latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
@@ -165,7 +179,7 @@ impl Simulator {
         response
     }
 
-    fn record(
+    pub(super) fn record(
         &self,
         api: Api,
         out_trade_no: Option<String>,
@@ -178,6 +192,7 @@ impl Simulator {
             business,
             at_ms: chrono::Utc::now().timestamp_millis(),
             outcome,
+            client_cert: api.client_cert(),
         });
     }
 
@@ -235,6 +250,8 @@ impl Simulator {
             Api::UnifiedOrder => self.unified_order(fields, business),
             Api::OrderQuery => self.order_query(fields),
             Api::CloseOrder => self.close_order(fields),
+            Api::Refund { .. } => self.refund_request(fields),
+            Api::RefundQuery => self.refund_query_request(fields),
         }
     }
 
@@ -526,6 +543,7 @@ pub(super) async fn code_to_session(
         business: BTreeMap::new(),
         at_ms: chrono::Utc::now().timestamp_millis(),
         outcome: errcode.to_string(),
+        client_cert: None,
     });
     let body = if errcode != 0 {
         serde_json::json!({ "errcode": errcode, "errmsg": errmsg })

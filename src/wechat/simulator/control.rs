@@ -16,7 +16,7 @@ use crate::wechat::sign::{SignType, nonce, sign};
 use crate::wechat::{params::beijing_time, xml};
 
 /// WeChat's notify re-send gaps after the first try, in seconds (docs/wechat-pay-v2.md §6.4).
-const RESEND_GAPS_SECS: [u64; 15] = [
+pub(super) const RESEND_GAPS_SECS: [u64; 15] = [
     15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600,
 ];
 
