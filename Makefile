@@ -66,7 +66,8 @@ bench-bill: build
 bench-quick: build
 	target/release/minipay-bench run --quick
 
-## fuzz: cargo-fuzz targets (xml_reader, notify_verifier, order_body, bill_parser), FUZZ_SECONDS each
+## fuzz: cargo-fuzz targets (xml_reader, notify_verifier, order_body, bill_parser,
+## refund_notify), FUZZ_SECONDS each
 fuzz:
 	fuzz/run.sh $(FUZZ_SECONDS)
 

@@ -14,6 +14,7 @@ mod pipeline;
 mod process;
 mod processes;
 mod reconcile;
+mod refund_protocol;
 mod retention;
 mod sign_tool;
 mod simulator;

@@ -43,7 +43,7 @@ enum Delivery {
 }
 
 impl Simulator {
-    async fn pay_call(&self, api: Api, body: &[u8]) -> Response {
+    pub(super) async fn pay_call(&self, api: Api, body: &[u8]) -> Response {
         let faults = self.state().faults.clone();
         if faults.latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
@@ -144,7 +144,7 @@ impl Simulator {
         (preempted, delivery)
     }
 
-    fn record(
+    pub(super) fn record(
         &self,
         api: Api,
         out_trade_no: Option<String>,
@@ -157,6 +157,7 @@ impl Simulator {
             business,
             at_ms: chrono::Utc::now().timestamp_millis(),
             outcome,
+            client_cert: api.client_cert(),
         });
     }
 

@@ -68,6 +68,7 @@ pub(super) async fn download_bill(State(sim): State<Simulator>, body: Bytes) -> 
             Ok(_) => "SUCCESS".into(),
             Err(msg) => format!("RETURN_FAIL: {msg}"),
         },
+        client_cert: None,
     });
     match answer {
         Err(msg) => return_fail(&msg),

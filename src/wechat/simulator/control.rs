@@ -10,12 +10,13 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::Simulator;
-use super::state::{Delivery, Faults, ForceRule, TradeState, trade_fields, transaction_id};
+use super::delivery::Delivery;
+use super::state::{Faults, ForceRule, TradeState, trade_fields, transaction_id};
 use crate::wechat::v2::sign::{SignType, nonce, sign};
 use crate::wechat::v2::{params::beijing_time, xml};
 
 /// WeChat's notify re-send gaps after the first try, in seconds (docs/wechat-pay-v2.md §6.4).
-const RESEND_GAPS_SECS: [u64; 15] = [
+pub(super) const RESEND_GAPS_SECS: [u64; 15] = [
     15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600,
 ];
 

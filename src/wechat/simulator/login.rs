@@ -58,6 +58,7 @@ pub(super) async fn code_to_session(
         business: BTreeMap::new(),
         at_ms: chrono::Utc::now().timestamp_millis(),
         outcome: errcode.to_string(),
+        client_cert: None,
     });
     let body = if errcode != 0 {
         serde_json::json!({ "errcode": errcode, "errmsg": errmsg })

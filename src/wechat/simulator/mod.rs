@@ -1,19 +1,27 @@
 //! A WeChat Pay v2 and login simulator, as strict as WeChat: an axum [`Router`] that tests
 //! use in-process and `minipay simulator` serves standalone. Besides WeChat's own endpoints it
 //! has control endpoints under `/sim/` to pay orders (POSTing signed notifies on WeChat's
-//! re-send schedule), inject faults and inspect every call it received.
+//! re-send schedule), settle and force refunds, inject faults and inspect every call it
+//! received. [`Simulator::serve_tls`] serves the same router over TLS with client
+//! certificates, as `/secapi/pay/refund` needs.
 
 mod api;
 mod bill;
 mod bill_control;
 mod control;
+mod delivery;
 mod login;
 mod orders;
+mod refund;
+mod refund_book;
+mod refund_control;
+mod refund_result;
 mod state;
+mod tls;
 mod trades;
 mod wire;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -21,7 +29,11 @@ use axum::routing::{get, post};
 
 pub use bill_control::{Backdate, BillForce, BillLayout};
 pub use control::{PayRequest, PayResult};
-pub use state::{ANY_ORDER, Call, Delivery, Faults, ForceRule, Forced, SimOrderView, TradeState};
+pub use delivery::Delivery;
+pub use refund::NO_CLIENT_CERT;
+pub use refund_control::{ConsoleRefund, RefundOutcomeRule, SettleRequest, SimRefundView};
+pub use state::{ANY_ORDER, Call, Faults, ForceRule, Forced, SimOrderView, TradeState};
+pub use tls::{ClientCert, SimTls, TlsPems};
 pub use trades::{BillInjection, Trade, TradeRefund};
 
 use super::v2::ApiKey;
@@ -61,6 +73,7 @@ struct Inner {
     clock: Clock,
     http: reqwest::Client,
     state: Mutex<SimState>,
+    tls: OnceLock<Result<SimTls, String>>,
 }
 
 impl Simulator {
@@ -71,6 +84,7 @@ impl Simulator {
                 clock: Clock::new(),
                 http: super::http_client(Duration::from_secs(2), Duration::from_secs(5)),
                 state: Mutex::new(SimState::default()),
+                tls: OnceLock::new(),
             }),
         }
     }
@@ -82,6 +96,8 @@ impl Simulator {
             .route("/pay/unifiedorder", post(api::unified_order))
             .route("/pay/orderquery", post(api::order_query))
             .route("/pay/closeorder", post(api::close_order))
+            .route("/secapi/pay/refund", post(refund::secapi_refund))
+            .route("/pay/refundquery", post(refund::refund_query))
             .route("/sns/jscode2session", get(login::code_to_session))
             .route("/sim/pay", post(control::pay))
             .route(
@@ -97,6 +113,15 @@ impl Simulator {
             )
             .route("/sim/calls", get(control::calls))
             .route("/sim/stats", get(control::stats))
+            .route("/sim/refunds", get(refund_control::list))
+            .route("/sim/refunds/outcome", post(refund_control::outcome))
+            .route("/sim/refunds/console", post(refund_control::console))
+            .route("/sim/refunds/{out_refund_no}", get(refund_control::show))
+            .route(
+                "/sim/refunds/{out_refund_no}/settle",
+                post(refund_control::settle),
+            )
+            .route("/sim/tls", get(refund_control::tls))
             .with_state(self.clone())
     }
 

@@ -37,6 +37,11 @@ pub(super) enum Api {
     UnifiedOrder,
     OrderQuery,
     CloseOrder,
+    /// `/secapi/pay/refund`, and whether a client certificate came with it.
+    Refund {
+        client_cert: bool,
+    },
+    RefundQuery,
 }
 
 impl Api {
@@ -45,6 +50,15 @@ impl Api {
             Api::UnifiedOrder => "unifiedorder",
             Api::OrderQuery => "orderquery",
             Api::CloseOrder => "closeorder",
+            Api::Refund { .. } => "refund",
+            Api::RefundQuery => "refundquery",
+        }
+    }
+
+    pub(super) fn client_cert(self) -> Option<bool> {
+        match self {
+            Api::Refund { client_cert } => Some(client_cert),
+            _ => None,
         }
     }
 }
@@ -83,6 +97,8 @@ impl Simulator {
             Api::UnifiedOrder => self.unified_order(fields, business),
             Api::OrderQuery => self.order_query(fields),
             Api::CloseOrder => self.close_order(fields),
+            Api::Refund { .. } => self.refund_request(fields),
+            Api::RefundQuery => self.refund_query_request(fields),
         }
     }
 

@@ -4,6 +4,8 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use super::delivery::Delivery;
+use super::refund_book::RefundBook;
 use crate::wechat::v2::params::beijing_time;
 use crate::wechat::v2::sign::random_alphanumeric;
 use crate::wechat::v2::{Fields, SignType};
@@ -63,6 +65,13 @@ pub struct Faults {
     /// Multiplies WeChat's notify re-send schedule (15 s, 15 s, 30 s, 3 min, ...);
     /// 0.001 turns 15 s into 15 ms.
     pub notify_time_scale: f64,
+    /// The merchant's balance is short: every new refund is refused `NOTENOUGH` until this is
+    /// turned off again (the balance returns).
+    pub refund_notenough: bool,
+    /// How long an accepted refund stays `PROCESSING` before its result, in milliseconds.
+    pub refund_result_ms: u64,
+    /// Refund notifies are never sent: results are only found by refundquery.
+    pub drop_refund_notifies: bool,
 }
 
 impl Default for Faults {
@@ -75,6 +84,9 @@ impl Default for Faults {
             systemerror_share: 0.0,
             bad_signature: false,
             notify_time_scale: 1.0,
+            refund_notenough: false,
+            refund_result_ms: 2_000,
+            drop_refund_notifies: false,
         }
     }
 }
@@ -107,7 +119,7 @@ pub enum Forced {
 /// One call the simulator received.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Call {
-    /// `unifiedorder`, `orderquery`, `closeorder` or `jscode2session`.
+    /// `unifiedorder`, `orderquery`, `closeorder`, `refund`, `refundquery` or `jscode2session`.
     pub api: String,
     pub out_trade_no: Option<String>,
     /// The received fields without `nonce_str` and `sign`: what must not change on re-entry.
@@ -116,15 +128,9 @@ pub struct Call {
     pub at_ms: i64,
     /// How it was answered: `SUCCESS`, an err_code, `RETURN_FAIL: ...`, `HTTP_500`, `HANG`.
     pub outcome: String,
-}
-
-/// One notify POST to the merchant.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Delivery {
-    pub at_ms: i64,
-    pub http_status: Option<u16>,
-    pub reply: String,
-    pub acknowledged: bool,
+    /// For `refund` calls: whether the client presented a certificate over TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<bool>,
 }
 
 /// An order as WeChat holds it.
@@ -192,6 +198,7 @@ pub(super) struct SimState {
     pub close_violations: Vec<String>,
     pub next_transaction: u64,
     pub bills: super::trades::BillState,
+    pub refunds: RefundBook,
 }
 
 impl SimState {

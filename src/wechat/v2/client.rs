@@ -65,7 +65,9 @@ impl PayClient {
         self.post("/pay/closeorder", &request).await
     }
 
-    async fn post(&self, path: &str, request: &Fields) -> Answer {
+    /// POSTs a signed request, failing over across the base URLs (also used by the v2 refund
+    /// calls).
+    pub(crate) async fn post(&self, path: &str, request: &Fields) -> Answer {
         let body = to_xml(request.iter());
         let mut answer = Answer::Failed(Transport::Connect);
         for (i, base) in self.bases.iter().enumerate() {

@@ -1,6 +1,9 @@
 //! WeChat Pay API v2: signatures, XML, request rules, `wx.requestPayment` parameters, the
 //! HTTP client and notify verification — and [`V2`], which puts them behind the gateway seam
-//! (`wechat::Gateway`) in the core crate's protocol-neutral terms.
+//! (`wechat::Gateway`) in the core crate's protocol-neutral terms. The newer operations are
+//! here too, not yet behind the seam: daily bill statements (`bill`), the refund request and
+//! query (`refund`, `refund_client`), the refund notify (`refund_notify`), and the merchant API
+//! certificate that `/secapi/` calls present (`tls`).
 
 pub mod bill;
 pub mod client;
@@ -8,8 +11,12 @@ pub mod fields;
 pub mod notify;
 pub mod params;
 pub mod pay_params;
+pub mod refund;
+pub mod refund_client;
+pub mod refund_notify;
 pub mod reply;
 pub mod sign;
+pub mod tls;
 pub mod xml;
 
 use chrono::{DateTime, Utc};

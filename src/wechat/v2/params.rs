@@ -102,7 +102,7 @@ pub fn check_openid(value: &str) -> Result<(), ParamError> {
 }
 
 /// China Standard Time, UTC+8, in which WeChat Pay writes every time.
-const BEIJING: FixedOffset = match FixedOffset::east_opt(8 * 3600) {
+pub(crate) const BEIJING: FixedOffset = match FixedOffset::east_opt(8 * 3600) {
     Some(offset) => offset,
     None => panic!("UTC+8 is a valid offset"),
 };

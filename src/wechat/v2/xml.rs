@@ -32,7 +32,7 @@ pub enum XmlError {
     Entity(String),
     #[error("processing instructions are not allowed")]
     ProcessingInstruction,
-    #[error("root element is <{0}>, not <xml>")]
+    #[error("root element <{0}> is not the expected one")]
     WrongRoot(String),
     #[error("field <{0}> contains an element; WeChat documents are flat")]
     Nested(String),
@@ -44,7 +44,7 @@ pub enum XmlError {
     TooManyFields,
     #[error("text outside any field")]
     StrayText,
-    #[error("content after the </xml> root")]
+    #[error("content after the root element")]
     TrailingContent,
     #[error("malformed XML: {0}")]
     Malformed(String),
@@ -76,6 +76,12 @@ impl XmlError {
 /// UTF-8 text or CDATA values. Entity references are limited to the five predefined ones and
 /// numeric character references.
 pub fn parse(body: &[u8], limit: usize) -> Result<Fields, XmlError> {
+    parse_root(body, limit, "xml")
+}
+
+/// [`parse`] for a flat document whose root element is `root` (the refund notify's decrypted
+/// `req_info` is a `<root>` document), under the same rules.
+pub fn parse_root(body: &[u8], limit: usize, root: &str) -> Result<Fields, XmlError> {
     if body.len() > limit {
         return Err(XmlError::TooLarge {
             size: body.len(),
@@ -94,7 +100,7 @@ pub fn parse(body: &[u8], limit: usize) -> Result<Fields, XmlError> {
         let event = reader
             .read_event()
             .map_err(|e| XmlError::Malformed(e.to_string()))?;
-        match step(at, event, &mut fields)? {
+        match step(at, event, root, &mut fields)? {
             Some(next) => at = next,
             None => return Ok(fields),
         }
@@ -110,7 +116,7 @@ enum At {
 }
 
 /// One event read at `at`: where the reader is next, or `None` at the end of a good document.
-fn step(at: At, event: Event<'_>, fields: &mut Fields) -> Result<Option<At>, XmlError> {
+fn step(at: At, event: Event<'_>, root: &str, fields: &mut Fields) -> Result<Option<At>, XmlError> {
     let next = match (at, event) {
         (_, Event::DocType(_)) => return Err(XmlError::Doctype),
         (_, Event::PI(_)) => return Err(XmlError::ProcessingInstruction),
@@ -124,12 +130,12 @@ fn step(at: At, event: Event<'_>, fields: &mut Fields) -> Result<Option<At>, Xml
             }
             At::BeforeRoot
         }
-        (At::BeforeRoot, Event::Start(root)) => {
-            expect_root(&root)?;
+        (At::BeforeRoot, Event::Start(element)) => {
+            expect_root(&element, root)?;
             At::InRoot
         }
-        (At::BeforeRoot, Event::Empty(root)) => {
-            expect_root(&root)?;
+        (At::BeforeRoot, Event::Empty(element)) => {
+            expect_root(&element, root)?;
             At::AfterRoot
         }
         (At::InRoot, Event::Start(field)) => At::InField {
@@ -198,9 +204,9 @@ fn in_field(
     Ok(Some(At::InField { name, value }))
 }
 
-fn expect_root(root: &BytesStart<'_>) -> Result<(), XmlError> {
-    let name = element_name(root)?;
-    if name == "xml" {
+fn expect_root(element: &BytesStart<'_>, root: &str) -> Result<(), XmlError> {
+    let name = element_name(element)?;
+    if name == root {
         Ok(())
     } else {
         Err(XmlError::WrongRoot(name))
