@@ -1,5 +1,6 @@
 # minipay — see README.md. `make run` and `make test` work on a fresh machine with only the
-# Rust toolchain; PostgreSQL tests run when a server is reachable (required with CI=true).
+# Rust toolchain; PostgreSQL tests run when a server is reachable, browser tests when Chromium is
+# installed (`make browser-deps`); both are required with CI=true.
 
 CARGO ?= cargo
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
@@ -8,13 +9,14 @@ FUZZ_SECONDS ?= 60
 SOAK_MINUTES ?= 10
 BILL_ROWS ?= 100000
 
-.PHONY: run test test-js test-postgres lint fmt bench bench-quick bench-bill fuzz soak build clean-db
+.PHONY: run test test-js test-postgres test-browser browser-deps screenshots lint fmt bench bench-quick bench-bill fuzz soak build clean-db
 
 ## run: API + workers + WeChat simulator on sqlite://minipay.db, http://127.0.0.1:8080
 run:
 	$(CARGO) run --release --locked --bin minipay -- all
 
-## test: every test; PostgreSQL ones are skipped loudly when no server answers (CI=true: required)
+## test: every test; PostgreSQL and browser ones are skipped loudly when no server answers or
+## no Chromium is installed (CI=true: required)
 test:
 	$(CARGO) test --workspace --locked
 	@$(MAKE) --no-print-directory test-js
@@ -33,6 +35,19 @@ test-js:
 	    | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).target_directory))'); \
 	  MINIPAY_BIN="$$target_dir/debug/minipay" node --test --test-concurrency=2 clients/miniprogram/test/*.test.js; \
 	fi
+
+## test-browser: the browser tests alone (tests/browser: the operator pages in headless
+## Chromium); skipped loudly without Chromium (CI=true: required)
+test-browser:
+	$(CARGO) test --locked --test browser
+
+## browser-deps: Debian's chromium and chromium-driver, which the browser tests drive
+browser-deps:
+	.ci/install-browser
+
+## screenshots: the browser tests, writing what they see to docs/screenshots/*.png
+screenshots:
+	MINIPAY_SCREENSHOTS=1 $(CARGO) test --locked --test browser
 
 ## test-postgres: the same, failing if PostgreSQL is unreachable
 test-postgres:

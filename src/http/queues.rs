@@ -133,13 +133,19 @@ pub async fn page_retry(
     }
 }
 
+/// The page's look: plain tables; on a phone each dead job is a card of labelled lines.
+const STYLE: &str = "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}\
+    td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}code{font-size:90%;overflow-wrap:anywhere}\
+    @media (max-width:600px){table.jobs,.jobs tbody,.jobs tr,.jobs td{display:block}\
+    .jobs tr:first-child{display:none}.jobs tr{border:1px solid #ccc;margin-bottom:1em}\
+    .jobs td{border:none}.jobs td[data-label]::before{content:attr(data-label) \": \";font-weight:bold}}";
+
 async fn render(services: &Services) -> Result<String, ApiError> {
-    let mut html = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>minipay queues</title>\
-         <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}\
-         td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}code{font-size:90%}</style>\
-         </head><body><h1>minipay queues</h1><table><tr><th>queue</th><th>depth</th>\
-         <th>oldest pending (s)</th><th>dead</th></tr>",
+    let mut html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>minipay queues</title><style>{STYLE}</style></head><body><h1>minipay queues</h1>\
+         <table class=\"queues\"><tr><th>queue</th><th>depth</th><th>oldest pending (s)</th><th>dead</th></tr>"
     );
     let queues = stats(services).await?;
     for q in &queues {
@@ -151,7 +157,7 @@ async fn render(services: &Services) -> Result<String, ApiError> {
             q.dead
         ));
     }
-    html.push_str("</table><h2>Dead jobs</h2><p>Jobs that will not run again. Retrying is safe: every job re-checks its order first.</p><table><tr><th>queue</th><th>id</th><th>runs</th><th>job</th><th>last result</th><th></th></tr>");
+    html.push_str("</table><h2>Dead jobs</h2><p>Jobs that will not run again. Retrying is safe: every job re-checks its order first.</p><table class=\"jobs\"><tr><th>queue</th><th>id</th><th>runs</th><th>job</th><th>last result</th><th></th></tr>");
     for q in &queues {
         for job in services
             .store
@@ -159,8 +165,9 @@ async fn render(services: &Services) -> Result<String, ApiError> {
             .await?
         {
             html.push_str(&format!(
-                "<tr><td>{}</td><td><code>{}</code></td><td>{}/{}</td><td><code>{}</code></td><td>{}</td>\
-                 <td><form method=\"post\" action=\"/admin/jobs/{}/retry\"><button>retry</button></form></td></tr>",
+                "<tr><td data-label=\"queue\">{}</td><td data-label=\"id\"><code>{}</code></td>\
+                 <td data-label=\"runs\">{}/{}</td><td data-label=\"job\"><code>{}</code></td>\
+                 <td data-label=\"last result\">{}</td><td><form method=\"post\" action=\"/admin/jobs/{}/retry\"><button>retry</button></form></td></tr>",
                 escape(job.queue.as_str()),
                 escape(job.id.as_str()),
                 job.attempts,

@@ -279,6 +279,45 @@ impl TestApp {
         }
     }
 
+    /// An app (all roles) with one dead `prepay_order` job: its order was damaged before any
+    /// worker ran, so the job could not read it. Returns the app, the user's session token and
+    /// the order's `out_trade_no`; [`TestApp::repair_dead_order`] undoes the damage.
+    pub async fn spawn_with_dead_job(backend: Backend) -> Option<(TestApp, String, String)> {
+        let app = Self::spawn_with(backend, Role::Serve, |s| {
+            s.workers.stuck_pending_secs = 3600
+        })
+        .await?;
+        let token = app.login("yara#1").await;
+        let order = app.create_order(&token, "sms-100", 1).await;
+        let out_trade_no = order["out_trade_no"].as_str().unwrap().to_owned();
+        app.execute("UPDATE orders SET params = 'not json', openid = params")
+            .await;
+        let app = app.restart(Role::All).await;
+        eventually("the job is dead", || async { app.dead_jobs().await == 1 }).await;
+        Some((app, token, out_trade_no))
+    }
+
+    /// Puts back the order [`TestApp::spawn_with_dead_job`] damaged (the openid goes back to
+    /// the user's: orders are visible to their user).
+    pub async fn repair_dead_order(&self) {
+        self.execute(
+            "UPDATE orders SET params = openid, openid = (SELECT openid FROM sessions LIMIT 1)",
+        )
+        .await;
+    }
+
+    /// Runs a statement on either backend.
+    pub async fn execute(&self, sql: &'static str) {
+        match self.store() {
+            Store::Sqlite(pools) => {
+                sqlx::query(sql).execute(&pools.writer).await.unwrap();
+            }
+            Store::Postgres(pool) => {
+                sqlx::query(sql).execute(pool).await.unwrap();
+            }
+        }
+    }
+
     /// Stops the app (as a crash would, from the queue's point of view: no job runs after
     /// this) and starts a new one on the same database in `role`.
     pub async fn restart(mut self, role: Role) -> TestApp {

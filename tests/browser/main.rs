@@ -1,0 +1,12 @@
+//! Browser tests: the operator's pages in a real headless Chromium, driven through chromedriver.
+//! Skipped loudly when the browser is missing, required with `CI=true`; see
+//! `docs/console-testing.md`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod admin;
+mod driver;
+mod harness;
+// The same app plumbing as the API tests; this binary uses a part of it.
+#[path = "../api/helpers.rs"]
+#[allow(dead_code, unused_imports, unused_macros)]
+mod helpers;
