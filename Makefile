@@ -53,10 +53,12 @@ screenshots:
 test-postgres:
 	CI=true MINIPAY_TEST_POSTGRES_URL=$(PG_URL) $(CARGO) test --workspace --locked
 
-## lint: formatting and clippy, warnings are errors
+## lint: formatting, clippy (warnings are errors; no function over 80 lines, clippy.toml), and
+## modcheck (no import cycle between modules, no production file over 400 lines)
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) run --quiet --locked -p modcheck -- src jobs/src
 
 fmt:
 	$(CARGO) fmt --all

@@ -1,8 +1,8 @@
 //! Protocol micro-benchmarks: the work every notify costs before any I/O.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use minipay::wechat::sign::{ApiKey, SignType, sign, verify};
-use minipay::wechat::{Fields, xml};
+use minipay::wechat::v2::sign::{ApiKey, SignType, sign, verify};
+use minipay::wechat::v2::{Fields, xml};
 use std::hint::black_box;
 
 /// Vector D of docs/wechat-pay-v2.md §1.4: a notify with a coupon, 22 fields.

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::wechat::params::check_text;
+use crate::wechat::v2::params::check_text;
 
 /// One product.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +105,7 @@ impl Catalog {
                     format!("price {price} must be at least 1 fen"),
                 ));
             }
-            crate::wechat::params::check_total_fee(price)
+            crate::wechat::v2::params::check_total_fee(price)
                 .map_err(|e| invalid(entry.price.span(), format!("price {}", e.reason)))?;
             if products.contains_key(sku) {
                 return Err(invalid(

@@ -12,7 +12,7 @@ use minipay::config::Config;
 use minipay::events::verify_cli::{self, VerifyRequest};
 use minipay::sign_cli::{self, SignRequest};
 use minipay::wechat::simulator::{SimConfig, Simulator};
-use minipay::wechat::{ApiKey, SignType};
+use minipay::wechat::v2::{ApiKey, SignType};
 
 #[derive(Parser)]
 #[command(
@@ -138,9 +138,9 @@ fn run_service(file: Option<PathBuf>, role: Option<Role>, args: RunArgs) -> Exit
             eprintln!("minipay: configuration error: --concurrency must be at least 1");
             return ExitCode::from(78);
         }
-        config.worker_concurrency = n;
+        config.workers.concurrency = n;
     }
-    minipay::telemetry::init(&config.log_filter, config.log_json);
+    minipay::telemetry::init(&config.process.log_filter, config.process.log_json);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -170,7 +170,7 @@ fn run_role(
     runtime.block_on(async move {
         let Some(role) = role else {
             let store = minipay::store::Store::connect(
-                &config.database_url,
+                &config.database.url,
                 1,
                 &minipay::store::InsertSignal::new(),
             )

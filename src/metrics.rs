@@ -3,12 +3,14 @@
 //! when `/metrics` is scraped.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use minipay_jobs::{OrderStatus, payload::QUEUES};
+use minipay_jobs::OrderStatus;
 
-use crate::app::Services;
+use crate::store::Store;
+use crate::waiters::Waiters;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -121,44 +123,57 @@ fn describe() {
     );
 }
 
-/// Reads the database-backed gauges.
-pub async fn refresh_gauges(services: &Services) {
-    let store = &services.store;
-    let mut up = true;
-    match store.status_counts().await {
-        Ok(counts) => {
-            for status in OrderStatus::ALL {
-                let n = counts
-                    .iter()
-                    .find(|c| c.status == status.as_str())
-                    .map_or(0, |c| c.count);
-                gauge!("minipay_orders", "status" => status.as_str()).set(n as f64);
+/// What the database-backed gauges are read from, at one scrape.
+pub struct Gauges<'a> {
+    pub store: &'a Store,
+    pub waiters: &'a Waiters,
+    /// The queues to report, each even when it has no rows.
+    pub queues: &'static [&'static str],
+    pub now_ms: i64,
+    /// A ready order unpaid for longer than this is overdue.
+    pub reconcile_delay: Duration,
+}
+
+impl Gauges<'_> {
+    /// Reads the database-backed gauges.
+    pub async fn refresh(&self) {
+        let store = self.store;
+        let mut up = true;
+        match store.status_counts().await {
+            Ok(counts) => {
+                for status in OrderStatus::ALL {
+                    let n = counts
+                        .iter()
+                        .find(|c| c.status == status)
+                        .map_or(0, |c| c.count);
+                    gauge!("minipay_orders", "status" => status.as_str()).set(n as f64);
+                }
             }
+            Err(_) => up = false,
         }
-        Err(_) => up = false,
-    }
-    match store.queue_stats(chrono::Utc::now().timestamp()).await {
-        Ok(stats) => {
-            for queue in QUEUES {
-                let s = stats
-                    .iter()
-                    .find(|s| s.queue == queue)
-                    .cloned()
-                    .unwrap_or_default();
-                gauge!("minipay_queue_depth", "queue" => queue).set(s.depth as f64);
-                gauge!("minipay_queue_oldest_pending_age_seconds", "queue" => queue)
-                    .set(s.oldest_pending_secs as f64);
-                gauge!("minipay_jobs_dead", "queue" => queue).set(s.dead as f64);
+        match store.queue_stats(chrono::Utc::now().timestamp()).await {
+            Ok(stats) => {
+                for queue in self.queues {
+                    let s = stats
+                        .iter()
+                        .find(|s| s.queue == *queue)
+                        .cloned()
+                        .unwrap_or_default();
+                    let queue: &'static str = queue;
+                    gauge!("minipay_queue_depth", "queue" => queue).set(s.depth as f64);
+                    gauge!("minipay_queue_oldest_pending_age_seconds", "queue" => queue)
+                        .set(s.oldest_pending_secs as f64);
+                    gauge!("minipay_jobs_dead", "queue" => queue).set(s.dead as f64);
+                }
             }
+            Err(_) => up = false,
         }
-        Err(_) => up = false,
+        let overdue_before = self.now_ms - self.reconcile_delay.as_millis() as i64;
+        match store.ready_overdue(overdue_before).await {
+            Ok(n) => gauge!("minipay_orders_ready_overdue").set(n as f64),
+            Err(_) => up = false,
+        }
+        gauge!("minipay_long_poll_waiters").set(self.waiters.watched() as f64);
+        gauge!("minipay_database_up").set(if up { 1.0 } else { 0.0 });
     }
-    let overdue_before =
-        services.clock.unix_ms() - services.config.reconcile_delay.as_millis() as i64;
-    match store.ready_overdue(overdue_before).await {
-        Ok(n) => gauge!("minipay_orders_ready_overdue").set(n as f64),
-        Err(_) => up = false,
-    }
-    gauge!("minipay_long_poll_waiters").set(services.waiters.watched() as f64);
-    gauge!("minipay_database_up").set(if up { 1.0 } else { 0.0 });
 }

@@ -16,7 +16,7 @@ use rand::{RngCore, TryRngCore};
 use secrecy::SecretString;
 use sha2::Sha256;
 
-use crate::wechat::ApiKey;
+use crate::wechat::v2::ApiKey;
 
 /// HKDF `info`: names what the derived key is for, so it is never the key of anything else.
 const KEY_INFO: &[u8] = b"minipay/session_key-at-rest/v1";

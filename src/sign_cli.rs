@@ -4,10 +4,10 @@
 
 use std::io::{Read, Write};
 
-use crate::wechat::sign::{
+use crate::wechat::v2::sign::{
     ApiKey, SignType, constant_time_eq, detect_sign_type, sign, sign_string, signed_pairs,
 };
-use crate::wechat::{Fields, xml};
+use crate::wechat::v2::{Fields, xml};
 
 /// What `minipay sign` was asked.
 #[derive(Debug, Clone)]
@@ -101,10 +101,14 @@ fn read_fields(pairs: &[String], stdin: &mut impl Read) -> Result<Fields, String
 }
 
 fn print_string(out: &mut impl Write, fields: &Fields, key: &ApiKey) -> std::io::Result<()> {
-    let string_a = crate::wechat::sign::string_to_sign(fields.iter());
+    let string_a = crate::wechat::v2::sign::string_to_sign(fields.iter());
     let masked = "*".repeat(key.len());
     writeln!(out, "string to sign: {string_a}&key={masked}")
 }
+
+/// A signed string the signer may have hashed instead of the right one, and the mistake that
+/// makes it (`None`: the right string).
+type Variant = (Option<String>, Vec<(String, String)>);
 
 /// Each single common mistake, tried in both algorithms: the ones whose signature equals the
 /// received one are what the signer did.
@@ -115,92 +119,18 @@ fn explain_mismatch(
     sign_type: SignType,
 ) -> Vec<String> {
     let mut hints = Vec::new();
-    let pairs = signed_pairs(fields.iter());
-    let join = |pairs: &[(String, String)]| {
-        pairs
+    for (mistake, variant) in &variants(fields) {
+        let string_a = variant
             .iter()
             .map(|(n, v)| format!("{n}={v}"))
             .collect::<Vec<_>>()
-            .join("&")
-    };
-    let owned = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-            .collect()
-    };
-
-    let mut variants: Vec<(String, Vec<(String, String)>)> = Vec::new();
-    variants.push(("none".into(), owned(&pairs)));
-
-    let empties: Vec<&str> = fields
-        .iter()
-        .filter(|(n, v)| v.is_empty() && *n != "sign")
-        .map(|(n, _)| n)
-        .collect();
-    if !empties.is_empty() {
-        let mut with_empties: Vec<(String, String)> = fields
-            .iter()
-            .filter(|(n, _)| *n != "sign")
-            .map(|(n, v)| (n.to_owned(), v.to_owned()))
-            .collect();
-        with_empties.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        variants.push((
-            format!(
-                "the empty field(s) {} were signed; empty values must be left out",
-                empties.join(", ")
-            ),
-            with_empties,
-        ));
-    }
-    if fields.non_empty("sign_type").is_some() {
-        let without: Vec<_> = owned(&pairs)
-            .into_iter()
-            .filter(|(n, _)| n != "sign_type")
-            .collect();
-        variants.push((
-            "sign_type was left out of the signed string; it is signed when present".into(),
-            without,
-        ));
-    }
-    let trimmed: Vec<(String, String)> = owned(&pairs)
-        .into_iter()
-        .map(|(n, v)| (n, v.trim().to_owned()))
-        .collect();
-    if trimmed != owned(&pairs) {
-        variants.push((
-            "values were trimmed; they must be signed verbatim".into(),
-            trimmed,
-        ));
-    }
-    let encoded: Vec<(String, String)> = owned(&pairs)
-        .into_iter()
-        .map(|(n, v)| {
-            (
-                n,
-                url::form_urlencoded::byte_serialize(v.as_bytes()).collect(),
-            )
-        })
-        .collect();
-    if encoded != owned(&pairs) {
-        variants.push((
-            "values were URL-encoded; they must be signed raw".into(),
-            encoded,
-        ));
-    }
-
-    for (mistake, variant) in &variants {
-        let string_a = join(variant);
+            .join("&");
         for algorithm in [sign_type, sign_type.other()] {
             let candidate = sign_string(&string_a, key, algorithm);
-            let matches_case_insensitively = candidate.eq_ignore_ascii_case(received);
-            if !matches_case_insensitively {
+            if !candidate.eq_ignore_ascii_case(received) {
                 continue;
             }
-            let mut parts = Vec::new();
-            if mistake != "none" {
-                parts.push(mistake.clone());
-            }
+            let mut parts: Vec<String> = mistake.iter().cloned().collect();
             if algorithm != sign_type {
                 parts.push(format!(
                     "it was signed with {algorithm}, but the message says {sign_type} \
@@ -215,6 +145,62 @@ fn explain_mismatch(
         }
     }
     hints
+}
+
+/// The right signed pairs, and each common mistake's version of them.
+fn variants(fields: &Fields) -> Vec<Variant> {
+    let pairs: Vec<(String, String)> = signed_pairs(fields.iter())
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .collect();
+    let mut variants: Vec<Variant> = vec![(None, pairs.clone())];
+    let empties: Vec<&str> = fields
+        .iter()
+        .filter(|(n, v)| v.is_empty() && *n != "sign")
+        .map(|(n, _)| n)
+        .collect();
+    if !empties.is_empty() {
+        let mut with_empties: Vec<(String, String)> = fields
+            .iter()
+            .filter(|(n, _)| *n != "sign")
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect();
+        with_empties.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let mistake = format!(
+            "the empty field(s) {} were signed; empty values must be left out",
+            empties.join(", ")
+        );
+        variants.push((Some(mistake), with_empties));
+    }
+    if fields.non_empty("sign_type").is_some() {
+        let without: Vec<_> = pairs
+            .iter()
+            .filter(|(n, _)| n != "sign_type")
+            .cloned()
+            .collect();
+        let mistake = "sign_type was left out of the signed string; it is signed when present";
+        variants.push((Some(mistake.into()), without));
+    }
+    let trimmed: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(n, v)| (n.clone(), v.trim().to_owned()))
+        .collect();
+    if trimmed != pairs {
+        let mistake = "values were trimmed; they must be signed verbatim";
+        variants.push((Some(mistake.into()), trimmed));
+    }
+    let encoded: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(n, v)| {
+            let encoded = url::form_urlencoded::byte_serialize(v.as_bytes()).collect();
+            (n.clone(), encoded)
+        })
+        .collect();
+    if encoded != pairs {
+        let mistake = "values were URL-encoded; they must be signed raw";
+        variants.push((Some(mistake.into()), encoded));
+    }
+    variants
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The statement parser: golden files of published samples (tests/fixtures/bills/README.md),
 //! the errors it names, and properties (render → parse, yuan ↔ fen, arbitrary bytes).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// A case reads as one story, so the 80-line limit of production functions is lifted here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 use chrono::{NaiveDate, NaiveDateTime};
 use minipay::wechat::v2::bill::{

@@ -48,7 +48,7 @@ impl BenchDb {
                 let name = format!(
                     "minipay_bench_{}_{}",
                     std::process::id(),
-                    minipay::wechat::sign::random_alphanumeric(6).to_lowercase()
+                    minipay::wechat::v2::sign::random_alphanumeric(6).to_lowercase()
                 );
                 sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .execute(&mut conn)

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures::FutureExt;
-use minipay::wechat::sign::{SignType, sign};
 use minipay::wechat::simulator::SimConfig;
-use minipay::wechat::{Fields, xml};
+use minipay::wechat::v2::sign::{SignType, sign};
+use minipay::wechat::v2::{Fields, xml};
 use serde_json::{Value, json};
 
 use crate::db::BenchDb;
@@ -30,7 +30,7 @@ pub struct Service {
 }
 
 pub fn client() -> reqwest::Client {
-    minipay::wechat::client::http_client(Duration::from_secs(2), Duration::from_secs(60))
+    minipay::wechat::http_client(Duration::from_secs(2), Duration::from_secs(60))
 }
 
 impl Service {
@@ -59,7 +59,7 @@ impl Service {
         for i in 0..sessions {
             let reply: Value = client
                 .post(format!("{api}/v1/sessions"))
-                .json(&json!({ "code": format!("bench{i}#{}", minipay::wechat::sign::random_alphanumeric(6)) }))
+                .json(&json!({ "code": format!("bench{i}#{}", minipay::wechat::v2::sign::random_alphanumeric(6)) }))
                 .send()
                 .await?
                 .json()

@@ -307,7 +307,7 @@ async fn counts(pool: &sqlx::PgPool, sql: &'static str) -> anyhow::Result<HashMa
 }
 
 fn rand_suffix() -> String {
-    minipay::wechat::sign::random_alphanumeric(8)
+    minipay::wechat::v2::sign::random_alphanumeric(8)
 }
 
 #[derive(sqlx::FromRow)]

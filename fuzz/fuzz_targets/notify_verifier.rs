@@ -5,10 +5,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use minipay::wechat::reply::{Payment, check_signed_by};
-use minipay::wechat::sign::{detect_sign_type, sign, verify};
-use minipay::wechat::xml::{DEFAULT_BODY_LIMIT, parse};
-use minipay::wechat::{ApiKey, Merchant, SignType};
+use minipay::wechat::v2::reply::{check_signed_by, payment_from_fields};
+use minipay::wechat::v2::sign::{detect_sign_type, sign, verify};
+use minipay::wechat::v2::xml::{DEFAULT_BODY_LIMIT, parse};
+use minipay::wechat::v2::{ApiKey, Merchant, SignType};
 
 /// The documented example key (docs/wechat-pay-v2.md §1.4), so seeds can carry valid signatures.
 const KEY: &str = "192006250b4c09247ec02edce69f6a2d";
@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
 
     let verified = verify(&fields, &key);
     let detected = detect_sign_type(&fields);
-    let _ = Payment::from_fields(&fields);
+    let _ = payment_from_fields(&fields);
     let checked = check_signed_by(&fields, &merchant);
 
     if let Ok(sign_type) = verified {

@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use minipay::catalog::Catalog;
-use minipay::wechat::params::{
+use minipay::wechat::v2::params::{
     check_ip, check_notify_url, check_out_trade_no, check_text, parse_beijing_time,
 };
 

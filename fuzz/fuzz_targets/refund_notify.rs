@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use minipay::wechat::v2::refund_notify::{
     RefundInfo, encrypt_req_info, open_req_info, read_refund_notify, refund_notify_body,
 };
-use minipay::wechat::{ApiKey, Merchant, SignType};
+use minipay::wechat::v2::{ApiKey, Merchant, SignType};
 
 /// The documented example key, so seeds can carry a `req_info` that decrypts.
 const KEY: &str = "192006250b4c09247ec02edce69f6a2d";

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use minipay::wechat::xml::{DEFAULT_BODY_LIMIT, parse, to_xml};
+use minipay::wechat::v2::xml::{DEFAULT_BODY_LIMIT, parse, to_xml};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(fields) = parse(data, DEFAULT_BODY_LIMIT) else {

@@ -4,24 +4,44 @@
 //! decision. The rules, in WeChat's own order: protocol (`return_code`) first, then business
 //! (`result_code` / `err_code`), then trade state.
 
-/// One exchange with WeChat Pay, reduced to what a decision needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reply<'a> {
+/// One exchange with the payment provider, reduced to what a decision needs. Every protocol
+/// version reduces its replies to this (v2: `return_code`, `result_code`, `err_code`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
     /// No trustworthy answer: WeChat may or may not have acted (§4.4).
     Unknown(Transport),
     /// HTTP 4xx: WeChat refused the request itself; usually our bug.
     HttpRejected { status: u16 },
     /// `return_code=FAIL`: protocol-level refusal, unsigned, with a human message.
-    ReturnFail { return_msg: &'a str },
+    ReturnFail { return_msg: String },
     /// `return_code=SUCCESS` but the reply's signature, appid or mch_id is not right.
     Untrusted,
     /// Signed reply with `result_code=FAIL`.
     BusinessFail {
-        err_code: &'a str,
-        err_code_des: &'a str,
+        err_code: String,
+        err_code_des: String,
     },
     /// Signed reply with `return_code` and `result_code` both `SUCCESS`.
     Success,
+}
+
+impl Reply {
+    /// A short label for metrics and logs: `SUCCESS`, WeChat's err_code, `RETURN_FAIL`,
+    /// `UNTRUSTED`, `HTTP_4xx`, `CONNECT`, `TIMEOUT`, `HTTP_5xx` or `UNREADABLE`.
+    pub fn label(&self) -> String {
+        match self {
+            Reply::Success => "SUCCESS".into(),
+            Reply::BusinessFail { err_code, .. } if !err_code.is_empty() => err_code.clone(),
+            Reply::BusinessFail { .. } => "RESULT_FAIL".into(),
+            Reply::ReturnFail { .. } => "RETURN_FAIL".into(),
+            Reply::Untrusted => "UNTRUSTED".into(),
+            Reply::HttpRejected { status } => format!("HTTP_{status}"),
+            Reply::Unknown(Transport::Connect) => "CONNECT".into(),
+            Reply::Unknown(Transport::Timeout) => "TIMEOUT".into(),
+            Reply::Unknown(Transport::ServerError(status)) => format!("HTTP_{status}"),
+            Reply::Unknown(Transport::Unreadable) => "UNREADABLE".into(),
+        }
+    }
 }
 
 /// Why an exchange gave no trustworthy answer.
@@ -82,13 +102,13 @@ const CONFIGURATION_CODES: [&str; 5] = [
 ];
 
 /// Decides after `unifiedorder` (docs/wechat-pay-v2.md §4.1, §4.2, §4.4).
-pub fn after_unified_order(reply: &Reply<'_>) -> PrepayDecision {
-    match *reply {
+pub fn after_unified_order(reply: &Reply) -> PrepayDecision {
+    match reply {
         Reply::Success => PrepayDecision::Ready,
         // Re-entry with identical parameters is idempotent at WeChat (§3.4), so "maybe created"
         // is safe to retry.
         Reply::Unknown(transport) => PrepayDecision::Retry {
-            reason: transport_reason(transport),
+            reason: transport_reason(*transport),
         },
         // A reply we cannot trust is not an answer; the same parameters are safe to resend.
         Reply::Untrusted => PrepayDecision::Retry {
@@ -115,11 +135,11 @@ pub fn after_unified_order(reply: &Reply<'_>) -> PrepayDecision {
         } => {
             if err_code == "ORDERPAID" {
                 PrepayDecision::ConfirmPaid
-            } else if TRANSIENT_CODES.contains(&err_code) {
+            } else if TRANSIENT_CODES.contains(&err_code.as_str()) {
                 PrepayDecision::Retry {
                     reason: format!("{err_code}: {err_code_des}"),
                 }
-            } else if CONFIGURATION_CODES.contains(&err_code) {
+            } else if CONFIGURATION_CODES.contains(&err_code.as_str()) {
                 PrepayDecision::Alarm(Failure::new(err_code, err_code_des))
             } else {
                 // ORDERCLOSED, OUT_TRADE_NO_USED, INVALID_REQUEST ("201 商户订单号重复"),
@@ -214,11 +234,11 @@ pub enum QueryDecision {
 
 /// Decides after `orderquery` (§7.1, §4.3); `trade_state` is read only on [`Reply::Success`].
 pub fn after_order_query(
-    reply: &Reply<'_>,
+    reply: &Reply,
     trade_state: Option<&str>,
     clock: OrderClock,
 ) -> QueryDecision {
-    match *reply {
+    match reply {
         Reply::Success => match trade_state.unwrap_or("") {
             // REFUND: it was paid and a refund has started; the payment happened.
             "SUCCESS" | "REFUND" => QueryDecision::Paid,
@@ -231,7 +251,7 @@ pub fn after_order_query(
             )),
         },
         Reply::Unknown(transport) => QueryDecision::Retry {
-            reason: transport_reason(transport),
+            reason: transport_reason(*transport),
         },
         Reply::Untrusted => QueryDecision::Retry {
             reason: "reply signature, appid or mch_id did not verify".into(),
@@ -250,7 +270,7 @@ pub fn after_order_query(
             err_code,
             err_code_des,
         } => {
-            if TRANSIENT_CODES.contains(&err_code) {
+            if TRANSIENT_CODES.contains(&err_code.as_str()) {
                 QueryDecision::Retry {
                     reason: format!("{err_code}: {err_code_des}"),
                 }
@@ -276,11 +296,11 @@ pub enum CloseDecision {
 }
 
 /// Decides after `closeorder` (§4.3, §7.2).
-pub fn after_close_order(reply: &Reply<'_>) -> CloseDecision {
-    match *reply {
+pub fn after_close_order(reply: &Reply) -> CloseDecision {
+    match reply {
         Reply::Success => CloseDecision::Closed,
         Reply::Unknown(transport) => CloseDecision::Retry {
-            reason: transport_reason(transport),
+            reason: transport_reason(*transport),
         },
         Reply::Untrusted => CloseDecision::Retry {
             reason: "reply signature, appid or mch_id did not verify".into(),
@@ -298,7 +318,7 @@ pub fn after_close_order(reply: &Reply<'_>) -> CloseDecision {
         Reply::BusinessFail {
             err_code,
             err_code_des,
-        } => match err_code {
+        } => match err_code.as_str() {
             "ORDERCLOSED" => CloseDecision::Closed,
             "ORDERPAID" => CloseDecision::ConfirmPaid,
             // FREQUENCY_LIMITED on close: the user may be entering the password right now.
@@ -314,10 +334,16 @@ pub fn after_close_order(reply: &Reply<'_>) -> CloseDecision {
 mod tests {
     use super::*;
 
-    fn fail(err_code: &'static str) -> Reply<'static> {
+    fn fail(err_code: &'static str) -> Reply {
         Reply::BusinessFail {
-            err_code,
-            err_code_des: "描述",
+            err_code: err_code.into(),
+            err_code_des: "描述".into(),
+        }
+    }
+
+    fn return_fail(return_msg: &str) -> Reply {
+        Reply::ReturnFail {
+            return_msg: return_msg.into(),
         }
     }
 
@@ -330,7 +356,7 @@ mod tests {
         ConfirmPaid,
     }
 
-    fn prepay(reply: Reply<'_>) -> P {
+    fn prepay(reply: Reply) -> P {
         match after_unified_order(&reply) {
             PrepayDecision::Ready => P::Ready,
             PrepayDecision::Retry { .. } => P::Retry,
@@ -346,7 +372,7 @@ mod tests {
 
     #[test]
     fn unified_order_decision_table() {
-        let table: Vec<(Reply<'static>, P)> = vec![
+        let table: Vec<(Reply, P)> = vec![
             (Reply::Success, P::Ready),
             // §4.4: transport failures are "maybe created" -> same parameters again
             (Reply::Unknown(Transport::Connect), P::Retry),
@@ -360,43 +386,16 @@ mod tests {
                 P::Alarm("HTTP_REJECTED"),
             ),
             // §4.2: return_code FAIL by message
+            (return_fail("频率限制"), P::Retry),
+            (return_fail("系统繁忙,请稍后再试"), P::Retry),
+            (return_fail("签名错误"), P::Alarm("SIGNERROR")),
+            (return_fail("错误的签名，验签失败"), P::Alarm("SIGNERROR")),
+            (return_fail("body参数长度有误"), P::Fail("RETURN_FAIL")),
             (
-                Reply::ReturnFail {
-                    return_msg: "频率限制",
-                },
-                P::Retry,
-            ),
-            (
-                Reply::ReturnFail {
-                    return_msg: "系统繁忙,请稍后再试",
-                },
-                P::Retry,
-            ),
-            (
-                Reply::ReturnFail {
-                    return_msg: "签名错误",
-                },
-                P::Alarm("SIGNERROR"),
-            ),
-            (
-                Reply::ReturnFail {
-                    return_msg: "错误的签名，验签失败",
-                },
-                P::Alarm("SIGNERROR"),
-            ),
-            (
-                Reply::ReturnFail {
-                    return_msg: "body参数长度有误",
-                },
+                return_fail("time_expire时间过短，刷卡至少1分钟，其他5分钟"),
                 P::Fail("RETURN_FAIL"),
             ),
-            (
-                Reply::ReturnFail {
-                    return_msg: "time_expire时间过短，刷卡至少1分钟，其他5分钟",
-                },
-                P::Fail("RETURN_FAIL"),
-            ),
-            (Reply::ReturnFail { return_msg: "" }, P::Fail("RETURN_FAIL")),
+            (return_fail(""), P::Fail("RETURN_FAIL")),
             // §4.1: every documented err_code
             (fail("SYSTEMERROR"), P::Retry),
             (fail("ORDERPAID"), P::ConfirmPaid),
@@ -424,15 +423,15 @@ mod tests {
             (fail("SOMETHING_NEW"), P::Fail("SOMETHING_NEW")),
         ];
         for (reply, expected) in table {
-            assert_eq!(prepay(reply), expected, "{reply:?}");
+            assert_eq!(prepay(reply.clone()), expected, "{reply:?}");
         }
     }
 
     #[test]
     fn a_failure_keeps_wechats_code_and_message() {
         let d = after_unified_order(&Reply::BusinessFail {
-            err_code: "INVALID_REQUEST",
-            err_code_des: "201 商户订单号重复",
+            err_code: "INVALID_REQUEST".into(),
+            err_code_des: "201 商户订单号重复".into(),
         });
         assert_eq!(
             d,
@@ -455,18 +454,23 @@ mod tests {
         let expired = clock(3600, -10);
         let expired_young = clock(200, -10); // clocks disagree: expired but < 5 min old
         let ok = Reply::Success;
-        let cases: Vec<(Reply<'static>, Option<&str>, OrderClock, QueryDecision)> = vec![
-            (ok, Some("SUCCESS"), live, QueryDecision::Paid),
-            (ok, Some("SUCCESS"), expired, QueryDecision::Paid),
-            (ok, Some("REFUND"), live, QueryDecision::Paid),
-            (ok, Some("NOTPAY"), live, QueryDecision::Wait),
-            (ok, Some("NOTPAY"), expired, QueryDecision::Close),
-            (ok, Some("NOTPAY"), expired_young, QueryDecision::Wait),
-            (ok, Some("USERPAYING"), expired, QueryDecision::Wait),
-            (ok, Some("ACCEPT"), live, QueryDecision::Wait),
-            (ok, Some("PAYERROR"), expired, QueryDecision::Close),
-            (ok, Some("CLOSED"), live, QueryDecision::Closed),
-            (ok, Some("REVOKED"), live, QueryDecision::Closed),
+        let cases: Vec<(Reply, Option<&str>, OrderClock, QueryDecision)> = vec![
+            (ok.clone(), Some("SUCCESS"), live, QueryDecision::Paid),
+            (ok.clone(), Some("SUCCESS"), expired, QueryDecision::Paid),
+            (ok.clone(), Some("REFUND"), live, QueryDecision::Paid),
+            (ok.clone(), Some("NOTPAY"), live, QueryDecision::Wait),
+            (ok.clone(), Some("NOTPAY"), expired, QueryDecision::Close),
+            (
+                ok.clone(),
+                Some("NOTPAY"),
+                expired_young,
+                QueryDecision::Wait,
+            ),
+            (ok.clone(), Some("USERPAYING"), expired, QueryDecision::Wait),
+            (ok.clone(), Some("ACCEPT"), live, QueryDecision::Wait),
+            (ok.clone(), Some("PAYERROR"), expired, QueryDecision::Close),
+            (ok.clone(), Some("CLOSED"), live, QueryDecision::Closed),
+            (ok.clone(), Some("REVOKED"), live, QueryDecision::Closed),
         ];
         for (reply, state, clock, expected) in cases {
             assert_eq!(
@@ -496,13 +500,7 @@ mod tests {
             QueryDecision::Alarm(Failure::new("ORDERNOTEXIST", "描述"))
         );
         assert!(matches!(
-            after_order_query(
-                &Reply::ReturnFail {
-                    return_msg: "签名错误"
-                },
-                None,
-                live
-            ),
+            after_order_query(&return_fail("签名错误"), None, live),
             QueryDecision::Alarm(_)
         ));
     }

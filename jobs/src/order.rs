@@ -1,6 +1,11 @@
-//! Order statuses and the transitions between them (docs/http-api.md, "Order statuses").
+//! Order statuses and the transitions between them (docs/http-api.md, "Order statuses"). These
+//! are the transitions the store enforces: each guarded `UPDATE` into a status accepts
+//! exactly the statuses [`OrderStatus::sources`] names, so `can_become` is the rule, not a
+//! description of it.
 
 use serde::{Deserialize, Serialize};
+
+use crate::lifecycle::Lifecycle;
 
 /// Where an order stands. Stored as the lowercase name in the `orders.status` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -68,9 +73,109 @@ impl OrderStatus {
         )
     }
 
+    /// Every status that may become `to`, in lifecycle order: the guard of the store's update
+    /// into `to` (`WHERE status IN (…)`). Empty for `pending`, which only an insert makes.
+    pub fn sources(to: OrderStatus) -> impl Iterator<Item = OrderStatus> {
+        Self::ALL
+            .into_iter()
+            .filter(move |from| from.can_become(to))
+    }
+
     /// The statuses a verified payment may move to `paid`.
-    pub fn payable() -> [OrderStatus; 2] {
-        [OrderStatus::Pending, OrderStatus::Ready]
+    pub fn payable() -> Vec<OrderStatus> {
+        Self::sources(OrderStatus::Paid).collect()
+    }
+}
+
+impl Lifecycle for OrderStatus {
+    const ALL: &'static [Self] = &OrderStatus::ALL;
+
+    fn as_str(self) -> &'static str {
+        OrderStatus::as_str(self)
+    }
+
+    fn can_become(self, next: Self) -> bool {
+        OrderStatus::can_become(self, next)
+    }
+}
+
+/// A stored status name that is not one of ours (the column's CHECK makes this a bug).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown order status {0:?}")]
+pub struct UnknownStatus(pub String);
+
+impl TryFrom<String> for OrderStatus {
+    type Error = UnknownStatus;
+
+    /// Reads a stored name; anything else is an error, never a guess.
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        Self::parse(&name).ok_or(UnknownStatus(name))
+    }
+}
+
+/// What a line of an order's history records. Stored as the lowercase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderEvent {
+    /// Stored (from the order's own columns, not an event row).
+    Created,
+    /// Got its pay params (from the order's own columns).
+    Ready,
+    /// A prepay call that did not make it ready, with WeChat's answer.
+    PrepayAttempt,
+    Failed,
+    Paid,
+    Closed,
+    /// A reconciliation decision.
+    Reconcile,
+    /// The reconciler queued a lost prepay job again.
+    Requeued,
+    /// Something an operator must look at.
+    Alert,
+}
+
+impl OrderEvent {
+    pub const ALL: [OrderEvent; 9] = [
+        OrderEvent::Created,
+        OrderEvent::Ready,
+        OrderEvent::PrepayAttempt,
+        OrderEvent::Failed,
+        OrderEvent::Paid,
+        OrderEvent::Closed,
+        OrderEvent::Reconcile,
+        OrderEvent::Requeued,
+        OrderEvent::Alert,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderEvent::Created => "created",
+            OrderEvent::Ready => "ready",
+            OrderEvent::PrepayAttempt => "prepay_attempt",
+            OrderEvent::Failed => "failed",
+            OrderEvent::Paid => "paid",
+            OrderEvent::Closed => "closed",
+            OrderEvent::Reconcile => "reconcile",
+            OrderEvent::Requeued => "requeued",
+            OrderEvent::Alert => "alert",
+        }
+    }
+}
+
+/// A stored event name that is not one of ours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown order event {0:?}")]
+pub struct UnknownEvent(pub String);
+
+impl TryFrom<String> for OrderEvent {
+    type Error = UnknownEvent;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        Self::ALL
+            .into_iter()
+            .find(|e| e.as_str() == name)
+            .ok_or(UnknownEvent(name))
     }
 }
 
@@ -119,6 +224,40 @@ mod tests {
             assert!(OrderStatus::ALL.iter().all(|to| !from.can_become(*to)));
         }
         assert!(!Ready.is_terminal() && !Pending.is_terminal());
+    }
+
+    #[test]
+    fn sources_are_exactly_the_statuses_that_can_become_the_target() {
+        assert_eq!(
+            OrderStatus::sources(Paid).collect::<Vec<_>>(),
+            [Pending, Ready]
+        );
+        assert_eq!(OrderStatus::sources(Pending).count(), 0);
+        for to in OrderStatus::ALL {
+            for from in OrderStatus::ALL {
+                assert_eq!(
+                    OrderStatus::sources(to).any(|s| s == from),
+                    from.can_become(to),
+                    "{from} -> {to}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn stored_names_are_read_strictly() {
+        assert_eq!(OrderStatus::try_from("paid".to_owned()), Ok(Paid));
+        assert!(OrderStatus::try_from("Paid".to_owned()).is_err());
+        for event in super::OrderEvent::ALL {
+            assert_eq!(
+                super::OrderEvent::try_from(event.as_str().to_owned()),
+                Ok(event)
+            );
+            assert_eq!(
+                serde_json::to_value(event).unwrap_or_default(),
+                event.as_str()
+            );
+        }
     }
 
     #[test]

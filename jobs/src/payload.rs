@@ -1,21 +1,45 @@
 //! What the workers are asked to do. Each payload is stored as JSON in an apalis row, so its
 //! queue name is a fixed string (renaming it would strand queued jobs) and its fields only grow.
+//! Each payload's [`Job`] impl is the whole of its queue's identity: name, key and retry
+//! budget; `worker::jobs` pairs it with its handler.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+/// A job payload: what one queue's rows hold.
+pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// Stored in every queued row: renaming it strands queued jobs, so it is not the type path.
+    const QUEUE: &'static str;
+    /// Runs apalis may make of one queued job (apalis' default is 25, re-run at once).
+    const RUNS: usize;
+    /// The key that makes queueing the same job twice a no-op.
+    fn idempotency_key(&self) -> String;
+}
 
 /// Get a prepay_id for a `pending` order. Queued in the transaction that inserts the order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrepayOrder {
     pub out_trade_no: String,
+    /// 0 for the job queued with the order; the reconciler's re-queues count up, so that a
+    /// new job does not collide with the dead one's key. Absent (0) in older rows.
+    #[serde(default, skip_serializing_if = "is_first")]
+    pub generation: u32,
 }
 
-impl PrepayOrder {
-    pub const QUEUE: &'static str = "prepay_order";
+fn is_first(generation: &u32) -> bool {
+    *generation == 0
+}
 
-    /// The first job of an order. Re-queues by the reconciler carry a generation number so
-    /// that they do not collide with the dead job's key.
-    pub fn idempotency_key(&self, generation: u32) -> String {
-        match generation {
+impl Job for PrepayOrder {
+    const QUEUE: &'static str = "prepay_order";
+    /// The handler retries WeChat itself, so apalis only re-runs after an infrastructure
+    /// error (database down, crash).
+    const RUNS: usize = 5;
+
+    /// `prepay:<out_trade_no>` for the first job, `prepay:<out_trade_no>:<generation>` after
+    /// (the reconciler's stuck-order query spells the same key in SQL).
+    fn idempotency_key(&self) -> String {
+        match self.generation {
             0 => format!("prepay:{}", self.out_trade_no),
             n => format!("prepay:{}:{n}", self.out_trade_no),
         }
@@ -30,10 +54,13 @@ pub struct ApplyPayment {
     pub out_trade_no: String,
 }
 
-impl ApplyPayment {
-    pub const QUEUE: &'static str = "apply_payment";
+impl Job for ApplyPayment {
+    const QUEUE: &'static str = "apply_payment";
+    /// Applying is one guarded transaction, so extra runs only matter when the database was
+    /// briefly unavailable.
+    const RUNS: usize = 10;
 
-    pub fn idempotency_key(&self) -> String {
+    fn idempotency_key(&self) -> String {
         format!("payment:{}", self.notify_id)
     }
 }
@@ -46,16 +73,15 @@ pub struct QueryOrder {
     pub check: u32,
 }
 
-impl QueryOrder {
-    pub const QUEUE: &'static str = "query_order";
+impl Job for QueryOrder {
+    const QUEUE: &'static str = "query_order";
+    /// A lost check comes due again after its lease; a few runs cover a database blip.
+    const RUNS: usize = 3;
 
-    pub fn idempotency_key(&self) -> String {
+    fn idempotency_key(&self) -> String {
         format!("query:{}:{}", self.out_trade_no, self.check)
     }
 }
-
-/// Every queue the service runs, for metrics and the admin view.
-pub const QUEUES: [&str; 3] = [PrepayOrder::QUEUE, ApplyPayment::QUEUE, QueryOrder::QUEUE];
 
 #[cfg(test)]
 mod tests {
@@ -63,11 +89,12 @@ mod tests {
 
     #[test]
     fn keys_are_distinct_per_job() {
-        let p = PrepayOrder {
+        let p = |generation| PrepayOrder {
             out_trade_no: "MP1".into(),
+            generation,
         };
-        assert_eq!(p.idempotency_key(0), "prepay:MP1");
-        assert_ne!(p.idempotency_key(0), p.idempotency_key(1));
+        assert_eq!(p(0).idempotency_key(), "prepay:MP1");
+        assert_ne!(p(0).idempotency_key(), p(1).idempotency_key());
         let q = |check| QueryOrder {
             out_trade_no: "MP1".into(),
             check,
@@ -84,5 +111,16 @@ mod tests {
         let bytes = serde_json::to_vec(&job).unwrap();
         assert_eq!(bytes, br#"{"notify_id":7,"out_trade_no":"MP1"}"#);
         assert_eq!(serde_json::from_slice::<ApplyPayment>(&bytes).unwrap(), job);
+        // A first prepay job stores what it always did; older rows read as generation 0.
+        let first = PrepayOrder {
+            out_trade_no: "MP1".into(),
+            generation: 0,
+        };
+        assert_eq!(
+            serde_json::to_vec(&first).unwrap(),
+            br#"{"out_trade_no":"MP1"}"#
+        );
+        let old: PrepayOrder = serde_json::from_slice(br#"{"out_trade_no":"MP1"}"#).unwrap();
+        assert_eq!(old, first);
     }
 }

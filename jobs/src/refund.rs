@@ -77,6 +77,18 @@ impl RefundStatus {
     }
 }
 
+impl crate::lifecycle::Lifecycle for RefundStatus {
+    const ALL: &'static [Self] = &RefundStatus::ALL;
+
+    fn as_str(self) -> &'static str {
+        RefundStatus::as_str(self)
+    }
+
+    fn can_become(self, next: Self) -> bool {
+        RefundStatus::can_become(self, next)
+    }
+}
+
 impl std::fmt::Display for RefundStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -168,8 +180,8 @@ const CONFIGURATION_CODES: [&str; 6] = [
 ];
 
 /// Decides after a refund request.
-pub fn after_refund(reply: &Reply<'_>) -> RefundDecision {
-    match *reply {
+pub fn after_refund(reply: &Reply) -> RefundDecision {
+    match reply {
         Reply::Success => RefundDecision::Accepted,
         // Never reached WeChat, or WeChat said so with a 5xx before acting: same again.
         Reply::Unknown(Transport::Connect | Transport::ServerError(_)) => RefundDecision::Retry {
@@ -202,15 +214,18 @@ pub fn after_refund(reply: &Reply<'_>) -> RefundDecision {
             err_code,
             err_code_des,
         } => {
-            if TRANSIENT_CODES.contains(&err_code) {
-                let spaced = matches!(err_code, "FREQUENCY_LIMITED" | "INVALID_REQ_TOO_MUCH");
+            if TRANSIENT_CODES.contains(&err_code.as_str()) {
+                let spaced = matches!(
+                    err_code.as_str(),
+                    "FREQUENCY_LIMITED" | "INVALID_REQ_TOO_MUCH"
+                );
                 RefundDecision::Retry {
                     reason: format!("{err_code}: {err_code_des}"),
                     not_before_secs: if spaced { SAME_ORDER_SPACING_SECS } else { 0 },
                 }
             } else if err_code == "NOTENOUGH" {
                 RefundDecision::Hold(Failure::new(err_code, err_code_des))
-            } else if CONFIGURATION_CODES.contains(&err_code) {
+            } else if CONFIGURATION_CODES.contains(&err_code.as_str()) {
                 RefundDecision::Alarm(Failure::new(err_code, err_code_des))
             } else {
                 // USER_ACCOUNT_ABNORMAL, TRADE_OVERDUE, ORDERNOTEXIST, INVALID_TRANSACTIONID,
@@ -222,7 +237,7 @@ pub fn after_refund(reply: &Reply<'_>) -> RefundDecision {
     }
 }
 
-fn unknown_reason(reply: &Reply<'_>) -> String {
+fn unknown_reason(reply: &Reply) -> String {
     match reply {
         Reply::Unknown(Transport::Connect) => "could not connect to WeChat Pay".into(),
         Reply::Unknown(Transport::Timeout) => "WeChat Pay did not answer in time".into(),
@@ -255,11 +270,11 @@ pub enum RefundQueryDecision {
 /// Decides after refundquery. `result` is the status WeChat gave for this refund on
 /// [`Reply::Success`] (`None`: the reply did not list it readably); `current` is ours.
 pub fn after_refund_query(
-    reply: &Reply<'_>,
+    reply: &Reply,
     result: Option<RefundResult>,
     current: RefundStatus,
 ) -> RefundQueryDecision {
-    match *reply {
+    match reply {
         Reply::Success => match result {
             Some(result) => RefundQueryDecision::Result(result),
             None => RefundQueryDecision::Alarm(Failure::new(
@@ -286,7 +301,7 @@ pub fn after_refund_query(
         } => {
             if err_code == "REFUNDNOTEXIST" && current == RefundStatus::Pending {
                 RefundQueryDecision::Resend
-            } else if TRANSIENT_CODES.contains(&err_code) {
+            } else if TRANSIENT_CODES.contains(&err_code.as_str()) {
                 RefundQueryDecision::Retry {
                     reason: format!("{err_code}: {err_code_des}"),
                 }
@@ -419,10 +434,16 @@ mod tests {
         assert_eq!(RefundResult::Succeeded.failure(), None);
     }
 
-    fn fail(err_code: &'static str) -> Reply<'static> {
+    fn fail(err_code: &'static str) -> Reply {
         Reply::BusinessFail {
-            err_code,
-            err_code_des: "描述",
+            err_code: err_code.into(),
+            err_code_des: "描述".into(),
+        }
+    }
+
+    fn return_fail(return_msg: &str) -> Reply {
+        Reply::ReturnFail {
+            return_msg: return_msg.into(),
         }
     }
 
@@ -436,7 +457,7 @@ mod tests {
         Alarm(&'static str),
     }
 
-    fn decide(reply: Reply<'_>) -> D {
+    fn decide(reply: Reply) -> D {
         let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
         match after_refund(&reply) {
             RefundDecision::Accepted => D::Accepted,
@@ -452,7 +473,7 @@ mod tests {
 
     #[test]
     fn refund_decision_table() {
-        let table: Vec<(Reply<'static>, D)> = vec![
+        let table: Vec<(Reply, D)> = vec![
             (Reply::Success, D::Accepted),
             // never reached WeChat, or refused before acting: the same request again
             (Reply::Unknown(Transport::Connect), D::Retry(0)),
@@ -467,24 +488,9 @@ mod tests {
                 Reply::HttpRejected { status: 400 },
                 D::Alarm("HTTP_REJECTED"),
             ),
-            (
-                Reply::ReturnFail {
-                    return_msg: "频率限制",
-                },
-                D::Retry(60),
-            ),
-            (
-                Reply::ReturnFail {
-                    return_msg: "签名错误",
-                },
-                D::Alarm("SIGNERROR"),
-            ),
-            (
-                Reply::ReturnFail {
-                    return_msg: "invalid refund_fee",
-                },
-                D::Fail("RETURN_FAIL"),
-            ),
+            (return_fail("频率限制"), D::Retry(60)),
+            (return_fail("签名错误"), D::Alarm("SIGNERROR")),
+            (return_fail("invalid refund_fee"), D::Fail("RETURN_FAIL")),
             (fail("SYSTEMERROR"), D::Retry(0)),
             (fail("BIZERR_NEED_RETRY"), D::Retry(0)),
             (fail("FREQUENCY_LIMITED"), D::Retry(60)),
@@ -519,15 +525,15 @@ mod tests {
             (fail("SOMETHING_NEW"), D::Fail("SOMETHING_NEW")),
         ];
         for (reply, expected) in table {
-            assert_eq!(decide(reply), expected, "{reply:?}");
+            assert_eq!(decide(reply.clone()), expected, "{reply:?}");
         }
     }
 
     #[test]
     fn a_held_refund_shows_wechats_code_and_message() {
         let d = after_refund(&Reply::BusinessFail {
-            err_code: "NOTENOUGH",
-            err_code_des: "基本账户余额不足，请充值后重新发起",
+            err_code: "NOTENOUGH".into(),
+            err_code_des: "基本账户余额不足，请充值后重新发起".into(),
         });
         assert_eq!(
             d,
@@ -581,9 +587,7 @@ mod tests {
             Reply::Unknown(Transport::Connect),
             Reply::Unknown(Transport::ServerError(503)),
             Reply::Untrusted,
-            Reply::ReturnFail {
-                return_msg: "系统繁忙,请稍后再试",
-            },
+            return_fail("系统繁忙,请稍后再试"),
         ] {
             assert!(matches!(
                 after_refund_query(&unknown, None, Processing),
@@ -594,9 +598,7 @@ mod tests {
             fail("SIGNERROR"),
             fail("ORDERNOTEXIST"),
             Reply::HttpRejected { status: 404 },
-            Reply::ReturnFail {
-                return_msg: "签名错误",
-            },
+            return_fail("签名错误"),
         ] {
             assert!(matches!(
                 after_refund_query(&alarm, None, Processing),

@@ -10,10 +10,10 @@ use base64::Engine;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
-use crate::app::Services;
-use crate::error::ApiError;
+use super::HttpState;
+use super::error::ApiError;
 use crate::store::SessionRow;
-use crate::wechat::sign::constant_time_eq;
+use crate::wechat::v2::sign::constant_time_eq;
 
 /// The hex SHA-256 of a session token: what the database stores instead of the token.
 pub fn token_hash(token: &str) -> String {
@@ -32,25 +32,26 @@ fn bearer(parts: &Parts) -> Option<&str> {
 /// A live mini-program session.
 pub struct SessionAuth(pub SessionRow);
 
-impl FromRequestParts<Arc<Services>> for SessionAuth {
+impl FromRequestParts<Arc<HttpState>> for SessionAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        services: &Arc<Services>,
+        state: &Arc<HttpState>,
     ) -> Result<Self, ApiError> {
         let token = bearer(parts).ok_or(ApiError::SessionRequired)?;
         let hash = token_hash(token);
-        let now_ms = services.clock.unix_ms();
-        if let Some(session) = services.sessions.get(&hash, now_ms) {
+        let now_ms = state.services.clock.unix_ms();
+        if let Some(session) = state.sessions.get(&hash, now_ms) {
             return Ok(SessionAuth(session));
         }
-        let session = services
+        let session = state
+            .services
             .store
             .session(&hash, now_ms)
             .await?
             .ok_or(ApiError::SessionRequired)?;
-        services.sessions.put(hash, session.clone());
+        state.sessions.put(hash, session.clone());
         Ok(SessionAuth(session))
     }
 }
@@ -58,14 +59,14 @@ impl FromRequestParts<Arc<Services>> for SessionAuth {
 /// The merchant's backend, authenticated by the admin token.
 pub struct AdminAuth;
 
-impl FromRequestParts<Arc<Services>> for AdminAuth {
+impl FromRequestParts<Arc<HttpState>> for AdminAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        services: &Arc<Services>,
+        state: &Arc<HttpState>,
     ) -> Result<Self, ApiError> {
-        if is_admin(parts, services)? {
+        if is_admin(parts, state)? {
             Ok(AdminAuth)
         } else {
             Err(ApiError::AdminRequired)
@@ -85,9 +86,11 @@ fn basic_password(parts: &Parts) -> Option<String> {
         .map(|(_, password)| password.to_owned())
 }
 
-fn is_admin(parts: &Parts, services: &Services) -> Result<bool, ApiError> {
-    let expected = services
+fn is_admin(parts: &Parts, state: &HttpState) -> Result<bool, ApiError> {
+    let expected = state
+        .services
         .config
+        .http
         .admin_token
         .as_ref()
         .ok_or(ApiError::AdminOff)?;
@@ -104,17 +107,17 @@ pub enum Caller {
     Admin,
 }
 
-impl FromRequestParts<Arc<Services>> for Caller {
+impl FromRequestParts<Arc<HttpState>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        services: &Arc<Services>,
+        state: &Arc<HttpState>,
     ) -> Result<Self, ApiError> {
-        if services.config.admin_token.is_some() && is_admin(parts, services)? {
+        if state.services.config.http.admin_token.is_some() && is_admin(parts, state)? {
             return Ok(Caller::Admin);
         }
-        let SessionAuth(session) = SessionAuth::from_request_parts(parts, services).await?;
+        let SessionAuth(session) = SessionAuth::from_request_parts(parts, state).await?;
         Ok(Caller::Session(session))
     }
 }

@@ -8,32 +8,32 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
-use crate::app::Services;
+use super::HttpState;
+use super::views::{Checks, Health, Readiness};
+use crate::metrics::Gauges;
+use crate::worker::QUEUES;
 
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
-pub async fn readyz(State(services): State<Arc<Services>>) -> Response {
-    let mut checks = serde_json::Map::new();
+pub async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
+    let services = &state.services;
     let database = services.store.ping().await.is_ok();
-    checks.insert("database".into(), json!(database));
     let migrations = database && services.store.migrations_applied().await.unwrap_or(false);
-    checks.insert("migrations".into(), json!(migrations));
     // From memory: the last write's outcome and the write probe (store::WriteHealth).
     let writes = services.write_health.is_ok();
-    checks.insert("writes".into(), json!(writes));
     let mut ready = database && migrations && writes && !services.stopping.is_cancelled();
-    if let Some(node) = &services.worker_node {
-        let within = (services.config.heartbeat.as_secs() as i64 * 3).max(5);
+    let mut workers = None;
+    if let Some(node) = &state.worker_node {
+        let within = (services.config.workers.heartbeat.as_secs() as i64 * 3).max(5);
         let alive = services
             .store
             .workers_alive(node, chrono::Utc::now().timestamp(), within)
             .await
             .unwrap_or(false);
-        checks.insert("workers".into(), json!(alive));
+        workers = Some(alive);
         ready &= alive;
     }
     let status = if ready {
@@ -41,15 +41,32 @@ pub async fn readyz(State(services): State<Arc<Services>>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({ "status": if ready { "ready" } else { "not_ready" }, "checks": checks });
+    let body = Readiness {
+        status: if ready { "ready" } else { "not_ready" },
+        checks: Checks {
+            database,
+            migrations,
+            writes,
+            workers,
+        },
+    };
     (status, Json(body)).into_response()
 }
 
-pub async fn metrics(State(services): State<Arc<Services>>) -> Response {
-    crate::metrics::refresh_gauges(&services).await;
+pub async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
+    let services = &state.services;
+    Gauges {
+        store: &services.store,
+        waiters: &services.waiters,
+        queues: QUEUES,
+        now_ms: services.clock.unix_ms(),
+        reconcile_delay: services.config.workers.reconcile_delay,
+    }
+    .refresh()
+    .await;
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-        services.metrics.render(),
+        state.metrics.render(),
     )
         .into_response()
 }

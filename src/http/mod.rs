@@ -1,7 +1,10 @@
-//! The HTTP API: the whole URL map is here; one file per resource.
+//! The HTTP API: the whole URL map is here; one file per resource; the state only HTTP needs
+//! ([`HttpState`]). Handlers call the domain layer for business operations and the store for
+//! reads.
 
 mod admin;
 mod auth;
+pub mod error;
 mod health;
 mod notify;
 mod orders;
@@ -10,6 +13,8 @@ mod queues;
 mod refused_notifies;
 mod session_cache;
 mod sessions;
+mod state;
+mod views;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,18 +27,18 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::app::Services;
-use crate::error::ApiError;
+use error::ApiError;
 
 pub use auth::token_hash;
-pub use notify::SUCCESS_REPLY;
 pub use refused_notifies::{FreeSpaceFloor, RefusedNotifies};
 pub use session_cache::SessionCache;
+pub use state::HttpState;
 
 /// JSON bodies of this API are small; anything larger is refused before parsing.
 const JSON_BODY_LIMIT: usize = 16 * 1024;
 
-pub fn router(services: Arc<Services>) -> Router {
+/// The whole API; `simulator` (simulator mode) is mounted at `/simulator`.
+pub fn router(state: Arc<HttpState>, simulator: Option<Router>) -> Router {
     let api = Router::new()
         .route("/v1/sessions", post(sessions::create))
         .route("/v1/orders", post(orders::create))
@@ -56,27 +61,24 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/metrics", get(health::metrics))
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
-    let api = match &services.simulator {
-        Some(sim) => api.nest_service("/simulator", sim.router()),
+    let api = match simulator {
+        Some(sim) => api.nest_service("/simulator", sim),
         None => api,
     };
-    api.layer(middleware::from_fn_with_state(
-        services.clone(),
-        shutting_down,
-    ))
-    .layer(middleware::from_fn_with_state(services.clone(), observe))
-    .with_state(services)
+    api.layer(middleware::from_fn_with_state(state.clone(), shutting_down))
+        .layer(middleware::from_fn(observe))
+        .with_state(state)
 }
 
 /// Once shutdown starts, new requests get 503 and every response says `Connection: close`,
 /// so clients stop reusing connections before the listener closes. Health checks still
 /// answer (`/readyz` says not ready).
 async fn shutting_down(
-    State(services): State<Arc<Services>>,
+    State(state): State<Arc<HttpState>>,
     request: Request,
     next: Next,
 ) -> Response {
-    if !services.stopping.is_cancelled() {
+    if !state.services.stopping.is_cancelled() {
         return next.run(request).await;
     }
     let path = request.uri().path();
@@ -96,7 +98,7 @@ async fn shutting_down(
 }
 
 /// Counts and times every request by route and status.
-async fn observe(State(_services): State<Arc<Services>>, request: Request, next: Next) -> Response {
+async fn observe(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = request
         .extensions()

@@ -8,15 +8,16 @@ use axum::extract::{Path, Query, State};
 use axum::http::header::{LOCATION, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use minipay_jobs::payload::QUEUES;
 use quick_xml::escape::escape;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
+use super::HttpState;
 use super::auth::AdminAuth;
-use crate::app::Services;
-use crate::error::{ApiError, AppJson};
+use super::error::{ApiError, AppJson};
+use super::views::{Jobs, Queues, Retried};
+use crate::services::Services;
 use crate::store::{JobState, QueueStats};
+use crate::worker::QUEUES;
 
 const LIST_LIMIT: i64 = 100;
 
@@ -41,15 +42,11 @@ async fn stats(services: &Services) -> Result<Vec<QueueStats>, ApiError> {
 }
 
 pub async fn list_queues(
-    State(services): State<Arc<Services>>,
+    State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
-) -> Result<AppJson<Value>, ApiError> {
-    let queues: Vec<Value> = stats(&services)
-        .await?
-        .into_iter()
-        .map(|s| json!({ "queue": s.queue, "depth": s.depth, "oldest_pending_secs": s.oldest_pending_secs, "dead": s.dead }))
-        .collect();
-    Ok(AppJson(json!({ "queues": queues })))
+) -> Result<AppJson<Queues>, ApiError> {
+    let queues = stats(&state.services).await?;
+    Ok(AppJson(Queues { queues }))
 }
 
 #[derive(Deserialize)]
@@ -58,33 +55,37 @@ pub struct JobFilter {
 }
 
 pub async fn list_jobs(
-    State(services): State<Arc<Services>>,
+    State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
     Path(queue): Path<String>,
     Query(filter): Query<JobFilter>,
-) -> Result<AppJson<Value>, ApiError> {
+) -> Result<AppJson<Jobs>, ApiError> {
     if !QUEUES.contains(&queue.as_str()) {
         return Err(ApiError::NoRoute);
     }
-    let state = match filter.state.as_deref() {
+    let services = &state.services;
+    let wanted = match filter.state.as_deref() {
         None => JobState::Dead,
         Some(name) => JobState::parse(name).ok_or_else(|| ApiError::InvalidParameter {
             field: "state".into(),
             reason: "must be dead, waiting or running".into(),
         })?,
     };
-    let jobs = services.store.jobs(&queue, state, LIST_LIMIT).await?;
-    Ok(AppJson(json!({ "queue": queue, "jobs": jobs })))
+    let jobs = services.store.jobs(&queue, wanted, LIST_LIMIT).await?;
+    Ok(AppJson(Jobs { queue, jobs }))
 }
 
 pub async fn retry_job(
-    State(services): State<Arc<Services>>,
+    State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
     Path(id): Path<String>,
-) -> Result<AppJson<Value>, ApiError> {
-    if services.store.retry_job(&id).await? {
+) -> Result<AppJson<Retried>, ApiError> {
+    if state.services.store.retry_job(&id).await? {
         tracing::info!(job = %id, "dead job re-queued by an operator");
-        Ok(AppJson(json!({ "id": id, "status": "Pending" })))
+        Ok(AppJson(Retried {
+            id,
+            status: "Pending",
+        }))
     } else {
         Err(ApiError::InvalidParameter {
             field: "id".into(),
@@ -106,27 +107,27 @@ fn challenge(e: ApiError) -> Response {
 }
 
 pub async fn page(
-    State(services): State<Arc<Services>>,
+    State(state): State<Arc<HttpState>>,
     admin: Result<AdminAuth, ApiError>,
 ) -> Response {
     if let Err(e) = admin {
         return challenge(e);
     }
-    match render(&services).await {
+    match render(&state.services).await {
         Ok(html) => Html(html).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
 pub async fn page_retry(
-    State(services): State<Arc<Services>>,
+    State(state): State<Arc<HttpState>>,
     admin: Result<AdminAuth, ApiError>,
     Path(id): Path<String>,
 ) -> Response {
     if let Err(e) = admin {
         return challenge(e);
     }
-    match services.store.retry_job(&id).await {
+    match state.services.store.retry_job(&id).await {
         Ok(_) => (StatusCode::SEE_OTHER, [(LOCATION, "/admin")]).into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use minipay_jobs::NotifyVerdict;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +31,7 @@ const BATCH: usize = 500;
 pub struct RefusedNotify {
     pub received_at: i64,
     pub peer: String,
-    pub verdict: String,
+    pub verdict: NotifyVerdict,
     pub detail: String,
     pub out_trade_no: Option<String>,
     pub body_sha256: String,
@@ -42,7 +43,7 @@ impl RefusedNotify {
     pub fn new(
         received_at: i64,
         peer: IpAddr,
-        verdict: &str,
+        verdict: NotifyVerdict,
         detail: &str,
         out_trade_no: Option<&str>,
         body: &[u8],
@@ -51,7 +52,7 @@ impl RefusedNotify {
         RefusedNotify {
             received_at,
             peer: peer.to_string(),
-            verdict: verdict.to_owned(),
+            verdict,
             detail: truncated(detail, KEPT_BYTES),
             out_trade_no: out_trade_no.map(|n| truncated(n, KEPT_ORDER_BYTES)),
             body_sha256: hex::encode(Sha256::digest(body)),
@@ -81,10 +82,11 @@ pub struct FreeSpaceFloor {
 impl FreeSpaceFloor {
     /// The configured floor, for a SQLite database (PostgreSQL's disk is the server's).
     pub fn of(config: &Config) -> Option<FreeSpaceFloor> {
-        let path = config.sqlite_path()?;
-        (config.refused_notify_min_free > 0).then(|| FreeSpaceFloor {
+        let path = config.database.sqlite_path()?;
+        let min_bytes = config.http.refused_notify_min_free;
+        (min_bytes > 0).then(|| FreeSpaceFloor {
             dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
-            min_bytes: config.refused_notify_min_free,
+            min_bytes,
         })
     }
 
@@ -153,10 +155,10 @@ fn unrecorded(count: usize) {
 /// One group per verdict, client and minute; each keeps the first notify's sample.
 fn aggregate(batch: &[RefusedNotify]) -> Vec<RefusedGroup> {
     let mut groups: Vec<RefusedGroup> = Vec::new();
-    let mut index: HashMap<(&str, &str, i64), usize> = HashMap::new();
+    let mut index: HashMap<(NotifyVerdict, &str, i64), usize> = HashMap::new();
     for n in batch {
         let window_start = refusal_window(n.received_at);
-        let key = (n.verdict.as_str(), n.peer.as_str(), window_start);
+        let key = (n.verdict, n.peer.as_str(), window_start);
         match index.get(&key) {
             Some(&i) => {
                 let group = &mut groups[i];
@@ -171,7 +173,7 @@ fn aggregate(batch: &[RefusedNotify]) -> Vec<RefusedGroup> {
                     first_at: n.received_at,
                     last_at: n.received_at,
                     peer: n.peer.clone(),
-                    verdict: n.verdict.clone(),
+                    verdict: n.verdict,
                     count: 1,
                     detail: n.detail.clone(),
                     out_trade_no: n.out_trade_no.clone(),
@@ -202,7 +204,7 @@ async fn write(store: &Store, groups: &[RefusedGroup]) {
 mod tests {
     use super::*;
 
-    fn refused(at: i64, peer: &str, verdict: &str, body: &[u8]) -> RefusedNotify {
+    fn refused(at: i64, peer: &str, verdict: NotifyVerdict, body: &[u8]) -> RefusedNotify {
         RefusedNotify::new(at, peer.parse().unwrap(), verdict, "why", None, body)
     }
 
@@ -210,11 +212,31 @@ mod tests {
     fn a_flood_folds_into_one_group_per_verdict_client_and_minute() {
         let t = 1_700_000_080_000; // 40 s into a minute
         let batch = vec![
-            refused(t, "10.0.0.1", "bad_signature", b"first"),
-            refused(t + 1_000, "10.0.0.1", "bad_signature", b"second"),
-            refused(t + 2_000, "10.0.0.2", "bad_signature", b"other client"),
-            refused(t + 3_000, "10.0.0.1", "malformed", b"other verdict"),
-            refused(t + 30_000, "10.0.0.1", "bad_signature", b"next minute"),
+            refused(t, "10.0.0.1", NotifyVerdict::BadSignature, b"first"),
+            refused(
+                t + 1_000,
+                "10.0.0.1",
+                NotifyVerdict::BadSignature,
+                b"second",
+            ),
+            refused(
+                t + 2_000,
+                "10.0.0.2",
+                NotifyVerdict::BadSignature,
+                b"other client",
+            ),
+            refused(
+                t + 3_000,
+                "10.0.0.1",
+                NotifyVerdict::Malformed,
+                b"other verdict",
+            ),
+            refused(
+                t + 30_000,
+                "10.0.0.1",
+                NotifyVerdict::BadSignature,
+                b"next minute",
+            ),
         ];
         let groups = aggregate(&batch);
         let counts: Vec<(&str, &str, i64)> = groups
@@ -237,11 +259,16 @@ mod tests {
     #[test]
     fn only_a_bounded_summary_of_the_body_is_kept() {
         let body = "界".repeat(10_000); // 3 bytes a character: no cut may split one
-        let n = refused(0, "::1", "malformed", body.as_bytes());
+        let n = refused(0, "::1", NotifyVerdict::Malformed, body.as_bytes());
         assert!(n.body_prefix.len() <= KEPT_BYTES && body.starts_with(&n.body_prefix));
         assert_eq!(n.body_len, 30_000);
         assert_eq!(n.body_sha256, hex::encode(Sha256::digest(body.as_bytes())));
         let invalid = vec![0xff; 1_000]; // each byte becomes a 3-byte replacement character
-        assert!(refused(0, "::1", "not_utf8", &invalid).body_prefix.len() <= KEPT_BYTES);
+        assert!(
+            refused(0, "::1", NotifyVerdict::NotUtf8, &invalid)
+                .body_prefix
+                .len()
+                <= KEPT_BYTES
+        );
     }
 }

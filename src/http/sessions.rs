@@ -11,10 +11,10 @@ use rand::{RngCore, TryRngCore};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
+use super::HttpState;
 use super::auth::token_hash;
-use crate::app::Services;
-use crate::error::{ApiError, AppJson};
-use crate::wechat::client::LoginError;
+use super::error::{ApiError, AppJson};
+use crate::wechat::LoginError;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,7 +29,7 @@ pub struct Token {
 }
 
 pub async fn create(
-    State(services): State<Arc<Services>>,
+    State(state): State<Arc<HttpState>>,
     AppJson(login): AppJson<Login>,
 ) -> Result<(StatusCode, AppJson<Token>), ApiError> {
     if login.code.is_empty() || login.code.len() > 128 {
@@ -37,7 +37,8 @@ pub async fn create(
             "code must be 1 to 128 characters".into(),
         ));
     }
-    let session = match services.login.code_to_session(&login.code).await {
+    let services = &state.services;
+    let session = match state.login.code_to_session(&login.code).await {
         Ok(session) => session,
         Err(LoginError::Rejected { errcode, errmsg }) => {
             tracing::info!(errcode, ?errmsg, "login code refused by WeChat");
@@ -52,8 +53,8 @@ pub async fn create(
     OsRng.unwrap_err().fill_bytes(&mut bytes);
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let now_ms = services.clock.unix_ms();
-    let ttl = services.config.session_ttl;
-    let sealed_key = services
+    let ttl = services.config.http.session_ttl;
+    let sealed_key = state
         .sealer
         .seal(session.session_key.expose_secret(), &session.openid)
         .map_err(anyhow::Error::from)?;

@@ -20,6 +20,7 @@ use futures::FutureExt;
 use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use super::StoreError;
 use super::write_health::WriteHealth;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -37,21 +38,21 @@ trait Job: Send {
     /// Runs the work; false when it failed (its error is kept for `finish`).
     fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool>;
     /// Its error, when it failed because the database could not take the write (full, I/O).
-    fn storage_error(&self) -> Option<&sqlx::Error>;
+    fn storage_error(&self) -> Option<&StoreError>;
     /// Answers the caller once the batch's COMMIT is known.
-    fn finish(self: Box<Self>, commit: &Result<(), sqlx::Error>);
+    fn finish(self: Box<Self>, commit: &Result<(), StoreError>);
 }
 
 struct Write<T, F> {
     work: Option<F>,
-    outcome: Option<Result<T, sqlx::Error>>,
-    reply: oneshot::Sender<Result<T, sqlx::Error>>,
+    outcome: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
 }
 
 impl<T, F> Job for Write<T, F>
 where
     T: Send,
-    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, sqlx::Error>> + Send,
+    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send,
 {
     fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool> {
         Box::pin(async move {
@@ -60,7 +61,7 @@ where
             };
             let result = match AssertUnwindSafe(work(conn)).catch_unwind().await {
                 Ok(result) => result,
-                Err(_) => Err(sqlx::Error::Protocol("write transaction panicked".into())),
+                Err(_) => Err(StoreError::Panicked),
             };
             let ok = result.is_ok();
             self.outcome = Some(result);
@@ -68,34 +69,31 @@ where
         })
     }
 
-    fn storage_error(&self) -> Option<&sqlx::Error> {
+    fn storage_error(&self) -> Option<&StoreError> {
         match &self.outcome {
-            Some(Err(e)) if super::is_unavailable(e) => Some(e),
+            Some(Err(e)) if e.is_unavailable() => Some(e),
             _ => None,
         }
     }
 
-    fn finish(self: Box<Self>, commit: &Result<(), sqlx::Error>) {
+    fn finish(self: Box<Self>, commit: &Result<(), StoreError>) {
         let result = match (commit, self.outcome) {
             (Ok(()), Some(outcome)) => outcome,
-            (Ok(()), None) => Err(sqlx::Error::Protocol("write was not run".into())),
-            (Err(e), _) => Err(copy(e)),
+            // Not run: the batch failed before reaching it.
+            (Ok(()), None) => Err(StoreError::BatchFailed("write was not run".into())),
+            (Err(e), _) => Err(shared(e)),
         };
         let _ = self.reply.send(result);
     }
 }
 
-/// An owned copy of an error shared by a whole batch, keeping "the database cannot take
-/// writes" (a full disk, an I/O error, unreachable) apart from bugs.
-fn copy(e: &sqlx::Error) -> sqlx::Error {
+/// Each writer's own copy of an error shared by a whole batch, keeping "the database cannot
+/// take writes" (a full disk, an I/O error, unreachable) apart from bugs.
+fn shared(e: &StoreError) -> StoreError {
     match e {
-        sqlx::Error::Io(io) => sqlx::Error::Io(std::io::Error::new(io.kind(), io.to_string())),
-        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
-        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
-        other if super::is_unavailable(other) => sqlx::Error::Io(std::io::Error::other(format!(
-            "group commit failed: {other}"
-        ))),
-        other => sqlx::Error::Protocol(format!("group commit failed: {other}")),
+        StoreError::Unavailable(cause) => StoreError::Unavailable(cause.clone()),
+        StoreError::Closed => StoreError::Closed,
+        other => StoreError::BatchFailed(other.to_string()),
     }
 }
 
@@ -108,10 +106,10 @@ impl GroupCommit {
     }
 
     /// Runs `work` inside the next batch and returns its result once the batch committed.
-    pub async fn run<T, F>(&self, work: F) -> Result<T, sqlx::Error>
+    pub async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, sqlx::Error>>
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
             + Send
             + 'static,
     {
@@ -121,8 +119,8 @@ impl GroupCommit {
             outcome: None,
             reply,
         });
-        self.queue.send(job).map_err(|_| sqlx::Error::PoolClosed)?;
-        answer.await.map_err(|_| sqlx::Error::PoolClosed)?
+        self.queue.send(job).map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 }
 
@@ -137,7 +135,7 @@ async fn commit_loop(
         match &commit {
             Err(e) => {
                 tracing::warn!(error = %e, transactions = batch.len(), "group commit failed");
-                if super::is_unavailable(e) {
+                if e.is_unavailable() {
                     health.record_failure(e);
                 }
             }
@@ -149,7 +147,7 @@ async fn commit_loop(
     }
 }
 
-async fn apply(writer: &SqlitePool, batch: &mut [Box<dyn Job>]) -> Result<(), sqlx::Error> {
+async fn apply(writer: &SqlitePool, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
     let mut conn = writer.acquire().await?;
     let applied = async {
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
@@ -166,7 +164,7 @@ async fn apply(writer: &SqlitePool, batch: &mut [Box<dyn Job>]) -> Result<(), sq
                 // (https://www.sqlite.org/lang_transaction.html, "Response To Errors Within A
                 // Transaction"): the batch fails as one, with that error.
                 if let Some(e) = job.storage_error() {
-                    return Err(copy(e));
+                    return Err(shared(e));
                 }
                 sqlx::query("ROLLBACK TO minipay_write")
                     .execute(&mut *conn)
@@ -177,7 +175,7 @@ async fn apply(writer: &SqlitePool, batch: &mut [Box<dyn Job>]) -> Result<(), sq
             }
         }
         sqlx::query("COMMIT").execute(&mut *conn).await?;
-        Ok::<(), sqlx::Error>(())
+        Ok::<(), StoreError>(())
     }
     .await;
     if applied.is_err() {

@@ -2,7 +2,7 @@
 //! own board needs its own origin and has no authentication; this is the same information
 //! behind the admin token.)
 
-use super::{SqlitePools, Store};
+use super::{SqlitePools, Store, StoreError};
 
 /// One job row, for the admin view.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
@@ -62,8 +62,8 @@ impl Store {
         queue: &str,
         state: JobState,
         limit: i64,
-    ) -> Result<Vec<JobRow>, sqlx::Error> {
-        match self {
+    ) -> Result<Vec<JobRow>, StoreError> {
+        let rows = match self {
             Store::Sqlite(SqlitePools { reader: pool, .. }) => {
                 let sql = format!(
                     "SELECT id, job_type AS queue, status, attempts, max_attempts, run_at, \
@@ -75,7 +75,7 @@ impl Store {
                     .bind(queue)
                     .bind(limit)
                     .fetch_all(pool)
-                    .await
+                    .await?
             }
             Store::Postgres(pool) => {
                 let sql = format!(
@@ -89,14 +89,15 @@ impl Store {
                     .bind(queue)
                     .bind(limit)
                     .fetch_all(pool)
-                    .await
+                    .await?
             }
-        }
+        };
+        Ok(rows)
     }
 
     /// Gives a dead job its runs back and queues it now; false if it is not dead (or gone).
     /// Safe for our jobs: each re-checks its order's status before acting.
-    pub async fn retry_job(&self, id: &str) -> Result<bool, sqlx::Error> {
+    pub async fn retry_job(&self, id: &str) -> Result<bool, StoreError> {
         let changed = match self {
             Store::Sqlite(SqlitePools { writer: pool, .. }) => {
                 let sql = format!(

@@ -1,17 +1,21 @@
 //! The only module that writes SQL. Each method is one business transaction; jobs are queued
 //! inside it (apalis `push_tasks` on the same transaction), never after, so no order or notify
-//! exists without its job. Status changes are guarded in SQL (`WHERE status = ...`), which makes
-//! a job delivered twice harmless.
+//! exists without its job. Status changes are guarded in SQL (`WHERE status IN (...)`, derived
+//! from the core crate's `OrderStatus::can_become`), which makes a job delivered twice
+//! harmless. The store speaks the core crate's types (statuses, verdicts, payments, job
+//! payloads) and nothing of any protocol; its failures are [`StoreError`].
 //!
 //! Both backends run the same SQL text (`$1` placeholders work in SQLite too); where dialects
 //! differ, the [`Dialect`] trait or a per-backend constant says so.
 
 mod dialect;
+mod error;
 mod group_commit;
 mod insert_signal;
 mod jobs;
 mod notifies;
 mod orders;
+mod process_lock;
 mod refused_notifies;
 mod sessions;
 mod stats;
@@ -29,10 +33,12 @@ use sqlx::sqlite::{
 };
 
 pub use dialect::{ORDER_CHANNEL, job_task};
+pub use error::{StoreError, is_unavailable};
 pub use insert_signal::{InsertSignal, JobWake};
 pub use jobs::{JobRow, JobState};
-pub use notifies::{NewNotify, NotifyRow, RecordedNotify};
+pub use notifies::{NotifyRow, RecordedNotify, VerifiedNotify};
 pub use orders::{Applied, CreateOutcome, EventRow, NewOrder, OrderRow};
+pub use process_lock::{LockError, lock_for_workers};
 pub use refused_notifies::{RefusedGroup, refusal_window};
 pub use sessions::SessionRow;
 pub use stats::{QueueStats, StatusCount};
@@ -146,7 +152,7 @@ impl Store {
         url: &str,
         pool_size: u32,
         signal: &InsertSignal,
-    ) -> Result<Store, sqlx::Error> {
+    ) -> Result<Store, StoreError> {
         Self::connect_with(url, pool_size, signal, &StoreOptions::default()).await
     }
 
@@ -156,7 +162,7 @@ impl Store {
         pool_size: u32,
         signal: &InsertSignal,
         store_options: &StoreOptions,
-    ) -> Result<Store, sqlx::Error> {
+    ) -> Result<Store, StoreError> {
         if url.starts_with("sqlite:") {
             let mut options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -248,7 +254,7 @@ impl Store {
     }
 
     /// Whether every migration of ours is applied (for `/readyz`).
-    pub async fn migrations_applied(&self) -> Result<bool, sqlx::Error> {
+    pub async fn migrations_applied(&self) -> Result<bool, StoreError> {
         let expected: Vec<i64> = our_migrations(self).iter().map(|m| m.version).collect();
         let applied: Vec<i64> = on_reader!(self, pool => {
             sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
@@ -259,7 +265,7 @@ impl Store {
     }
 
     /// A round trip to the database.
-    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+    pub async fn ping(&self) -> Result<(), StoreError> {
         on_reader!(self, pool => { sqlx::query("SELECT 1").execute(pool).await?; });
         Ok(())
     }
@@ -270,7 +276,7 @@ impl Store {
         &self,
         catalog: &crate::catalog::Catalog,
         now_ms: i64,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             for p in catalog.products() {
@@ -303,40 +309,5 @@ impl Store {
             }
             Store::Postgres(pool) => pool.close().await,
         }
-    }
-}
-
-/// Whether an error means "the database cannot take this right now" (unreachable, a full
-/// disk, an I/O error, a server shutting down) rather than a bug: the caller answers 503 and
-/// the client retries.
-pub fn is_unavailable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => {
-            let Some(code) = db.code() else {
-                return false;
-            };
-            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-                // The extended result code; its low byte is the primary one. SQLITE_BUSY,
-                // SQLITE_LOCKED, SQLITE_NOMEM, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL,
-                // SQLITE_CANTOPEN (https://www.sqlite.org/rescode.html).
-                code.parse::<u32>()
-                    .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 7 | 8 | 10 | 13 | 14))
-            } else {
-                // SQLSTATE 08: connection exception; 53: insufficient resources (53100 disk
-                // full); 57P01..57P03: the server is shutting down or starting; 58: system
-                // error; 25006: a read-only transaction (a standby after a fail-over)
-                // (https://www.postgresql.org/docs/current/errcodes-appendix.html).
-                code.starts_with("08")
-                    || code.starts_with("53")
-                    || code.starts_with("58")
-                    || matches!(&*code, "57P01" | "57P02" | "57P03" | "25006")
-            }
-        }
-        _ => false,
     }
 }

@@ -3,7 +3,9 @@
 //! of forgeries from one client adds one small row a minute; rows are deleted after the
 //! retention period.
 
-use super::{Store, on_reader, write_tx};
+use minipay_jobs::NotifyVerdict;
+
+use super::{Store, StoreError, on_reader, write_tx};
 
 /// Refused notifies of one verdict from one client within one minute.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
@@ -13,7 +15,8 @@ pub struct RefusedGroup {
     pub first_at: i64,
     pub last_at: i64,
     pub peer: String,
-    pub verdict: String,
+    #[sqlx(try_from = "String")]
+    pub verdict: NotifyVerdict,
     pub count: i64,
     pub detail: String,
     pub out_trade_no: Option<String>,
@@ -32,10 +35,7 @@ const COLUMNS: &str = "window_start, first_at, last_at, peer, verdict, count, de
 
 impl Store {
     /// Adds the groups; a group already stored gains their count and keeps its sample.
-    pub async fn record_refused_notifies(
-        &self,
-        groups: &[RefusedGroup],
-    ) -> Result<(), sqlx::Error> {
+    pub async fn record_refused_notifies(&self, groups: &[RefusedGroup]) -> Result<(), StoreError> {
         let groups = groups.to_vec();
         write_tx!(self, tx => {
             for g in groups {
@@ -52,7 +52,7 @@ impl Store {
                 .bind(g.first_at)
                 .bind(g.last_at)
                 .bind(&g.peer)
-                .bind(&g.verdict)
+                .bind(g.verdict.as_str())
                 .bind(g.count)
                 .bind(&g.detail)
                 .bind(&g.out_trade_no)
@@ -70,15 +70,16 @@ impl Store {
     pub async fn refused_notifies_for(
         &self,
         out_trade_no: &str,
-    ) -> Result<Vec<RefusedGroup>, sqlx::Error> {
+    ) -> Result<Vec<RefusedGroup>, StoreError> {
         let sql =
             format!("SELECT {COLUMNS} FROM refused_notifies WHERE out_trade_no = $1 ORDER BY id");
-        on_reader!(self, pool => {
+        let rows = on_reader!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(out_trade_no)
                 .fetch_all(pool)
-                .await
-        })
+                .await?
+        });
+        Ok(rows)
     }
 
     /// Deletes up to `limit` groups last seen before `last_seen_before_ms`; returns how many.
@@ -86,7 +87,7 @@ impl Store {
         &self,
         last_seen_before_ms: i64,
         limit: i64,
-    ) -> Result<u64, sqlx::Error> {
+    ) -> Result<u64, StoreError> {
         write_tx!(self, tx => {
             Ok(sqlx::query(
                 "DELETE FROM refused_notifies WHERE id IN \

@@ -1,7 +1,7 @@
 //! Login sessions: the hash of the bearer token, the user's openid and sealed session_key;
 //! deleted some time after they expire.
 
-use super::{Store, on_reader, write_tx};
+use super::{Store, StoreError, on_reader, write_tx};
 
 /// An authenticated session, as request handlers see it (no session_key).
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -23,7 +23,7 @@ impl Store {
         unionid: Option<&str>,
         now_ms: i64,
         expires_at_ms: i64,
-    ) -> Result<i64, sqlx::Error> {
+    ) -> Result<i64, StoreError> {
         let (token_hash, openid) = (token_hash.to_owned(), openid.to_owned());
         let (session_key, unionid) = (sealed_session_key.to_owned(), unionid.map(str::to_owned));
         // Through the commit path every write takes: the token is handed out only once the
@@ -41,6 +41,7 @@ impl Store {
             .bind(expires_at_ms)
             .fetch_one(&mut *tx)
             .await
+            .map_err(StoreError::from)
         })
     }
 
@@ -49,24 +50,26 @@ impl Store {
         &self,
         token_hash: &str,
         now_ms: i64,
-    ) -> Result<Option<SessionRow>, sqlx::Error> {
-        on_reader!(self, pool => {
+    ) -> Result<Option<SessionRow>, StoreError> {
+        let row = on_reader!(self, pool => {
             sqlx::query_as("SELECT id, openid, expires_at FROM sessions WHERE token_hash = $1 AND expires_at > $2")
                 .bind(token_hash)
                 .bind(now_ms)
                 .fetch_optional(pool)
-                .await
-        })
+                .await?
+        });
+        Ok(row)
     }
 
     /// The sealed session_key of a session (to open with `crate::sealed::Sealer`).
-    pub async fn sealed_session_key(&self, id: i64) -> Result<Option<String>, sqlx::Error> {
-        on_reader!(self, pool => {
+    pub async fn sealed_session_key(&self, id: i64) -> Result<Option<String>, StoreError> {
+        let sealed = on_reader!(self, pool => {
             sqlx::query_scalar("SELECT session_key_sealed FROM sessions WHERE id = $1")
                 .bind(id)
                 .fetch_optional(pool)
-                .await
-        })
+                .await?
+        });
+        Ok(sealed)
     }
 
     /// Deletes up to `limit` sessions that expired before `expired_before_ms`; returns how many.
@@ -74,7 +77,7 @@ impl Store {
         &self,
         expired_before_ms: i64,
         limit: i64,
-    ) -> Result<u64, sqlx::Error> {
+    ) -> Result<u64, StoreError> {
         write_tx!(self, tx => {
             Ok(sqlx::query(
                 "DELETE FROM sessions WHERE id IN \

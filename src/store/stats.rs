@@ -1,15 +1,20 @@
 //! Counts for `/metrics` and `/readyz`: orders by status, queue depth and age, dead jobs.
 
-use super::{SqlitePools, Store, on_reader};
+use minipay_jobs::OrderStatus;
 
+use super::orders::is;
+use super::{SqlitePools, Store, StoreError, on_reader};
+
+/// How many orders have one status.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StatusCount {
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: OrderStatus,
     pub count: i64,
 }
 
 /// One apalis queue's backlog.
-#[derive(Debug, Clone, Default, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, sqlx::FromRow, serde::Serialize)]
 pub struct QueueStats {
     pub queue: String,
     /// Jobs waiting or running (including failed runs that will be retried).
@@ -32,41 +37,51 @@ const QUEUE_STATS_POSTGRES: &str = "SELECT job_type AS queue, \
        COUNT(*) FILTER (WHERE status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts)) AS dead \
      FROM apalis.jobs GROUP BY job_type";
 
+super::orders::status_sql!(
+    /// Ready orders that became ready before `$1` (and so are still unpaid).
+    READY_OVERDUE = "SELECT COUNT(*) FROM orders WHERE {} AND ready_at < $1",
+    is(OrderStatus::Ready)
+);
+
 impl Store {
-    pub async fn status_counts(&self) -> Result<Vec<StatusCount>, sqlx::Error> {
-        on_reader!(self, pool => {
+    /// Orders by status (statuses without orders are absent).
+    pub async fn status_counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        let rows = on_reader!(self, pool => {
             sqlx::query_as("SELECT status, COUNT(*) AS count FROM orders GROUP BY status")
                 .fetch_all(pool)
-                .await
-        })
+                .await?
+        });
+        Ok(rows)
     }
 
     /// `ready` orders with no payment `delay_ms` after they became ready.
-    pub async fn ready_overdue(&self, ready_before_ms: i64) -> Result<i64, sqlx::Error> {
-        on_reader!(self, pool => {
-            sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE status = 'ready' AND ready_at < $1")
+    pub async fn ready_overdue(&self, ready_before_ms: i64) -> Result<i64, StoreError> {
+        let n = on_reader!(self, pool => {
+            sqlx::query_scalar(READY_OVERDUE.as_str())
                 .bind(ready_before_ms)
                 .fetch_one(pool)
-                .await
-        })
+                .await?
+        });
+        Ok(n)
     }
 
     /// Backlog of each apalis queue; `now_secs` is the clock apalis' `run_at` is compared to.
-    pub async fn queue_stats(&self, now_secs: i64) -> Result<Vec<QueueStats>, sqlx::Error> {
-        match self {
+    pub async fn queue_stats(&self, now_secs: i64) -> Result<Vec<QueueStats>, StoreError> {
+        let stats = match self {
             Store::Sqlite(SqlitePools { reader: pool, .. }) => {
                 sqlx::query_as(QUEUE_STATS_SQLITE)
                     .bind(now_secs)
                     .fetch_all(pool)
-                    .await
+                    .await?
             }
             Store::Postgres(pool) => {
                 sqlx::query_as(QUEUE_STATS_POSTGRES)
                     .bind(now_secs as f64)
                     .fetch_all(pool)
-                    .await
+                    .await?
             }
-        }
+        };
+        Ok(stats)
     }
 
     /// Deletes finished jobs older than `older_than_secs` (apalis keeps them forever, and
@@ -75,7 +90,7 @@ impl Store {
         &self,
         now_secs: i64,
         older_than_secs: i64,
-    ) -> Result<u64, sqlx::Error> {
+    ) -> Result<u64, StoreError> {
         let cutoff = now_secs - older_than_secs;
         let deleted = match self {
             Store::Sqlite(SqlitePools { writer: pool, .. }) => {
@@ -102,7 +117,7 @@ impl Store {
         node: &str,
         now_secs: i64,
         within_secs: i64,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<bool, StoreError> {
         let pattern = format!("{node}-%");
         let alive: i64 = match self {
             Store::Sqlite(SqlitePools { reader: pool, .. }) => {

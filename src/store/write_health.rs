@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Store, write_tx};
+use super::{Store, StoreError, write_tx};
 
 /// How often the probe writes while writes fail.
 const PROBE_WHILE_FAILING: Duration = Duration::from_secs(1);
@@ -60,7 +60,7 @@ impl WriteHealth {
     }
 
     /// A write failed because the database could not take it (full, I/O error, unreachable).
-    pub fn record_failure(&self, error: &sqlx::Error) {
+    pub fn record_failure(&self, error: &StoreError) {
         let now_ms = chrono::Utc::now().timestamp_millis().max(1);
         let first = self
             .inner
@@ -115,7 +115,7 @@ impl WriteHealth {
                 }
                 match store.probe_write().await {
                     Ok(()) => health.record_ok(),
-                    Err(e) if super::is_unavailable(&e) => health.record_failure(&e),
+                    Err(e) if e.is_unavailable() => health.record_failure(&e),
                     Err(e) => tracing::warn!(error = %e, "write probe failed"),
                 }
             }
@@ -126,7 +126,7 @@ impl WriteHealth {
 impl Store {
     /// One committed write that allocates and frees [`PROBE_BYTES`]; on SQLite it goes through
     /// the group commit, like every other write.
-    pub async fn probe_write(&self) -> Result<(), sqlx::Error> {
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
         let now_ms = chrono::Utc::now().timestamp_millis();
         write_tx!(self, tx => {
             sqlx::query("INSERT INTO write_probe (at, pad) VALUES ($1, $2)")

@@ -4,12 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::{AbortError, BoxDynError, Data};
-use minipay_jobs::ApplyPayment;
+use minipay_jobs::{ApplyPayment, Job};
 use tracing::Instrument;
 
 use super::guard::guarded;
-use super::payments;
-use crate::app::Services;
+use crate::domain;
+use crate::services::Services;
 
 pub async fn run(job: ApplyPayment, services: Data<Arc<Services>>) -> Result<(), BoxDynError> {
     let services = Arc::clone(&services);
@@ -23,22 +23,14 @@ pub async fn run(job: ApplyPayment, services: Data<Arc<Services>>) -> Result<(),
 }
 
 async fn apply(services: Arc<Services>, job: ApplyPayment) -> Result<(), BoxDynError> {
-    let Some(notify) = services.store.notify(job.notify_id).await? else {
-        return Err(AbortError::new(format!("no notify {}", job.notify_id)).into());
-    };
-    let Some(payment) = notify.payment() else {
+    let Some(payment) = services.store.notify_payment(job.notify_id).await? else {
         return Err(AbortError::new(format!(
-            "notify {} carries no verified payment",
+            "notify {} is not a recorded verified payment",
             job.notify_id
         ))
         .into());
     };
-    payments::apply(
-        &services,
-        &payment,
-        &format!("notify {}", job.notify_id),
-        Some(job.notify_id),
-    )
-    .await?;
+    let source = format!("notify {}", job.notify_id);
+    domain::apply_payment(&services, &payment, &source, Some(job.notify_id)).await?;
     Ok(())
 }

@@ -8,20 +8,19 @@ use std::time::Duration;
 use apalis::prelude::{AbortError, BoxDynError, Data};
 use minipay_jobs::decide::{OrderClock, after_close_order, after_order_query};
 use minipay_jobs::schedule::next_check_at;
-use minipay_jobs::{CloseDecision, OrderStatus, QueryDecision, QueryOrder};
+use minipay_jobs::{CloseDecision, Job, OrderStatus, QueryDecision, QueryOrder, QueryOutcome};
 use tracing::Instrument;
 
 use super::guard::guarded;
-use super::payments::{self, alert};
-use crate::app::Services;
+use crate::domain::{self, alert};
+use crate::services::Services;
 use crate::store::OrderRow;
-use crate::wechat::reply::{Answer, Payment};
 
 pub async fn run(job: QueryOrder, services: Data<Arc<Services>>) -> Result<(), BoxDynError> {
     let services = Arc::clone(&services);
     let span =
         tracing::error_span!("reconcile", out_trade_no = %job.out_trade_no, check = job.check);
-    let limit = services.config.wechat_timeout * 6 + Duration::from_secs(10);
+    let limit = services.config.wechat.timeout * 6 + Duration::from_secs(10);
     guarded(
         QueryOrder::QUEUE,
         limit,
@@ -34,20 +33,17 @@ async fn reconcile(services: Arc<Services>, job: QueryOrder) -> Result<(), BoxDy
     let Some(order) = services.store.order(&job.out_trade_no).await? else {
         return Err(AbortError::new(format!("no order {}", job.out_trade_no)).into());
     };
-    if order.status() != OrderStatus::Ready {
+    if order.status != OrderStatus::Ready {
         return Ok(());
     }
-    let answer = services.pay.order_query(&order.out_trade_no).await;
-    let decision = after_order_query(
-        &answer.reply(),
-        answer.field("trade_state"),
-        clock(&services, &order),
-    );
-    tracing::info!(decision = ?decision, trade_state = answer.field("trade_state").unwrap_or("-"), "order query");
+    let outcome = services.gateway.query_order(&order.out_trade_no).await;
+    let trade_state = outcome.trade_state.as_deref();
+    let decision = after_order_query(&outcome.reply, trade_state, clock(&services, &order));
+    tracing::info!(decision = ?decision, trade_state = trade_state.unwrap_or("-"), "order query");
     metrics::counter!("minipay_reconcile_decisions_total", "decision" => decision_name(&decision))
         .increment(1);
     match decision {
-        QueryDecision::Paid => pay(&services, &answer, "orderquery (reconciliation)").await,
+        QueryDecision::Paid => pay(&services, outcome, "orderquery (reconciliation)").await,
         QueryDecision::Closed => {
             close_locally(&services, &order, "WeChat reports the order CLOSED").await
         }
@@ -95,18 +91,17 @@ fn clock(services: &Services, order: &OrderRow) -> OrderClock {
     }
 }
 
-async fn pay(services: &Services, answer: &Answer, source: &str) -> Result<(), BoxDynError> {
-    let fields = answer
-        .trusted_fields()
-        .ok_or("untrusted orderquery reply")?;
-    let payment = Payment::from_fields(fields)?;
-    payments::apply(services, &payment, source, None).await?;
+async fn pay(services: &Services, outcome: QueryOutcome, source: &str) -> Result<(), BoxDynError> {
+    let payment = outcome
+        .payment
+        .ok_or("orderquery reply without a complete payment")?;
+    domain::apply_payment(services, &payment, source, None).await?;
     Ok(())
 }
 
 async fn close(services: &Services, order: &OrderRow, check: u32) -> Result<(), BoxDynError> {
-    let answer = services.pay.close_order(&order.out_trade_no).await;
-    let decision = after_close_order(&answer.reply());
+    let reply = services.gateway.close_order(&order.out_trade_no).await;
+    let decision = after_close_order(&reply);
     tracing::info!(decision = ?decision, "close order");
     match decision {
         CloseDecision::Closed => {
@@ -114,14 +109,14 @@ async fn close(services: &Services, order: &OrderRow, check: u32) -> Result<(), 
         }
         CloseDecision::ConfirmPaid => {
             // Paid at the last moment: the payment is real; fetch and apply it.
-            let query = services.pay.order_query(&order.out_trade_no).await;
+            let query = services.gateway.query_order(&order.out_trade_no).await;
             match after_order_query(
-                &query.reply(),
-                query.field("trade_state"),
+                &query.reply,
+                query.trade_state.as_deref(),
                 clock(services, order),
             ) {
                 QueryDecision::Paid => {
-                    pay(services, &query, "orderquery after closeorder ORDERPAID").await
+                    pay(services, query, "orderquery after closeorder ORDERPAID").await
                 }
                 _ => {
                     schedule(
@@ -165,14 +160,7 @@ async fn close_locally(
     order: &OrderRow,
     detail: &str,
 ) -> Result<(), BoxDynError> {
-    if services
-        .store
-        .mark_closed(&order.out_trade_no, detail, services.clock.unix_ms())
-        .await?
-    {
-        tracing::info!(detail, "order closed");
-        services.waiters.wake(&order.out_trade_no);
-    }
+    domain::close_order(services, &order.out_trade_no, detail).await?;
     Ok(())
 }
 

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::app::Services;
+use crate::services::Services;
+use crate::store::StoreError;
 
 /// How often old records are deleted.
 const VACUUM_EVERY: Duration = Duration::from_secs(60);
@@ -16,7 +17,7 @@ const VACUUM_EVERY: Duration = Duration::from_secs(60);
 const DELETE_BATCH: i64 = 5_000;
 
 pub async fn run(services: Arc<Services>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(services.config.reconcile_interval);
+    let mut tick = tokio::time::interval(services.config.workers.reconcile_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_vacuum = Instant::now();
     loop {
@@ -30,17 +31,17 @@ pub async fn run(services: Arc<Services>, stop: CancellationToken) {
     }
 }
 
-async fn sweep(services: &Services, last_vacuum: &mut Instant) -> Result<(), sqlx::Error> {
+async fn sweep(services: &Services, last_vacuum: &mut Instant) -> Result<(), StoreError> {
     let config = &services.config;
     let store = &services.store;
     let now_ms = services.clock.unix_ms();
     // The claim holds the order until the query job reschedules it; if the job is lost, the
     // order comes due again after the lease.
-    let lease_ms = (config.wechat_timeout.as_millis() as i64 * 10).max(60_000);
+    let lease_ms = (config.wechat.timeout.as_millis() as i64 * 10).max(60_000);
     for job in store.claim_due_checks(now_ms, lease_ms, 200).await? {
         tracing::info!(out_trade_no = %job.out_trade_no, check = job.check, "no notify yet; order query queued");
     }
-    let stuck_before = now_ms - config.stuck_pending.as_millis() as i64;
+    let stuck_before = now_ms - config.workers.stuck_pending.as_millis() as i64;
     for out_trade_no in store
         .requeue_stuck_pending(stuck_before, 100, now_ms)
         .await?
@@ -56,18 +57,18 @@ async fn sweep(services: &Services, last_vacuum: &mut Instant) -> Result<(), sql
 }
 
 /// Deletes finished jobs, expired sessions and refused notifies past their retention.
-pub async fn delete_old_records(services: &Services) -> Result<(), sqlx::Error> {
-    let config = &services.config;
+pub async fn delete_old_records(services: &Services) -> Result<(), StoreError> {
+    let retention = &services.config.retention;
     let store = &services.store;
     let now_ms = services.clock.unix_ms();
     let jobs = store
-        .vacuum_jobs(now_ms / 1000, config.job_retention.as_secs() as i64)
+        .vacuum_jobs(now_ms / 1000, retention.jobs.as_secs() as i64)
         .await?;
     let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     let mut sessions = 0;
     loop {
         let n = store
-            .delete_expired_sessions(now_ms - ms(config.session_retention), DELETE_BATCH)
+            .delete_expired_sessions(now_ms - ms(retention.sessions), DELETE_BATCH)
             .await?;
         sessions += n;
         if n < DELETE_BATCH as u64 {
@@ -77,7 +78,7 @@ pub async fn delete_old_records(services: &Services) -> Result<(), sqlx::Error> 
     let mut refused = 0;
     loop {
         let n = store
-            .delete_refused_notifies(now_ms - ms(config.refused_notify_retention), DELETE_BATCH)
+            .delete_refused_notifies(now_ms - ms(retention.refused_notifies), DELETE_BATCH)
             .await?;
         refused += n;
         if n < DELETE_BATCH as u64 {

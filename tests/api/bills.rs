@@ -5,14 +5,14 @@
 use std::time::Duration;
 
 use chrono::{NaiveDate, NaiveTime, Utc};
-use minipay::wechat::client::PayClient;
-use minipay::wechat::params::beijing_time;
 use minipay::wechat::simulator::{BillInjection, PayRequest, Simulator};
+use minipay::wechat::v2::PayClient;
 use minipay::wechat::v2::bill::{
     BillQuery, BillRow, DownloadError, Fee, Layout, Statement, beijing_day, beijing_instant,
     download_bill,
 };
-use minipay::wechat::{ApiKey, Merchant, SignType, UnifiedOrderParams};
+use minipay::wechat::v2::params::beijing_time;
+use minipay::wechat::v2::{ApiKey, Merchant, SignType, UnifiedOrderParams};
 use minipay_jobs::OrderStatus::{self, Paid, Ready};
 use minipay_jobs::Transport;
 use minipay_jobs::bill::{

@@ -5,13 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use minipay::app::{App, Role, Services};
+use minipay::app::{App, Role};
 use minipay::config::{Config, Settings};
+use minipay::services::Services;
 use minipay::store::Store;
+use minipay::wechat::Gateway;
 use minipay::wechat::simulator::{
     ANY_ORDER, Faults, ForceRule, Forced, PayRequest, PayResult, SimConfig, Simulator,
 };
-use minipay::wechat::{Merchant, SignType};
+use minipay::wechat::v2::{Merchant, SignType};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -54,12 +56,12 @@ pub fn demo_merchant(sign_type: SignType) -> Merchant {
 
 /// A client for the API (long-polls take up to 30 s).
 pub fn http() -> reqwest::Client {
-    minipay::wechat::client::http_client(Duration::from_millis(500), Duration::from_secs(40))
+    minipay::wechat::http_client(Duration::from_millis(500), Duration::from_secs(40))
 }
 
 /// A client for WeChat calls, with the short timeout tests use to see hangs as timeouts.
 pub fn wechat_http() -> reqwest::Client {
-    minipay::wechat::client::http_client(Duration::from_millis(500), Duration::from_secs(2))
+    minipay::wechat::http_client(Duration::from_millis(500), Duration::from_secs(2))
 }
 
 /// Runs a test body once on SQLite and once on PostgreSQL.
@@ -129,7 +131,7 @@ impl Database {
                 let name = format!(
                     "minipay_t_{}_{}",
                     std::process::id(),
-                    minipay::wechat::sign::random_alphanumeric(8).to_lowercase()
+                    minipay::wechat::v2::sign::random_alphanumeric(8).to_lowercase()
                 );
                 sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .execute(&mut admin)
@@ -198,22 +200,21 @@ async fn drop_abandoned_databases(admin: &mut sqlx::PgConnection) {
 
 /// Settings tests start from: fast retries, short timeouts, quick sweeps.
 pub fn test_settings(database_url: &str) -> Settings {
-    Settings {
-        database_url: database_url.to_owned(),
-        listen: "127.0.0.1:0".into(),
-        admin_token: Some(ADMIN_TOKEN.to_owned().into()),
-        prepay_backoff_ms: 20,
-        prepay_backoff_max_ms: 200,
-        wechat_connect_timeout_ms: 500,
-        wechat_timeout_ms: 1_000,
-        reconcile_interval_ms: 200,
-        heartbeat_secs: 1,
-        shutdown_timeout_secs: 5,
-        log: "warn".into(),
-        // Tests assert what is stored, whatever the free space of the machine they run on.
-        refused_notify_min_free_mb: 0,
-        ..Settings::default()
-    }
+    let mut s = Settings::default();
+    s.database.database_url = database_url.to_owned();
+    s.http.listen = "127.0.0.1:0".into();
+    s.http.admin_token = Some(ADMIN_TOKEN.to_owned().into());
+    s.workers.prepay_backoff_ms = 20;
+    s.workers.prepay_backoff_max_ms = 200;
+    s.wechat.wechat_connect_timeout_ms = 500;
+    s.wechat.wechat_timeout_ms = 1_000;
+    s.workers.reconcile_interval_ms = 200;
+    s.workers.heartbeat_secs = 1;
+    s.process.shutdown_timeout_secs = 5;
+    s.process.log = "warn".into();
+    // Tests assert what is stored, whatever the free space of the machine they run on.
+    s.http.refused_notify_min_free_mb = 0;
+    s
 }
 
 /// The real app, running in this test's runtime.
@@ -221,6 +222,8 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub services: Arc<Services>,
+    /// The embedded WeChat simulator (simulator mode).
+    pub simulator: Option<Simulator>,
     pub db: Database,
     settings: Settings,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -246,14 +249,15 @@ impl TestApp {
     async fn start(db: Database, settings: Settings, role: Role) -> TestApp {
         // Logs go through the test harness, so passing tests stay quiet.
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(&settings.log))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(&settings.process.log))
             .with_test_writer()
             .try_init();
         let config = Config::from_settings(settings.clone()).unwrap();
         let app = App::build(config, role).await.unwrap();
         let services = app.services();
+        let simulator = app.simulator();
         let base = format!("http://{}", app.local_addr().unwrap());
-        if let Some(sim) = &services.simulator {
+        if let Some(sim) = &simulator {
             sim.set_faults(Faults {
                 notify_time_scale: 0.001,
                 ..Faults::default()
@@ -267,6 +271,7 @@ impl TestApp {
             base,
             http: http(),
             services,
+            simulator,
             db,
             settings,
             stop: Some(stop),
@@ -278,7 +283,10 @@ impl TestApp {
     /// worker ran, so the job could not read it. Returns the app, the user's session token and
     /// the order's `out_trade_no`; [`TestApp::repair_dead_order`] undoes the damage.
     pub async fn spawn_with_dead_job(backend: Backend) -> Option<(TestApp, String, String)> {
-        let app = Self::spawn_with(backend, Role::Serve, |s| s.stuck_pending_secs = 3600).await?;
+        let app = Self::spawn_with(backend, Role::Serve, |s| {
+            s.workers.stuck_pending_secs = 3600
+        })
+        .await?;
         let token = app.login("yara#1").await;
         let order = app.create_order(&token, "sms-100", 1).await;
         let out_trade_no = order["out_trade_no"].as_str().unwrap().to_owned();
@@ -351,11 +359,12 @@ impl TestApp {
     }
 
     pub fn sim(&self) -> &Simulator {
-        self.services.simulator.as_ref().expect("simulator mode")
+        self.simulator.as_ref().expect("simulator mode")
     }
 
     pub fn merchant(&self) -> &Merchant {
-        self.services.pay.merchant()
+        let Gateway::V2(v2) = &self.services.gateway;
+        v2.merchant()
     }
 
     pub async fn dead_jobs(&self) -> i64 {

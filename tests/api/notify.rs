@@ -2,10 +2,10 @@
 //! recorded with their verdict, in a bounded summary); genuine notifies are recorded before SUCCESS and applied once,
 //! however many copies arrive at once.
 
-use minipay::http::SUCCESS_REPLY;
-use minipay::wechat::sign::sign;
 use minipay::wechat::simulator::{Forced, PayRequest};
-use minipay::wechat::{ApiKey, Fields, SignType, xml};
+use minipay::wechat::v2::notify::SUCCESS_REPLY;
+use minipay::wechat::v2::sign::sign;
+use minipay::wechat::v2::{ApiKey, Fields, SignType, xml};
 use reqwest::StatusCode;
 
 use crate::helpers::{Backend, TestApp, eventually, on_both_backends};
@@ -232,7 +232,7 @@ on_both_backends! {
 on_both_backends! {
     async fn below_the_free_space_floor_refusals_are_only_counted_on_sqlite(backend) {
         // A floor above any disk's free space.
-        let Some(app) = TestApp::spawn_with(backend, minipay::app::Role::All, |s| s.refused_notify_min_free_mb = u64::MAX / (1 << 21)).await else { return };
+        let Some(app) = TestApp::spawn_with(backend, minipay::app::Role::All, |s| s.http.refused_notify_min_free_mb = u64::MAX / (1 << 21)).await else { return };
         flood(&app, 100).await;
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let (_, counted, _) = refused_footprint(&app).await;

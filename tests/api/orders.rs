@@ -126,7 +126,7 @@ on_both_backends! {
         let session_key = secrecy::ExposeSecret::expose_secret(&session_key).to_owned();
         assert_eq!(session_key.len(), 24, "the simulator's session_key: base64 of 16 bytes");
         assert!(!sealed.contains(&session_key), "{sealed}");
-        let stranger = minipay::sealed::Sealer::new(&minipay::wechat::ApiKey::new("0123456789abcdef0123456789abcdef")).unwrap();
+        let stranger = minipay::sealed::Sealer::new(&minipay::wechat::v2::ApiKey::new("0123456789abcdef0123456789abcdef")).unwrap();
         assert!(stranger.open(&sealed, &openid).is_err());
         // A used code cannot log in again.
         let (status, _) = app.post_json("/v1/sessions", None, json!({ "code": "ivan#1" })).await;

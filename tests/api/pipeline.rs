@@ -4,7 +4,9 @@
 
 use minipay::app::Role;
 use minipay::wechat::simulator::Forced;
-use minipay::wechat::{PayParams, SignType};
+use minipay::wechat::v2::SignType;
+use minipay::wechat::v2::pay_params::verify_pay_params;
+use minipay_jobs::PayParams;
 use serde_json::Value;
 
 use crate::helpers::{Backend, TestApp, on_both_backends};
@@ -21,8 +23,8 @@ async fn happy_path(app: &TestApp, code: &str) {
     // The pay params verify on their own, with the merchant's key, as WeChat's client does.
     let params: PayParams = serde_json::from_value(ready["pay_params"].clone()).unwrap();
     let merchant = app.merchant();
-    assert!(params.verify(&merchant.appid, &merchant.key));
-    assert_eq!(params.sign_type, merchant.sign_type);
+    assert!(verify_pay_params(&params, &merchant.appid, &merchant.key));
+    assert_eq!(params.sign_type, merchant.sign_type.as_str());
     assert_eq!(params.time_stamp.len(), 10);
     let sim_order = app.sim().order(&otn).unwrap();
     assert_eq!(params.package, format!("prepay_id={}", sim_order.prepay_id));
@@ -46,7 +48,7 @@ async fn happy_path(app: &TestApp, code: &str) {
     assert_eq!(deliveries.iter().filter(|d| d.acknowledged).count(), 1);
     assert_eq!(
         deliveries.last().unwrap().reply,
-        minipay::http::SUCCESS_REPLY
+        minipay::wechat::v2::notify::SUCCESS_REPLY
     );
 }
 
@@ -60,7 +62,7 @@ on_both_backends! {
 
 on_both_backends! {
     async fn the_same_flow_with_hmac_sha256(backend) {
-        let Some(app) = TestApp::spawn_with(backend, Role::All, |s| s.sign_type = "HMAC-SHA256".into()).await else { return };
+        let Some(app) = TestApp::spawn_with(backend, Role::All, |s| s.wechat.sign_type = "HMAC-SHA256".into()).await else { return };
         assert_eq!(app.merchant().sign_type, SignType::HmacSha256);
         happy_path(&app, "hmac#1").await;
         app.stop().await;
@@ -116,7 +118,7 @@ on_both_backends! {
 
 on_both_backends! {
     async fn retries_are_bounded_and_end_in_failed_with_the_last_error(backend) {
-        let Some(app) = TestApp::spawn_with(backend, Role::All, |s| s.prepay_max_attempts = 3).await else { return };
+        let Some(app) = TestApp::spawn_with(backend, Role::All, |s| s.workers.prepay_max_attempts = 3).await else { return };
         app.force_next(Forced::SystemError, 10);
         let token = app.login("dave#1").await;
         let order = otn(&app.create_order(&token, "sms-100", 1).await);

@@ -12,8 +12,8 @@ use crate::helpers::{Backend, TestApp, eventually, on_both_backends};
 /// Checks right after an order becomes ready, sweeping every 100 ms.
 async fn reconciling_app(backend: Backend) -> Option<TestApp> {
     TestApp::spawn_with(backend, Role::All, |s| {
-        s.reconcile_delay_secs = 0;
-        s.reconcile_interval_ms = 100;
+        s.workers.reconcile_delay_secs = 0;
+        s.workers.reconcile_interval_ms = 100;
     })
     .await
 }
@@ -91,7 +91,7 @@ on_both_backends! {
 
 on_both_backends! {
     async fn a_pending_order_whose_job_was_lost_is_requeued(backend) {
-        let Some(app) = TestApp::spawn_with(backend, Role::Serve, |s| s.stuck_pending_secs = 1).await else { return };
+        let Some(app) = TestApp::spawn_with(backend, Role::Serve, |s| s.workers.stuck_pending_secs = 1).await else { return };
         let token = app.login("wendy#1").await;
         let otn = app.create_order(&token, "sms-100", 1).await["out_trade_no"].as_str().unwrap().to_owned();
         // The job row is lost (an operator deleted it, a restore without the queue, ...).

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use minipay::http::SUCCESS_REPLY;
 use minipay::store::Store;
+use minipay::wechat::v2::notify::SUCCESS_REPLY;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -122,7 +122,7 @@ async fn readyz(app: &TestApp) -> (StatusCode, Value) {
 
 on_both_backends! {
     async fn storage_that_cannot_write_answers_503_and_heals_by_itself(backend) {
-        let Some(app) = TestApp::spawn_with(backend, minipay::app::Role::All, |s| s.sqlite_max_size_mb = 1).await else { return };
+        let Some(app) = TestApp::spawn_with(backend, minipay::app::Role::All, |s| s.database.sqlite_max_size_mb = 1).await else { return };
         let token = app.login("una#1").await;
         let ready = app.create_order(&token, "sms-100", 1).await["out_trade_no"].as_str().unwrap().to_owned();
         app.wait_for_status(&token, &ready, "ready").await;

@@ -2,7 +2,7 @@
 //! jobs, and a dead job's Retry button makes it run again.
 
 use fantoccini::Locator;
-use minipay_jobs::payload::QUEUES;
+use minipay::worker::QUEUES;
 
 use crate::harness::{Browser, PHONE_WIDTH, Viewport};
 use crate::helpers::{ADMIN_TOKEN, Backend, TestApp, eventually};

@@ -12,209 +12,24 @@
 //! `out_trade_no`, so a merge would first have to sort it, which needs the whole statement (in
 //! memory or spilled to disk); the local side comes sorted or not from one query either way.
 
+mod entries;
 mod failure;
+mod report;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::OrderStatus;
 
+pub use entries::{
+    LocalOrder, LocalRefund, LocalRefundStatus, WechatEntry, WechatPayment, WechatRefund,
+};
 pub use failure::{BillFailure, classify_bill_failure};
+pub use report::{BillReport, Mismatch, MismatchKind, Totals};
 
 /// Money in fen (1/100 yuan), as every amount in minipay.
 pub type Fen = i64;
-
-/// One line of WeChat's statement, reduced to what the comparison needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WechatEntry {
-    Payment(WechatPayment),
-    Refund(WechatRefund),
-}
-
-/// A payment line (交易状态 other than `REFUND`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WechatPayment {
-    pub out_trade_no: String,
-    pub transaction_id: String,
-    /// 订单金额 on 27-column statements, 应结订单金额 on 24-column ones.
-    pub fee: Fen,
-    /// 交易状态 as listed: `SUCCESS`, or e.g. `REVOKED`.
-    pub state: String,
-}
-
-impl WechatPayment {
-    /// WeChat holds the money for this order.
-    pub fn is_paid(&self) -> bool {
-        self.state == "SUCCESS"
-    }
-}
-
-/// A refund line (交易状态 `REFUND`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WechatRefund {
-    pub out_trade_no: String,
-    pub out_refund_no: String,
-    /// 退款金额.
-    pub refund_fee: Fen,
-    /// 退款状态 as it was when the refund was applied for: `SUCCESS`, `PROCESSING`, ...
-    pub status: String,
-}
-
-impl WechatRefund {
-    /// `SUCCESS` and `PROCESSING` both count as refunded: the statement freezes the status of
-    /// the day the refund was applied for, and a processing refund is not undone.
-    pub fn succeeded(&self) -> bool {
-        matches!(self.status.as_str(), "SUCCESS" | "PROCESSING")
-    }
-}
-
-/// An order as minipay holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalOrder {
-    pub out_trade_no: String,
-    pub total_fee: Fen,
-    pub status: OrderStatus,
-}
-
-/// Where a refund stands at minipay, in the terms the comparison needs (the integrator maps
-/// its refund statuses onto these three).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LocalRefundStatus {
-    /// Submitted to WeChat, outcome not yet known.
-    Processing,
-    Succeeded,
-    /// WeChat refused or closed it.
-    Failed,
-}
-
-impl LocalRefundStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            LocalRefundStatus::Processing => "processing",
-            LocalRefundStatus::Succeeded => "succeeded",
-            LocalRefundStatus::Failed => "failed",
-        }
-    }
-
-    fn counts(self) -> bool {
-        self != LocalRefundStatus::Failed
-    }
-}
-
-/// A refund as minipay holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalRefund {
-    pub out_trade_no: String,
-    pub out_refund_no: String,
-    pub refund_fee: Fen,
-    pub status: LocalRefundStatus,
-}
-
-/// One side's totals, in the contract's JSON shape.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Totals {
-    /// Paid orders (WeChat: lines in state `SUCCESS`).
-    pub payments: u64,
-    pub payment_fee: Fen,
-    /// Refunds that count as refunded (WeChat: `SUCCESS` or `PROCESSING`; minipay: not failed).
-    pub refunds: u64,
-    pub refund_fee: Fen,
-}
-
-impl Totals {
-    fn add_payment(&mut self, fee: Fen) {
-        self.payments += 1;
-        self.payment_fee = self.payment_fee.saturating_add(fee);
-    }
-
-    fn add_refund(&mut self, fee: Fen) {
-        self.refunds += 1;
-        self.refund_fee = self.refund_fee.saturating_add(fee);
-    }
-}
-
-/// The kinds of difference, stored and served by these names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MismatchKind {
-    /// WeChat lists it; minipay has no such order or refund.
-    MissingLocal,
-    /// minipay holds it for the day; WeChat does not list it.
-    MissingWechat,
-    /// Both have it with different amounts.
-    Amount,
-    /// Both have it; one says paid (refunded) and the other does not, or minipay holds it on
-    /// another day.
-    Status,
-}
-
-impl MismatchKind {
-    pub const ALL: [MismatchKind; 4] = [
-        MismatchKind::MissingLocal,
-        MismatchKind::MissingWechat,
-        MismatchKind::Amount,
-        MismatchKind::Status,
-    ];
-
-    /// The stored and wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MismatchKind::MissingLocal => "missing_local",
-            MismatchKind::MissingWechat => "missing_wechat",
-            MismatchKind::Amount => "amount",
-            MismatchKind::Status => "status",
-        }
-    }
-}
-
-/// One difference. `wechat` and `local` describe each side as `"<state> <fen>"` (`"absent"`
-/// when a side has nothing), e.g. `"SUCCESS 3400"` against `"ready 3400"`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Mismatch {
-    pub kind: MismatchKind,
-    pub out_trade_no: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub out_refund_no: Option<String>,
-    pub wechat: String,
-    pub local: String,
-    /// WeChat has the payment and minipay holds the order as `pending` or `ready`: an order
-    /// query settles it through the usual path. Nothing is changed on the statement's word.
-    #[serde(default)]
-    pub healable: bool,
-}
-
-/// The outcome of one day.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BillReport {
-    pub wechat: Totals,
-    pub local: Totals,
-    /// Sorted by `out_trade_no`, then `out_refund_no`, then kind.
-    pub mismatches: Vec<Mismatch>,
-}
-
-impl BillReport {
-    /// No differences and equal totals.
-    pub fn is_clean(&self) -> bool {
-        self.mismatches.is_empty() && self.wechat == self.local
-    }
-
-    /// Orders an order query may settle (see [`Mismatch::healable`]).
-    pub fn healable(&self) -> impl Iterator<Item = &str> {
-        self.mismatches
-            .iter()
-            .filter(|m| m.healable)
-            .map(|m| m.out_trade_no.as_str())
-    }
-
-    /// How many mismatches of `kind` the report holds.
-    pub fn count(&self, kind: MismatchKind) -> usize {
-        self.mismatches.iter().filter(|m| m.kind == kind).count()
-    }
-}
 
 /// What the caller found for the keys of [`DayReconciliation::unresolved`]: minipay's orders and
 /// refunds of any day and any status, keyed by `out_trade_no` / `out_refund_no`. Keys it could

@@ -5,131 +5,25 @@
 //! The statement is made from a plain list of [`Trade`]s, payments and refunds alike, so
 //! that refunds join by adding theirs in [`day_trades`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use chrono::{Days, Months, NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{Days, Months, NaiveDate, NaiveTime};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
 use super::Simulator;
-use super::api::return_fail;
-use super::bill_control::{BillInjection, apply_injections};
 use super::state::{Call, SimState, TradeState};
-use crate::wechat::params::parse_beijing_time;
-use crate::wechat::sign::{SignType, verify};
-use crate::wechat::v2::bill::{
-    BillRow, Fee, Layout, OrderAmounts, RowRefund, StatementWriter, beijing_day, beijing_instant,
-};
-use crate::wechat::{Fields, xml};
-
-/// Statement settings and injected differences.
-#[derive(Debug, Default)]
-pub(super) struct BillState {
-    pub injections: Vec<BillInjection>,
-    /// `return_msg`s to answer the next calls with, oldest first.
-    pub forced: VecDeque<String>,
-    /// `None`: 27 columns, as for every merchant since 2018.
-    pub layout: Option<Layout>,
-}
-
-/// One trade as a statement lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Trade {
-    /// Payment time, or when the refund was applied for (Beijing time).
-    pub at: NaiveDateTime,
-    pub out_trade_no: String,
-    pub transaction_id: String,
-    pub openid: String,
-    pub trade_type: String,
-    pub body: String,
-    pub attach: String,
-    /// What the order cost (`total_fee`).
-    pub total_fee: i64,
-    /// Paid with a coupon (免充值券): not settled to the merchant.
-    pub coupon_fee: i64,
-    /// 交易状态 of a payment (`SUCCESS`); refund lines always say `REFUND`.
-    pub state: String,
-    pub refund: Option<TradeRefund>,
-}
-
-/// The refund a refund line is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TradeRefund {
-    pub out_refund_no: String,
-    pub refund_id: String,
-    pub refund_fee: i64,
-    /// 退款状态 when it was applied for: `SUCCESS` or `PROCESSING`.
-    pub status: String,
-}
-
-/// The simulator's rate: 0.60%, each fee rounded to the fen as WeChat's are.
-fn poundage(fen: i64) -> Fee {
-    Fee((fen * 6 + 500).div_euclid(1000) * Fee::PER_FEN)
-}
-
-/// Statement values cannot hold line breaks or a backtick after a comma.
-fn clean(text: &str) -> String {
-    text.chars()
-        .filter(|c| !matches!(c, '`' | '\r' | '\n'))
-        .collect()
-}
-
-impl Trade {
-    /// The statement line of this trade.
-    pub fn row(&self, appid: &str, mch_id: &str) -> BillRow {
-        let settled = self.total_fee - self.coupon_fee;
-        let (settlement, order_fee, refund, fee) = match &self.refund {
-            None => (settled, self.total_fee, None, poundage(settled)),
-            Some(r) => (
-                0,
-                0,
-                Some(RowRefund {
-                    refund_id: r.refund_id.clone(),
-                    out_refund_no: r.out_refund_no.clone(),
-                    refund_fee: r.refund_fee,
-                    coupon_refund_fee: 0,
-                    refund_type: "ORIGINAL".into(),
-                    refund_status: r.status.clone(),
-                }),
-                Fee(-poundage(r.refund_fee).0),
-            ),
-        };
-        BillRow {
-            trade_time: self.at,
-            appid: appid.into(),
-            mch_id: mch_id.into(),
-            sub_mch_id: "0".into(),
-            device_info: String::new(),
-            transaction_id: self.transaction_id.clone(),
-            out_trade_no: self.out_trade_no.clone(),
-            openid: self.openid.clone(),
-            trade_type: self.trade_type.clone(),
-            trade_state: match refund {
-                Some(_) => "REFUND".into(),
-                None => self.state.clone(),
-            },
-            bank_type: "OTHERS".into(),
-            fee_type: "CNY".into(),
-            settlement_total_fee: settlement,
-            coupon_fee: if refund.is_some() { 0 } else { self.coupon_fee },
-            order: Some(OrderAmounts {
-                total_fee: order_fee,
-                applied_refund_fee: refund.as_ref().map_or(0, |r| r.refund_fee),
-                rate_remark: String::new(),
-            }),
-            refund,
-            body: clean(&self.body),
-            attach: clean(&self.attach),
-            poundage: fee,
-            rate: "0.60%".into(),
-        }
-    }
-}
+use super::trades::{Trade, apply_injections};
+use super::wire::return_fail;
+use crate::wechat::v2::bill::{Layout, StatementWriter, beijing_day, beijing_instant};
+use crate::wechat::v2::params::parse_beijing_time;
+use crate::wechat::v2::sign::{SignType, verify};
+use crate::wechat::v2::{Fields, xml};
 
 /// The simulator's trades on Beijing day `day`, by time: orders paid that day (by
 /// `time_end`). Refunds applied for that day belong here too once the simulator has them.

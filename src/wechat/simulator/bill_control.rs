@@ -8,47 +8,15 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::Simulator;
-use super::bill::{Trade, download_bill};
+use super::bill::download_bill;
 use super::state::TradeState;
-use crate::wechat::params::{beijing_time, parse_beijing_time};
+use super::trades::{BillInjection, extra_day};
 use crate::wechat::v2::bill::Layout;
-
-/// `POST /sim/bill/injections`: a difference between the statement and the simulator's
-/// trades. `out_refund_no` picks a refund line instead of the order's payment line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum BillInjection {
-    /// Leave the line out.
-    Drop {
-        out_trade_no: String,
-        #[serde(default)]
-        out_refund_no: Option<String>,
-    },
-    /// List this amount (fen): 订单金额 (and 应结订单金额) of a payment, 退款金额 of a refund.
-    Amount {
-        out_trade_no: String,
-        #[serde(default)]
-        out_refund_no: Option<String>,
-        fee: i64,
-    },
-    /// List this 交易状态 (payment, e.g. `REVOKED`) or 退款状态 (refund, e.g. `FAIL`).
-    Status {
-        out_trade_no: String,
-        #[serde(default)]
-        out_refund_no: Option<String>,
-        status: String,
-    },
-    /// A payment minipay never created, on `date` (`YYYY-MM-DD`, Beijing) at noon.
-    Extra {
-        date: String,
-        out_trade_no: String,
-        total_fee: i64,
-    },
-}
+use crate::wechat::v2::params::{beijing_time, parse_beijing_time};
 
 /// `POST /sim/bill/force`: answer the next `times` downloads with `return_code=FAIL` and this
 /// `return_msg` (`Bill Creating`, `SYSTEMERROR`, `CompressGZip Error`, ...).
@@ -135,77 +103,6 @@ impl Simulator {
         }
         order.time_end = Some(beijing_time(at));
         Ok(())
-    }
-}
-
-fn extra_day(date: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()
-}
-
-/// Applies `injections` to the trades of `day`.
-pub(super) fn apply_injections(
-    injections: &[BillInjection],
-    day: NaiveDate,
-    trades: &mut Vec<Trade>,
-) {
-    let line = |trade: &Trade, otn: &str, orn: &Option<String>| {
-        trade.out_trade_no == otn && trade.refund.as_ref().map(|r| &r.out_refund_no) == orn.as_ref()
-    };
-    for injection in injections {
-        match injection {
-            BillInjection::Drop {
-                out_trade_no,
-                out_refund_no,
-            } => trades.retain(|t| !line(t, out_trade_no, out_refund_no)),
-            BillInjection::Amount {
-                out_trade_no,
-                out_refund_no,
-                fee,
-            } => {
-                for trade in trades
-                    .iter_mut()
-                    .filter(|t| line(t, out_trade_no, out_refund_no))
-                {
-                    match trade.refund.as_mut() {
-                        Some(refund) => refund.refund_fee = *fee,
-                        None => trade.total_fee = *fee,
-                    }
-                }
-            }
-            BillInjection::Status {
-                out_trade_no,
-                out_refund_no,
-                status,
-            } => {
-                for trade in trades
-                    .iter_mut()
-                    .filter(|t| line(t, out_trade_no, out_refund_no))
-                {
-                    match trade.refund.as_mut() {
-                        Some(refund) => refund.status = status.clone(),
-                        None => trade.state = status.clone(),
-                    }
-                }
-            }
-            BillInjection::Extra {
-                date,
-                out_trade_no,
-                total_fee,
-            } if extra_day(date) == Some(day) => trades.push(Trade {
-                at: day.and_time(NaiveTime::MIN) + chrono::Duration::hours(12),
-                out_trade_no: out_trade_no.clone(),
-                transaction_id: format!("4200{}{:010}", day.format("%Y%m%d"), trades.len()),
-                openid: "oSimulatorExtraTradeOpenid0000".into(),
-                trade_type: "JSAPI".into(),
-                body: "extra".into(),
-                attach: String::new(),
-                total_fee: *total_fee,
-                coupon_fee: 0,
-                state: "SUCCESS".into(),
-                refund: None,
-            }),
-            BillInjection::Extra { .. } => {}
-        }
     }
 }
 

@@ -10,10 +10,10 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::Simulator;
-use super::api::{trade_fields, transaction_id};
-use super::state::{Delivery, Faults, Forced, TradeState};
-use crate::wechat::sign::{SignType, nonce, sign};
-use crate::wechat::{params::beijing_time, xml};
+use super::delivery::Delivery;
+use super::state::{Faults, ForceRule, TradeState, trade_fields, transaction_id};
+use crate::wechat::v2::sign::{SignType, nonce, sign};
+use crate::wechat::v2::{params::beijing_time, xml};
 
 /// WeChat's notify re-send gaps after the first try, in seconds (docs/wechat-pay-v2.md §6.4).
 pub(super) const RESEND_GAPS_SECS: [u64; 15] = [
@@ -44,22 +44,6 @@ pub struct PayResult {
     pub transaction_id: String,
     /// The signed notify as WeChat sends it.
     pub notify_xml: String,
-}
-
-/// `POST /sim/force`: the next `times` calls for `out_trade_no` (or for any order, with
-/// `"*"`) get `outcome`.
-// No `deny_unknown_fields`: serde does not support it together with `flatten`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ForceRule {
-    pub out_trade_no: String,
-    #[serde(flatten)]
-    pub outcome: Forced,
-    #[serde(default = "one")]
-    pub times: u32,
-}
-
-fn one() -> u32 {
-    1
 }
 
 pub(super) async fn pay(State(sim): State<Simulator>, Json(request): Json<PayRequest>) -> Response {
@@ -264,6 +248,7 @@ pub(super) async fn stats(State(sim): State<Simulator>) -> Json<Stats> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wechat::simulator::Forced;
 
     #[test]
     fn force_rules_read_as_documented() {

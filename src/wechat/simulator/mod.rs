@@ -9,11 +9,17 @@ mod api;
 mod bill;
 mod bill_control;
 mod control;
+mod delivery;
+mod login;
+mod orders;
 mod refund;
+mod refund_book;
 mod refund_control;
 mod refund_result;
 mod state;
 mod tls;
+mod trades;
+mod wire;
 
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -21,15 +27,16 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{get, post};
 
-pub use bill::{Trade, TradeRefund};
-pub use bill_control::{Backdate, BillForce, BillInjection, BillLayout};
-pub use control::{ForceRule, PayRequest, PayResult};
+pub use bill_control::{Backdate, BillForce, BillLayout};
+pub use control::{PayRequest, PayResult};
+pub use delivery::Delivery;
 pub use refund::NO_CLIENT_CERT;
 pub use refund_control::{ConsoleRefund, RefundOutcomeRule, SettleRequest, SimRefundView};
-pub use state::{ANY_ORDER, Call, Delivery, Faults, Forced, SimOrderView, TradeState};
+pub use state::{ANY_ORDER, Call, Faults, ForceRule, Forced, SimOrderView, TradeState};
 pub use tls::{ClientCert, SimTls, TlsPems};
+pub use trades::{BillInjection, Trade, TradeRefund};
 
-use super::ApiKey;
+use super::v2::ApiKey;
 use crate::clock::Clock;
 use state::SimState;
 
@@ -75,7 +82,7 @@ impl Simulator {
             inner: Arc::new(Inner {
                 config,
                 clock: Clock::new(),
-                http: super::client::http_client(Duration::from_secs(2), Duration::from_secs(5)),
+                http: super::http_client(Duration::from_secs(2), Duration::from_secs(5)),
                 state: Mutex::new(SimState::default()),
                 tls: OnceLock::new(),
             }),
@@ -91,7 +98,7 @@ impl Simulator {
             .route("/pay/closeorder", post(api::close_order))
             .route("/secapi/pay/refund", post(refund::secapi_refund))
             .route("/pay/refundquery", post(refund::refund_query))
-            .route("/sns/jscode2session", get(api::code_to_session))
+            .route("/sns/jscode2session", get(login::code_to_session))
             .route("/sim/pay", post(control::pay))
             .route(
                 "/sim/faults",

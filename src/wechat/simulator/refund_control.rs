@@ -15,11 +15,11 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use super::Simulator;
-use super::refund::{NewRefund, SimRefund};
-use super::state::Delivery;
+use super::delivery::Delivery;
+use super::refund_book::{NewRefund, SimRefund};
 use super::tls::{SimTls, TlsPems, serve_tls};
-use crate::wechat::sign::random_alphanumeric;
 use crate::wechat::v2::refund::{parse_refund_status, refund_status_name};
+use crate::wechat::v2::sign::random_alphanumeric;
 
 /// A refund as `GET /sim/refunds` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]

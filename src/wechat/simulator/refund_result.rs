@@ -7,12 +7,12 @@ use std::time::Duration;
 use minipay_jobs::RefundResult;
 
 use super::Simulator;
-use super::api::Answer;
-use super::refund::SimRefund;
-use super::state::Delivery;
+use super::delivery::Delivery;
+use super::orders::Answer;
+use super::refund_book::SimRefund;
 use crate::wechat::v2::refund::{refund_status_name, refund_time};
 use crate::wechat::v2::refund_notify::{RefundInfo, refund_notify_body};
-use crate::wechat::{Fields, xml};
+use crate::wechat::v2::{Fields, xml};
 
 impl Simulator {
     /// Gives a `PROCESSING` refund its result (`result`, else the one it was due) and sends

@@ -4,9 +4,11 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::control::ForceRule;
-use super::refund::RefundBook;
-use crate::wechat::SignType;
+use super::delivery::Delivery;
+use super::refund_book::RefundBook;
+use crate::wechat::v2::params::beijing_time;
+use crate::wechat::v2::sign::random_alphanumeric;
+use crate::wechat::v2::{Fields, SignType};
 
 /// WeChat's `trade_state` values the simulator can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,15 +133,6 @@ pub struct Call {
     pub client_cert: Option<bool>,
 }
 
-/// One notify POST to the merchant.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Delivery {
-    pub at_ms: i64,
-    pub http_status: Option<u16>,
-    pub reply: String,
-    pub acknowledged: bool,
-}
-
 /// An order as WeChat holds it.
 #[derive(Debug, Clone)]
 pub(super) struct SimOrder {
@@ -204,7 +197,7 @@ pub(super) struct SimState {
     pub used_codes: HashSet<String>,
     pub close_violations: Vec<String>,
     pub next_transaction: u64,
-    pub bills: super::bill::BillState,
+    pub bills: super::trades::BillState,
     pub refunds: RefundBook,
 }
 
@@ -253,4 +246,72 @@ impl SimState {
     pub fn record(&mut self, call: Call) {
         self.calls.push(call);
     }
+}
+
+/// `POST /sim/force`: the next `times` calls for `out_trade_no` (or for any order, with
+/// `"*"`) get `outcome`.
+// No `deny_unknown_fields`: serde does not support it together with `flatten`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ForceRule {
+    pub out_trade_no: String,
+    #[serde(flatten)]
+    pub outcome: Forced,
+    #[serde(default = "one")]
+    pub times: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The fields orderquery (and the notify) report for an order.
+pub(super) fn trade_fields(out_trade_no: &str, order: &SimOrder) -> Fields {
+    let business = |name: &str| order.business.get(name).cloned().unwrap_or_default();
+    let mut fields = Fields::new();
+    fields.set("device_info", ""); // WeChat sends it empty; it must not be signed
+    fields.set("out_trade_no", out_trade_no);
+    fields.set("trade_state", order.trade_state.as_str());
+    fields.set("trade_state_desc", order.trade_state.description());
+    fields.set("total_fee", business("total_fee"));
+    fields.set("attach", business("attach"));
+    if matches!(order.trade_state, TradeState::Success | TradeState::Refund) {
+        fields.set("openid", business("openid"));
+        fields.set("is_subscribe", "N");
+        fields.set("trade_type", business("trade_type"));
+        fields.set("bank_type", "OTHERS");
+        fields.set("fee_type", "CNY");
+        let total: i64 = business("total_fee").parse().unwrap_or(0);
+        fields.set("cash_fee", order.cash_fee.unwrap_or(total).to_string());
+        if let Some(coupon) = order.coupon_fee {
+            fields.set("coupon_fee", coupon.to_string());
+            fields.set("coupon_count", "1");
+            fields.set("coupon_type_0", "NO_CASH");
+            fields.set("coupon_id_0", "10000");
+            fields.set("coupon_fee_0", coupon.to_string());
+        }
+        fields.set(
+            "transaction_id",
+            order.transaction_id.clone().unwrap_or_default(),
+        );
+        fields.set("time_end", order.time_end.clone().unwrap_or_default());
+    }
+    fields
+}
+
+/// `wx` + Beijing time + 20 random characters, like `wx201410272009395522657a690389285100`.
+pub(super) fn new_prepay_id(now: chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        "wx{}{}",
+        beijing_time(now),
+        random_alphanumeric(20).to_lowercase()
+    )
+}
+
+/// A 28-digit WeChat transaction id.
+pub(super) fn transaction_id(now: chrono::DateTime<chrono::Utc>, serial: u64) -> String {
+    format!(
+        "4200{}{:010}",
+        &beijing_time(now)[..14],
+        serial % 10_000_000_000
+    )
 }

@@ -3,14 +3,12 @@
 //! fields of a verified reply (docs/refunds.md). The simulator applies the same rules.
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
-use minipay_jobs::RefundResult;
+use minipay_jobs::{ParamError, RefundResult};
 use serde::{Deserialize, Serialize};
 
-use crate::wechat::params::{
-    BEIJING, ParamError, check_notify_url, check_out_trade_no, check_total_fee,
-};
-use crate::wechat::sign::{ApiKey, SignType};
-use crate::wechat::{Fields, Merchant};
+use crate::wechat::v2::params::{BEIJING, check_notify_url, check_out_trade_no, check_total_fee};
+use crate::wechat::v2::sign::{ApiKey, SignType};
+use crate::wechat::v2::{Fields, Merchant};
 
 /// `refund_desc` is at most this many UTF-8 bytes.
 pub const REFUND_DESC_MAX_BYTES: usize = 80;
@@ -358,7 +356,7 @@ impl RefundQueryReply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wechat::sign::{SignType, verify};
+    use crate::wechat::v2::sign::{SignType, verify};
 
     fn params() -> RefundParams {
         RefundParams {

@@ -7,9 +7,9 @@ use minipay_jobs::refund::{
 };
 
 use super::refund::{RefundAccepted, RefundParams, RefundQueryKey, RefundQueryReply, RefundRecord};
-use crate::wechat::client::PayClient;
-use crate::wechat::reply::Answer;
-use crate::wechat::sign::nonce;
+use crate::wechat::v2::client::PayClient;
+use crate::wechat::v2::reply::Answer;
+use crate::wechat::v2::sign::nonce;
 
 /// A [`PayClient`] whose HTTP client presents the merchant API certificate (see
 /// [`super::tls::https_client`]); refunds need it, refund queries do not mind it.

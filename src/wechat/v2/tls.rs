@@ -296,7 +296,7 @@ pub fn client_config(
 }
 
 /// An HTTPS client for WeChat Pay built on [`client_config`], with the same timeouts and
-/// user agent as [`crate::wechat::client::http_client`]. With an identity it is the client for
+/// user agent as [`crate::wechat::http_client`]. With an identity it is the client for
 /// `/secapi/pay/refund`.
 pub fn https_client(
     extra_ca: &[CertificateDer<'static>],

@@ -13,10 +13,10 @@ use minipay_jobs::bill::{BillFailure, classify_bill_failure};
 
 use super::reader::ChunkParser;
 use super::{BillError, BillErrorKind, BillRow, Statement, bill_date};
-use crate::wechat::client::PayClient;
-use crate::wechat::reply::Answer;
-use crate::wechat::sign::nonce;
-use crate::wechat::{Fields, Merchant, xml};
+use crate::wechat::v2::client::PayClient;
+use crate::wechat::v2::reply::Answer;
+use crate::wechat::v2::sign::nonce;
+use crate::wechat::v2::{Fields, Merchant, xml};
 
 /// One day's statement to ask for (`bill_type=ALL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,74 +1,58 @@
-//! The parameters `wx.requestPayment` takes (docs/wechat-pay-v2.md §5).
+//! The parameters `wx.requestPayment` takes, signed the v2 way (docs/wechat-pay-v2.md §5): the
+//! core crate's [`PayParams`] with an MD5 or HMAC-SHA256 `paySign`.
 
-use serde::{Deserialize, Serialize};
+use minipay_jobs::PayParams;
 
-use super::sign::{ApiKey, SignType, sign};
+use super::sign::{ApiKey, SignType, constant_time_eq, sign};
 
-/// Exactly what the mini-program passes to `wx.requestPayment`. `appId` is signed but not
-/// sent: the running mini-program's own AppID is used.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PayParams {
-    /// Unix time in seconds, as a string (not milliseconds, not a number).
-    #[serde(rename = "timeStamp")]
-    pub time_stamp: String,
-    #[serde(rename = "nonceStr")]
-    pub nonce_str: String,
-    /// `prepay_id=<prepay_id>`.
-    pub package: String,
-    /// Must equal the `sign_type` of the unifiedorder call.
-    #[serde(rename = "signType")]
-    pub sign_type: SignType,
-    #[serde(rename = "paySign")]
-    pub pay_sign: String,
+/// Signs `appId, nonceStr, package, signType, timeStamp` — these five names, this casing.
+pub fn sign_pay_params(
+    appid: &str,
+    prepay_id: &str,
+    sign_type: SignType,
+    key: &ApiKey,
+    unix_secs: i64,
+    nonce: String,
+) -> PayParams {
+    let time_stamp = unix_secs.to_string();
+    let package = format!("prepay_id={prepay_id}");
+    let pay_sign = sign(
+        [
+            ("appId", appid),
+            ("nonceStr", nonce.as_str()),
+            ("package", package.as_str()),
+            ("signType", sign_type.as_str()),
+            ("timeStamp", time_stamp.as_str()),
+        ],
+        key,
+        sign_type,
+    );
+    PayParams {
+        time_stamp,
+        nonce_str: nonce,
+        package,
+        sign_type: sign_type.as_str().to_owned(),
+        pay_sign,
+    }
 }
 
-impl PayParams {
-    /// Signs `appId, nonceStr, package, signType, timeStamp` — these five names, this casing.
-    pub fn new(
-        appid: &str,
-        prepay_id: &str,
-        sign_type: SignType,
-        key: &ApiKey,
-        unix_secs: i64,
-        nonce: String,
-    ) -> Self {
-        let time_stamp = unix_secs.to_string();
-        let package = format!("prepay_id={prepay_id}");
-        let pay_sign = sign(
-            [
-                ("appId", appid),
-                ("nonceStr", nonce.as_str()),
-                ("package", package.as_str()),
-                ("signType", sign_type.as_str()),
-                ("timeStamp", time_stamp.as_str()),
-            ],
-            key,
-            sign_type,
-        );
-        PayParams {
-            time_stamp,
-            nonce_str: nonce,
-            package,
-            sign_type,
-            pay_sign,
-        }
-    }
-
-    /// Checks `paySign` the way WeChat's client does, given the mini-program's appid.
-    pub fn verify(&self, appid: &str, key: &ApiKey) -> bool {
-        let expected = sign(
-            [
-                ("appId", appid),
-                ("nonceStr", self.nonce_str.as_str()),
-                ("package", self.package.as_str()),
-                ("signType", self.sign_type.as_str()),
-                ("timeStamp", self.time_stamp.as_str()),
-            ],
-            key,
-            self.sign_type,
-        );
-        super::sign::constant_time_eq(expected.as_bytes(), self.pay_sign.as_bytes())
-    }
+/// Checks `paySign` the way WeChat's client does, given the mini-program's appid.
+pub fn verify_pay_params(params: &PayParams, appid: &str, key: &ApiKey) -> bool {
+    let Ok(sign_type) = params.sign_type.parse::<SignType>() else {
+        return false;
+    };
+    let expected = sign(
+        [
+            ("appId", appid),
+            ("nonceStr", params.nonce_str.as_str()),
+            ("package", params.package.as_str()),
+            ("signType", params.sign_type.as_str()),
+            ("timeStamp", params.time_stamp.as_str()),
+        ],
+        key,
+        sign_type,
+    );
+    constant_time_eq(expected.as_bytes(), params.pay_sign.as_bytes())
 }
 
 #[cfg(test)]
@@ -84,7 +68,7 @@ mod tests {
     }
 
     fn params(sign_type: SignType) -> PayParams {
-        PayParams::new(
+        sign_pay_params(
             APPID,
             PREPAY,
             sign_type,
@@ -104,8 +88,12 @@ mod tests {
             params(SignType::Md5).pay_sign,
             "EB84DFF2F093AC09BF5EDA0AA14903C2"
         );
-        assert!(params(SignType::Md5).verify(APPID, &key()));
-        assert!(!params(SignType::Md5).verify("wx_other_app", &key()));
+        assert!(verify_pay_params(&params(SignType::Md5), APPID, &key()));
+        assert!(!verify_pay_params(
+            &params(SignType::Md5),
+            "wx_other_app",
+            &key()
+        ));
     }
 
     #[test]
@@ -167,6 +155,6 @@ mod tests {
         let p = params(SignType::HmacSha256);
         assert_eq!(p.package, format!("prepay_id={PREPAY}"));
         assert!(!p.package.contains("perpay"));
-        assert_eq!(p.sign_type, SignType::HmacSha256);
+        assert_eq!(p.sign_type, SignType::HmacSha256.as_str());
     }
 }

@@ -1,7 +1,8 @@
-//! What came back from WeChat: replies to our calls and the payment notify, as typed views
-//! over the raw fields (which stay the basis of every signature check).
+//! What came back from WeChat Pay v2: replies to our calls and the payment notify, as typed
+//! views over the raw fields (which stay the basis of every signature check), reduced to the
+//! core crate's protocol-neutral [`Reply`] and [`Payment`].
 
-use minipay_jobs::{Reply, Transport};
+use minipay_jobs::{Payment, Reply, Transport};
 
 use super::sign::{SignatureError, verify};
 use super::{Fields, Merchant, xml};
@@ -33,7 +34,7 @@ impl Answer {
     }
 
     /// The answer reduced for the decision tables.
-    pub fn reply(&self) -> Reply<'_> {
+    pub fn reply(&self) -> Reply {
         match self {
             Answer::Failed(transport) => Reply::Unknown(*transport),
             Answer::Rejected(status) => Reply::HttpRejected { status: *status },
@@ -42,12 +43,12 @@ impl Answer {
                 Some("SUCCESS") => match fields.get("result_code") {
                     Some("SUCCESS") => Reply::Success,
                     _ => Reply::BusinessFail {
-                        err_code: fields.get("err_code").unwrap_or(""),
-                        err_code_des: fields.get("err_code_des").unwrap_or(""),
+                        err_code: fields.get("err_code").unwrap_or("").to_owned(),
+                        err_code_des: fields.get("err_code_des").unwrap_or("").to_owned(),
                     },
                 },
                 _ => Reply::ReturnFail {
-                    return_msg: fields.get("return_msg").unwrap_or(""),
+                    return_msg: fields.get("return_msg").unwrap_or("").to_owned(),
                 },
             },
         }
@@ -72,23 +73,6 @@ impl Answer {
                 trusted: true,
             } => Some(fields),
             _ => None,
-        }
-    }
-
-    /// A short label for metrics and logs: `SUCCESS`, WeChat's err_code, `RETURN_FAIL`,
-    /// `UNTRUSTED`, `HTTP_4xx`, `CONNECT`, `TIMEOUT`, `HTTP_5xx` or `UNREADABLE`.
-    pub fn label(&self) -> String {
-        match self.reply() {
-            Reply::Success => "SUCCESS".into(),
-            Reply::BusinessFail { err_code, .. } if !err_code.is_empty() => err_code.into(),
-            Reply::BusinessFail { .. } => "RESULT_FAIL".into(),
-            Reply::ReturnFail { .. } => "RETURN_FAIL".into(),
-            Reply::Untrusted => "UNTRUSTED".into(),
-            Reply::HttpRejected { status } => format!("HTTP_{status}"),
-            Reply::Unknown(Transport::Connect) => "CONNECT".into(),
-            Reply::Unknown(Transport::Timeout) => "TIMEOUT".into(),
-            Reply::Unknown(Transport::ServerError(status)) => format!("HTTP_{status}"),
-            Reply::Unknown(Transport::Unreadable) => "UNREADABLE".into(),
         }
     }
 }
@@ -122,30 +106,17 @@ pub enum Untrusted {
     MchId,
 }
 
-/// The facts of a payment, from a notify or an order query.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Payment {
-    pub out_trade_no: String,
-    pub transaction_id: String,
-    pub total_fee: i64,
-    pub cash_fee: i64,
-    /// `yyyyMMddHHmmss`, Beijing time, as WeChat wrote it.
-    pub time_end: String,
-}
-
-impl Payment {
-    /// Reads the payment fields of a verified notify or orderquery reply.
-    pub fn from_fields(fields: &Fields) -> Result<Payment, MissingField> {
-        let text = |name: &'static str| fields.non_empty(name).ok_or(MissingField(name));
-        let fen = |name: &'static str| text(name)?.parse::<i64>().map_err(|_| MissingField(name));
-        Ok(Payment {
-            out_trade_no: text("out_trade_no")?.to_owned(),
-            transaction_id: text("transaction_id")?.to_owned(),
-            total_fee: fen("total_fee")?,
-            cash_fee: fen("cash_fee").or_else(|_| fen("total_fee"))?,
-            time_end: text("time_end")?.to_owned(),
-        })
-    }
+/// Reads the payment fields of a verified notify or orderquery reply.
+pub fn payment_from_fields(fields: &Fields) -> Result<Payment, MissingField> {
+    let text = |name: &'static str| fields.non_empty(name).ok_or(MissingField(name));
+    let fen = |name: &'static str| text(name)?.parse::<i64>().map_err(|_| MissingField(name));
+    Ok(Payment {
+        out_trade_no: text("out_trade_no")?.to_owned(),
+        transaction_id: text("transaction_id")?.to_owned(),
+        total_fee: fen("total_fee")?,
+        cash_fee: fen("cash_fee").or_else(|_| fen("total_fee"))?,
+        time_end: text("time_end")?.to_owned(),
+    })
 }
 
 /// A payment field that is absent or not a number.
@@ -156,7 +127,7 @@ pub struct MissingField(pub &'static str);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wechat::sign::{ApiKey, SignType, sign};
+    use crate::wechat::v2::sign::{ApiKey, SignType, sign};
 
     fn merchant() -> Merchant {
         Merchant {
@@ -218,8 +189,8 @@ mod tests {
         assert_eq!(
             answer.reply(),
             Reply::BusinessFail {
-                err_code: "NOAUTH",
-                err_code_des: "商户无此接口权限"
+                err_code: "NOAUTH".into(),
+                err_code_des: "商户无此接口权限".into()
             }
         );
 
@@ -232,7 +203,7 @@ mod tests {
         assert_eq!(
             answer.reply(),
             Reply::ReturnFail {
-                return_msg: "签名错误"
+                return_msg: "签名错误".into()
             }
         );
         assert_eq!(

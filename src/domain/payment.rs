@@ -1,19 +1,19 @@
 //! Applying a verified payment to its order — the one path for notifies, order queries after
 //! `ORDERPAID`, and reconciliation — with the alerts a payment system owes its operators.
 
-use minipay_jobs::OrderStatus;
+use minipay_jobs::{OrderStatus, Payment};
 
-use crate::app::Services;
-use crate::store::Applied;
-use crate::wechat::reply::Payment;
+use super::alert;
+use crate::services::Services;
+use crate::store::{Applied, StoreError};
 
 /// Applies `payment`, logs and counts the outcome, and wakes long-polls on the order.
-pub async fn apply(
+pub async fn apply_payment(
     services: &Services,
     payment: &Payment,
     source: &str,
     notify_id: Option<i64>,
-) -> Result<Applied, sqlx::Error> {
+) -> Result<Applied, StoreError> {
     let now_ms = services.clock.unix_ms();
     let applied = services
         .store
@@ -66,11 +66,4 @@ pub async fn apply(
         ),
     }
     Ok(applied)
-}
-
-/// An operator must look at this: one ERROR line with the order number and a counter.
-pub fn alert(out_trade_no: &str, kind: &'static str, message: &str) {
-    // The message quotes WeChat's text: escaped, so it cannot start a log line of its own.
-    tracing::error!(out_trade_no, alert = kind, "{}", message.escape_debug());
-    metrics::counter!("minipay_alerts_total", "kind" => kind).increment(1);
 }

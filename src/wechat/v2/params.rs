@@ -5,24 +5,14 @@
 use std::net::IpAddr;
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
+use minipay_jobs::ParamError;
 use serde::{Deserialize, Serialize};
 
 use super::Fields;
 use super::sign::{ApiKey, SignType, sign};
 
-/// A request field WeChat would refuse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {reason}")]
-pub struct ParamError {
-    pub field: &'static str,
-    pub reason: String,
-}
-
 fn refuse(field: &'static str, reason: impl Into<String>) -> ParamError {
-    ParamError {
-        field,
-        reason: reason.into(),
-    }
+    ParamError::new(field, reason)
 }
 
 /// Shortest time between now and `time_expire` WeChat accepts for JSAPI orders.

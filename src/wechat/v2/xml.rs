@@ -2,6 +2,7 @@
 //! WeChat's side are attacker-reachable, so DOCTYPEs, entity declarations, nesting, repeated
 //! fields, non-UTF-8 and oversized bodies are refused with a typed error before any use.
 
+use minipay_jobs::NotifyVerdict;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesCData, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::{Reader, Writer};
@@ -50,21 +51,23 @@ pub enum XmlError {
 }
 
 impl XmlError {
-    /// A short stable name, for metrics labels and notify verdicts.
-    pub fn kind(&self) -> &'static str {
+    /// The notify verdict of a body refused for this reason.
+    pub fn verdict(&self) -> NotifyVerdict {
         match self {
-            XmlError::TooLarge { .. } => "too_large",
-            XmlError::Empty => "empty",
-            XmlError::NotUtf8 | XmlError::UnsupportedEncoding(_) => "not_utf8",
-            XmlError::Doctype => "doctype",
-            XmlError::Entity(_) => "entity",
-            XmlError::ProcessingInstruction => "processing_instruction",
-            XmlError::WrongRoot(_) => "wrong_root",
-            XmlError::Nested(_) => "nested",
-            XmlError::Repeated(_) => "repeated_field",
-            XmlError::BadName(_) => "bad_name",
-            XmlError::TooManyFields => "too_many_fields",
-            XmlError::StrayText | XmlError::TrailingContent | XmlError::Malformed(_) => "malformed",
+            XmlError::TooLarge { .. } => NotifyVerdict::TooLarge,
+            XmlError::Empty => NotifyVerdict::Empty,
+            XmlError::NotUtf8 | XmlError::UnsupportedEncoding(_) => NotifyVerdict::NotUtf8,
+            XmlError::Doctype => NotifyVerdict::Doctype,
+            XmlError::Entity(_) => NotifyVerdict::Entity,
+            XmlError::ProcessingInstruction => NotifyVerdict::ProcessingInstruction,
+            XmlError::WrongRoot(_) => NotifyVerdict::WrongRoot,
+            XmlError::Nested(_) => NotifyVerdict::Nested,
+            XmlError::Repeated(_) => NotifyVerdict::RepeatedField,
+            XmlError::BadName(_) => NotifyVerdict::BadName,
+            XmlError::TooManyFields => NotifyVerdict::TooManyFields,
+            XmlError::StrayText | XmlError::TrailingContent | XmlError::Malformed(_) => {
+                NotifyVerdict::Malformed
+            }
         }
     }
 }
@@ -91,100 +94,114 @@ pub fn parse_root(body: &[u8], limit: usize, root: &str) -> Result<Fields, XmlEr
     }
     let mut reader = Reader::from_str(text);
     reader.config_mut().trim_text(false);
-
-    enum At {
-        BeforeRoot,
-        InRoot,
-        InField { name: String, value: String },
-        AfterRoot,
-    }
     let mut at = At::BeforeRoot;
     let mut fields = Fields::new();
     loop {
         let event = reader
             .read_event()
             .map_err(|e| XmlError::Malformed(e.to_string()))?;
-        at = match (at, event) {
-            (_, Event::DocType(_)) => return Err(XmlError::Doctype),
-            (_, Event::PI(_)) => return Err(XmlError::ProcessingInstruction),
-            (at, Event::Comment(_)) => at,
-            (At::BeforeRoot, Event::Decl(decl)) => {
-                if let Some(Ok(encoding)) = decl.encoding() {
-                    let encoding = String::from_utf8_lossy(&encoding).into_owned();
-                    if !encoding.eq_ignore_ascii_case("utf-8") {
-                        return Err(XmlError::UnsupportedEncoding(encoding));
-                    }
-                }
-                At::BeforeRoot
-            }
-            (At::BeforeRoot, Event::Start(element)) => {
-                expect_root(&element, root)?;
-                At::InRoot
-            }
-            (At::BeforeRoot, Event::Empty(element)) => {
-                expect_root(&element, root)?;
-                At::AfterRoot
-            }
-            (At::InRoot, Event::Start(field)) => At::InField {
-                name: element_name(&field)?,
-                value: String::new(),
-            },
-            (At::InRoot, Event::Empty(field)) => {
-                add(&mut fields, element_name(&field)?, String::new())?;
-                At::InRoot
-            }
-            (At::InRoot, Event::End(_)) => At::AfterRoot,
-            (At::InField { name, mut value }, Event::Text(t)) => {
-                value.push_str(&decode_text(&t)?);
-                At::InField { name, value }
-            }
-            (At::InField { name, mut value }, Event::CData(c)) => {
-                let raw = c.decode().map_err(|e| XmlError::Malformed(e.to_string()))?;
-                value.push_str(&raw);
-                At::InField { name, value }
-            }
-            (At::InField { name, mut value }, Event::GeneralRef(r)) => {
-                if let Some(ch) = r
-                    .resolve_char_ref()
-                    .map_err(|e| XmlError::Malformed(e.to_string()))?
-                {
-                    value.push(ch);
-                } else {
-                    let entity = r.decode().map_err(|e| XmlError::Malformed(e.to_string()))?;
-                    match resolve_predefined_entity(&entity) {
-                        Some(resolved) => value.push_str(resolved),
-                        None => return Err(XmlError::Entity(entity.into_owned())),
-                    }
-                }
-                At::InField { name, value }
-            }
-            (At::InField { name, .. }, Event::Start(_) | Event::Empty(_)) => {
-                return Err(XmlError::Nested(name));
-            }
-            (At::InField { name, value }, Event::End(_)) => {
-                add(&mut fields, name, value)?;
-                At::InRoot
-            }
-            (at @ (At::BeforeRoot | At::InRoot | At::AfterRoot), Event::Text(t)) => {
-                if !t.iter().all(u8::is_ascii_whitespace) {
-                    return Err(match at {
-                        At::AfterRoot => XmlError::TrailingContent,
-                        _ => XmlError::StrayText,
-                    });
-                }
-                at
-            }
-            (At::AfterRoot, Event::Eof) => return Ok(fields),
-            (_, Event::Eof) => {
-                return Err(XmlError::Malformed("unexpected end of document".into()));
-            }
-            (At::AfterRoot, _) => return Err(XmlError::TrailingContent),
-            (_, Event::GeneralRef(r)) => {
-                return Err(XmlError::Entity(String::from_utf8_lossy(&r).into_owned()));
-            }
-            (_, _) => return Err(XmlError::StrayText),
-        };
+        match step(at, event, root, &mut fields)? {
+            Some(next) => at = next,
+            None => return Ok(fields),
+        }
     }
+}
+
+/// Where the reader is in the document.
+enum At {
+    BeforeRoot,
+    InRoot,
+    InField { name: String, value: String },
+    AfterRoot,
+}
+
+/// One event read at `at`: where the reader is next, or `None` at the end of a good document.
+fn step(at: At, event: Event<'_>, root: &str, fields: &mut Fields) -> Result<Option<At>, XmlError> {
+    let next = match (at, event) {
+        (_, Event::DocType(_)) => return Err(XmlError::Doctype),
+        (_, Event::PI(_)) => return Err(XmlError::ProcessingInstruction),
+        (at, Event::Comment(_)) => at,
+        (At::BeforeRoot, Event::Decl(decl)) => {
+            if let Some(Ok(encoding)) = decl.encoding() {
+                let encoding = String::from_utf8_lossy(&encoding).into_owned();
+                if !encoding.eq_ignore_ascii_case("utf-8") {
+                    return Err(XmlError::UnsupportedEncoding(encoding));
+                }
+            }
+            At::BeforeRoot
+        }
+        (At::BeforeRoot, Event::Start(element)) => {
+            expect_root(&element, root)?;
+            At::InRoot
+        }
+        (At::BeforeRoot, Event::Empty(element)) => {
+            expect_root(&element, root)?;
+            At::AfterRoot
+        }
+        (At::InRoot, Event::Start(field)) => At::InField {
+            name: element_name(&field)?,
+            value: String::new(),
+        },
+        (At::InRoot, Event::Empty(field)) => {
+            add(fields, element_name(&field)?, String::new())?;
+            At::InRoot
+        }
+        (At::InRoot, Event::End(_)) => At::AfterRoot,
+        (At::InField { name, value }, event) => return in_field(name, value, event, fields),
+        (at @ (At::BeforeRoot | At::InRoot | At::AfterRoot), Event::Text(t)) => {
+            if !t.iter().all(u8::is_ascii_whitespace) {
+                return Err(match at {
+                    At::AfterRoot => XmlError::TrailingContent,
+                    _ => XmlError::StrayText,
+                });
+            }
+            at
+        }
+        (At::AfterRoot, Event::Eof) => return Ok(None),
+        (_, Event::Eof) => return Err(XmlError::Malformed("unexpected end of document".into())),
+        (At::AfterRoot, _) => return Err(XmlError::TrailingContent),
+        (_, Event::GeneralRef(r)) => {
+            return Err(XmlError::Entity(String::from_utf8_lossy(&r).into_owned()));
+        }
+        (_, _) => return Err(XmlError::StrayText),
+    };
+    Ok(Some(next))
+}
+
+/// One event inside a field's element: its value grows, or the field ends.
+fn in_field(
+    name: String,
+    mut value: String,
+    event: Event<'_>,
+    fields: &mut Fields,
+) -> Result<Option<At>, XmlError> {
+    let malformed = |e: &dyn std::fmt::Display| XmlError::Malformed(e.to_string());
+    match event {
+        Event::Text(t) => value.push_str(&decode_text(&t)?),
+        Event::CData(c) => value.push_str(&c.decode().map_err(|e| malformed(&e))?),
+        Event::GeneralRef(r) => {
+            if let Some(ch) = r.resolve_char_ref().map_err(|e| malformed(&e))? {
+                value.push(ch);
+            } else {
+                let entity = r.decode().map_err(|e| malformed(&e))?;
+                match resolve_predefined_entity(&entity) {
+                    Some(resolved) => value.push_str(resolved),
+                    None => return Err(XmlError::Entity(entity.into_owned())),
+                }
+            }
+        }
+        Event::Start(_) | Event::Empty(_) => return Err(XmlError::Nested(name)),
+        Event::End(_) => {
+            add(fields, name, value)?;
+            return Ok(Some(At::InRoot));
+        }
+        Event::Comment(_) => {}
+        Event::DocType(_) => return Err(XmlError::Doctype),
+        Event::PI(_) => return Err(XmlError::ProcessingInstruction),
+        Event::Eof => return Err(XmlError::Malformed("unexpected end of document".into())),
+        _ => return Err(XmlError::StrayText),
+    }
+    Ok(Some(At::InField { name, value }))
 }
 
 fn expect_root(element: &BytesStart<'_>, root: &str) -> Result<(), XmlError> {
@@ -258,7 +275,7 @@ pub fn to_xml<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wechat::sign::{ApiKey, SignType, verify};
+    use crate::wechat::v2::sign::{ApiKey, SignType, verify};
     use proptest::prelude::*;
 
     fn read(body: &str) -> Result<Fields, XmlError> {

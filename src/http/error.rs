@@ -7,12 +7,16 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+
+use super::views::{ErrorBody, ErrorDetail};
+use crate::domain::PlaceError;
+use crate::store::StoreError;
 
 /// `Retry-After` of a 503 for storage that cannot take writes: the write-health probe
 /// notices recovery within about a second, so a client retrying after this finds it.
 const STORAGE_RETRY_AFTER_SECS: &str = "5";
 
+/// Every non-success answer of the JSON endpoints.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error(
@@ -58,7 +62,7 @@ pub enum ApiError {
     #[error("wait must be an integer number of seconds from 0 to 30")]
     InvalidWait,
     #[error("storage is temporarily unavailable; nothing was changed, try again shortly")]
-    StorageUnavailable(#[source] sqlx::Error),
+    StorageUnavailable(#[source] StoreError),
     #[error("this instance is shutting down; retry (another instance will answer)")]
     ShuttingDown,
     #[error("something went wrong on our side")]
@@ -105,12 +109,28 @@ impl ApiError {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(e: sqlx::Error) -> Self {
-        if crate::store::is_unavailable(&e) {
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
             ApiError::StorageUnavailable(e)
         } else {
             ApiError::Internal(anyhow::Error::new(e).context("database"))
+        }
+    }
+}
+
+impl From<PlaceError> for ApiError {
+    fn from(e: PlaceError) -> Self {
+        match e {
+            PlaceError::Invalid(e) => ApiError::InvalidParameter {
+                field: e.field.into(),
+                reason: e.reason,
+            },
+            PlaceError::NumberTaken(number) => ApiError::OutTradeNoTaken(number),
+            PlaceError::Store(e) => ApiError::from(e),
+            PlaceError::NoNumber => {
+                ApiError::Internal(anyhow::anyhow!("could not allocate an out_trade_no"))
+            }
         }
     }
 }
@@ -125,7 +145,12 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        let body = json!({ "error": { "code": code, "message": self.to_string() } });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: self.to_string(),
+            },
+        };
         let mut response = (status, Json(body)).into_response();
         if let ApiError::StorageUnavailable(_) = self {
             response.headers_mut().insert(

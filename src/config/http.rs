@@ -1,0 +1,80 @@
+//! HTTP settings: where the API listens, who may call the admin endpoints, which proxies are
+//! believed, how long a login lasts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::settings::settings;
+use super::{ConfigError, refuse};
+
+settings! {
+    /// The HTTP settings as read.
+    pub struct HttpSettings {
+        /// HTTP address
+        listen: String = "127.0.0.1:8080".into();
+        /// bearer token of the admin endpoints (≥ 16 characters)
+        admin_token: Option<SecretString> = None;
+        /// IPs/CIDRs whose `X-Forwarded-For` is believed
+        trusted_proxies: String = String::new();
+        /// session token lifetime
+        session_ttl_secs: u64 = 24 * 3600;
+        /// SQLite: with less free space than this on the database's volume, refused notifies are only counted, not stored; `0`: always store
+        refused_notify_min_free_mb: u64 = 256;
+    }
+}
+
+/// How the API is reached.
+#[derive(Debug, Clone)]
+pub struct Http {
+    pub listen: SocketAddr,
+    /// `None`: admin endpoints off.
+    pub admin_token: Option<SecretString>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub session_ttl: Duration,
+    /// Bytes; 0: refused notifies are always stored.
+    pub refused_notify_min_free: u64,
+}
+
+impl HttpSettings {
+    pub fn config(self) -> Result<Http, ConfigError> {
+        self.check()?;
+        let listen: SocketAddr = self.listen.parse().map_err(|_| {
+            refuse(format!(
+                "MINIPAY_LISTEN: {:?} is not an address like 127.0.0.1:8080",
+                self.listen
+            ))
+        })?;
+        let admin_token = match self.admin_token.filter(|t| !t.expose_secret().is_empty()) {
+            Some(t) if t.expose_secret().len() < 16 => {
+                return Err(refuse("MINIPAY_ADMIN_TOKEN must be at least 16 characters"));
+            }
+            other => other,
+        };
+        Ok(Http {
+            listen,
+            admin_token,
+            trusted_proxies: trusted_proxies(&self.trusted_proxies)?,
+            session_ttl: Duration::from_secs(self.session_ttl_secs.max(60)),
+            refused_notify_min_free: self.refused_notify_min_free_mb.saturating_mul(1024 * 1024),
+        })
+    }
+}
+
+fn trusted_proxies(list: &str) -> Result<Vec<IpNet>, ConfigError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    refuse(format!(
+                        "MINIPAY_TRUSTED_PROXIES: {p:?} is not an IP or CIDR"
+                    ))
+                })
+        })
+        .collect()
+}

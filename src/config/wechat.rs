@@ -1,0 +1,176 @@
+//! WeChat settings: the merchant's credentials (all four, or none for simulator mode), the
+//! sign type, where notifies go, the base URLs and the call timeouts.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::settings::{positive, settings};
+use super::{ConfigError, refuse};
+use crate::wechat::v2::{ApiKey, SignType};
+
+settings! {
+    /// The WeChat settings as read.
+    pub struct WechatSettings {
+        /// the mini-program's AppID (merchant credentials: all four, or none for simulator mode)
+        appid: Option<String> = None;
+        /// the mini-program's AppSecret, for jscode2session
+        app_secret: Option<SecretString> = None;
+        /// the merchant id
+        mch_id: Option<String> = None;
+        /// the 32-character APIv2 key
+        api_key: Option<SecretString> = None;
+        /// `MD5` or `HMAC-SHA256`
+        sign_type: String = "MD5".into(), check |name: &String| sign_type(name).map(|_| ());
+        /// where WeChat posts payment results; must be `https://` in live mode
+        notify_url: Option<String> = None;
+        /// WeChat Pay base URL(s), comma-separated, tried in order
+        pay_base_url: Option<String> = None;
+        /// WeChat login base URL(s)
+        auth_base_url: Option<String> = None;
+        /// per-call connect timeout
+        wechat_connect_timeout_ms: u64 = 2_000;
+        /// per-call total timeout
+        wechat_timeout_ms: u64 = 10_000, check |ms: &u64| positive(*ms);
+    }
+}
+
+/// Where the merchant's money goes, or the built-in simulator.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// No credentials: the service plays WeChat itself, with the demo identity.
+    Simulator,
+    Live(Credentials),
+}
+
+/// Real merchant credentials.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub appid: String,
+    pub app_secret: SecretString,
+    pub mch_id: String,
+    pub api_key: ApiKey,
+}
+
+impl Credentials {
+    pub fn app_secret(&self) -> &str {
+        self.app_secret.expose_secret()
+    }
+}
+
+/// How WeChat is reached.
+#[derive(Debug, Clone)]
+pub struct Wechat {
+    pub mode: Mode,
+    pub sign_type: SignType,
+    /// `None`: `http://<bound address>/v1/wechat/notify` (simulator mode only).
+    pub notify_url: Option<String>,
+    /// `None`: WeChat's hosts in live mode, the embedded simulator in simulator mode.
+    pub pay_base_urls: Option<Vec<String>>,
+    pub auth_base_urls: Option<Vec<String>>,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+}
+
+impl Wechat {
+    pub fn simulator_mode(&self) -> bool {
+        matches!(self.mode, Mode::Simulator)
+    }
+}
+
+impl WechatSettings {
+    pub fn config(self) -> Result<Wechat, ConfigError> {
+        self.check()?;
+        let sign_type =
+            sign_type(&self.sign_type).map_err(|why| refuse(format!("MINIPAY_SIGN_TYPE {why}")))?;
+        let mode = self.mode()?;
+        let notify_url = self.notify_url.filter(|u| !u.is_empty());
+        if let Some(url) = &notify_url {
+            crate::wechat::v2::params::check_notify_url(url)
+                .map_err(|e| refuse(format!("MINIPAY_NOTIFY_URL: {}", e.reason)))?;
+        }
+        if let Mode::Live(_) = mode
+            && !notify_url
+                .as_ref()
+                .is_some_and(|u| u.starts_with("https://"))
+        {
+            return Err(refuse(
+                "MINIPAY_NOTIFY_URL must be set to an https:// URL WeChat can reach in live mode",
+            ));
+        }
+        Ok(Wechat {
+            mode,
+            sign_type,
+            notify_url,
+            pay_base_urls: base_urls("MINIPAY_PAY_BASE_URL", self.pay_base_url)?,
+            auth_base_urls: base_urls("MINIPAY_AUTH_BASE_URL", self.auth_base_url)?,
+            connect_timeout: Duration::from_millis(self.wechat_connect_timeout_ms.max(1)),
+            timeout: Duration::from_millis(self.wechat_timeout_ms),
+        })
+    }
+
+    /// All four credentials (live mode) or none (simulator mode); half-set is refused.
+    fn mode(&self) -> Result<Mode, ConfigError> {
+        let present = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.is_empty());
+        let secret =
+            |v: &Option<SecretString>| v.as_ref().is_some_and(|v| !v.expose_secret().is_empty());
+        let fields = [
+            ("MINIPAY_APPID", present(&self.appid)),
+            ("MINIPAY_APP_SECRET", secret(&self.app_secret)),
+            ("MINIPAY_MCH_ID", present(&self.mch_id)),
+            ("MINIPAY_API_KEY", secret(&self.api_key)),
+        ];
+        let set: Vec<&str> = fields.iter().filter(|f| f.1).map(|f| f.0).collect();
+        let unset: Vec<&str> = fields.iter().filter(|f| !f.1).map(|f| f.0).collect();
+        if set.is_empty() {
+            return Ok(Mode::Simulator);
+        }
+        if !unset.is_empty() {
+            return Err(refuse(format!(
+                "merchant credentials are half-set: {} set but {} not; set all four for live mode, or none for simulator mode",
+                set.join(", "),
+                unset.join(", ")
+            )));
+        }
+        let api_key = ApiKey::new(
+            self.api_key
+                .as_ref()
+                .map(|k| k.expose_secret().to_owned())
+                .unwrap_or_default(),
+        );
+        if api_key.len() != 32 {
+            return Err(refuse(format!(
+                "MINIPAY_API_KEY must be the 32-character APIv2 key (it has {} characters)",
+                api_key.len()
+            )));
+        }
+        Ok(Mode::Live(Credentials {
+            appid: self.appid.clone().unwrap_or_default(),
+            app_secret: self.app_secret.clone().unwrap_or_default(),
+            mch_id: self.mch_id.clone().unwrap_or_default(),
+            api_key,
+        }))
+    }
+}
+
+fn sign_type(name: &str) -> Result<SignType, String> {
+    name.parse()
+        .map_err(|_| "must be MD5 or HMAC-SHA256".to_owned())
+}
+
+fn base_urls(name: &str, value: Option<String>) -> Result<Option<Vec<String>>, ConfigError> {
+    let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let urls: Vec<String> = value
+        .split(',')
+        .map(|u| u.trim().trim_end_matches('/').to_owned())
+        .filter(|u| !u.is_empty())
+        .collect();
+    for url in &urls {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(refuse(format!("{name}: {url:?} is not an http(s) URL")));
+        }
+    }
+    Ok(Some(urls))
+}

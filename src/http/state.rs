@@ -1,0 +1,29 @@
+//! What the HTTP handlers hold: the shared [`Services`], plus the state only HTTP needs — the
+//! login API, the session_key sealer, the session cache, the refused-notify writer, the metrics
+//! renderer, and this process's worker name for `/readyz`.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use super::refused_notifies::RefusedNotifies;
+use super::session_cache::SessionCache;
+use crate::sealed::Sealer;
+use crate::services::Services;
+use crate::wechat::LoginClient;
+
+/// The state of every handler (shared as `Arc<HttpState>`).
+pub struct HttpState {
+    pub services: Arc<Services>,
+    /// `jscode2session`, for `POST /v1/sessions`.
+    pub login: LoginClient,
+    /// Seals each session's `session_key` before it is stored.
+    pub sealer: Sealer,
+    /// Sessions already looked up.
+    pub sessions: SessionCache,
+    /// Refused notifies, written in batches off the request path.
+    pub refused: RefusedNotifies,
+    pub metrics: PrometheusHandle,
+    /// This process's worker name prefix, when it runs workers (for `/readyz`).
+    pub worker_node: Option<String>,
+}

@@ -1,0 +1,201 @@
+//! The JSON bodies the API answers with, as typed structs (docs/http-api.md). A field that
+//! only some statuses have is absent, not null, for the others.
+
+use minipay_jobs::{OrderStatus, PayParams};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::store::{EventRow, NotifyRow, OrderRow, QueueStats, RefusedGroup};
+
+/// What order creation answers.
+#[derive(Debug, Serialize)]
+pub struct Created {
+    pub out_trade_no: String,
+    pub status: OrderStatus,
+    pub total_fee: i64,
+}
+
+impl From<&OrderRow> for Created {
+    fn from(order: &OrderRow) -> Self {
+        Created {
+            out_trade_no: order.out_trade_no.clone(),
+            status: order.status,
+            total_fee: order.total_fee,
+        }
+    }
+}
+
+/// A failed order's error: WeChat's code and message (or ours).
+#[derive(Debug, Serialize)]
+pub struct OrderError {
+    pub code: String,
+    pub message: String,
+}
+
+/// The order as the mini-program sees it.
+#[derive(Debug, Serialize)]
+pub struct OrderView {
+    pub out_trade_no: String,
+    pub status: OrderStatus,
+    pub total_fee: i64,
+    pub description: String,
+    /// Unix seconds: the end of the payment window.
+    pub expires_at: i64,
+    /// `ready` only: what `wx.requestPayment` takes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pay_params: Option<PayParams>,
+    /// `paid` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
+    /// `failed` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<OrderError>,
+}
+
+impl From<&OrderRow> for OrderView {
+    fn from(order: &OrderRow) -> Self {
+        let mut view = OrderView {
+            out_trade_no: order.out_trade_no.clone(),
+            status: order.status,
+            total_fee: order.total_fee,
+            description: order.description.clone(),
+            expires_at: order.expires_at / 1000,
+            pay_params: None,
+            transaction_id: None,
+            error: None,
+        };
+        match order.status {
+            OrderStatus::Ready => {
+                view.pay_params = order
+                    .pay_params
+                    .as_deref()
+                    .and_then(|p| serde_json::from_str(p).ok());
+            }
+            OrderStatus::Paid => {
+                view.transaction_id = Some(order.transaction_id.clone().unwrap_or_default());
+            }
+            OrderStatus::Failed => {
+                view.error = Some(OrderError {
+                    code: order.error_code.clone().unwrap_or_default(),
+                    message: order.error_message.clone().unwrap_or_default(),
+                });
+            }
+            OrderStatus::Pending | OrderStatus::Closed => {}
+        }
+        view
+    }
+}
+
+/// The order with everything that happened to it, for the operator.
+#[derive(Debug, Serialize)]
+pub struct OrderHistory {
+    #[serde(flatten)]
+    pub order: OrderView,
+    pub openid: String,
+    pub sku: Option<String>,
+    pub quantity: Option<i64>,
+    pub payer_ip: String,
+    pub prepay_id: Option<String>,
+    pub prepay_attempts: i64,
+    pub reconcile_checks: i64,
+    /// The frozen prepay request, as the gateway wrote it (its shape is the protocol's).
+    pub params: Value,
+    pub created_at: i64,
+    pub ready_at: Option<i64>,
+    pub paid_at: Option<i64>,
+    pub time_end: Option<String>,
+    pub cash_fee: Option<i64>,
+    pub history: Vec<EventRow>,
+    /// Every verified notify.
+    pub notifies: Vec<NotifyRow>,
+    /// The refused notifies naming the order, summarised.
+    pub refused_notifies: Vec<RefusedGroup>,
+}
+
+impl OrderHistory {
+    pub fn new(
+        order: &OrderRow,
+        history: Vec<EventRow>,
+        notifies: Vec<NotifyRow>,
+        refused_notifies: Vec<RefusedGroup>,
+    ) -> Self {
+        OrderHistory {
+            order: OrderView::from(order),
+            openid: order.openid.clone(),
+            sku: order.sku.clone(),
+            quantity: order.quantity,
+            payer_ip: order.payer_ip.clone(),
+            prepay_id: order.prepay_id.clone(),
+            prepay_attempts: order.prepay_attempts,
+            reconcile_checks: order.reconcile_checks,
+            params: serde_json::from_str(&order.params).unwrap_or(Value::Null),
+            created_at: order.created_at,
+            ready_at: order.ready_at,
+            paid_at: order.paid_at,
+            time_end: order.time_end.clone(),
+            cash_fee: order.cash_fee,
+            history,
+            notifies,
+            refused_notifies,
+        }
+    }
+}
+
+/// `GET /v1/admin/queues`.
+#[derive(Debug, Serialize)]
+pub struct Queues {
+    pub queues: Vec<QueueStats>,
+}
+
+/// `GET /v1/admin/queues/{queue}/jobs`.
+#[derive(Debug, Serialize)]
+pub struct Jobs {
+    pub queue: String,
+    pub jobs: Vec<crate::store::JobRow>,
+}
+
+/// `POST /v1/admin/jobs/{id}/retry`.
+#[derive(Debug, Serialize)]
+pub struct Retried {
+    pub id: String,
+    /// apalis' status of the re-queued row.
+    pub status: &'static str,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Serialize)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+/// `GET /readyz`.
+#[derive(Debug, Serialize)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    pub status: &'static str,
+    pub checks: Checks,
+}
+
+/// What `/readyz` checked.
+#[derive(Debug, Serialize)]
+pub struct Checks {
+    pub database: bool,
+    pub migrations: bool,
+    /// Writes commit (the last write's outcome and the write probe).
+    pub writes: bool,
+    /// Worker roles only: this process's workers are heartbeating.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<bool>,
+}
+
+/// The error body of every JSON endpoint.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorDetail<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorDetail<'a> {
+    pub code: &'a str,
+    pub message: String,
+}

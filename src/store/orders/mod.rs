@@ -1,0 +1,249 @@
+//! Orders: creation with their prepay job, reads and history. Status changes are in
+//! [`transitions`], reconciliation bookkeeping in [`reconcile`].
+
+mod reconcile;
+mod transitions;
+
+use minipay_jobs::{OrderEvent, OrderStatus, PrepayOrder};
+
+pub use transitions::Applied;
+
+use super::dialect::Dialect;
+use super::{Store, StoreError, on_pool, on_reader, write_tx};
+
+/// An order row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OrderRow {
+    pub out_trade_no: String,
+    pub session_id: Option<i64>,
+    pub openid: String,
+    pub sku: Option<String>,
+    pub quantity: Option<i64>,
+    pub total_fee: i64,
+    pub description: String,
+    pub attach: String,
+    pub payer_ip: String,
+    pub idempotency_key: Option<String>,
+    /// The frozen prepay request, as the gateway wrote it (JSON).
+    pub params: String,
+    #[sqlx(try_from = "String")]
+    pub status: OrderStatus,
+    pub prepay_id: Option<String>,
+    /// The signed `wx.requestPayment` parameters (JSON of `minipay_jobs::PayParams`).
+    pub pay_params: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub transaction_id: Option<String>,
+    pub time_end: Option<String>,
+    pub cash_fee: Option<i64>,
+    pub prepay_attempts: i64,
+    pub prepay_generation: i64,
+    pub reconcile_checks: i64,
+    pub next_check_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub ready_at: Option<i64>,
+    pub paid_at: Option<i64>,
+    pub expires_at: i64,
+}
+
+/// One line of an order's history.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct EventRow {
+    pub at: i64,
+    #[sqlx(try_from = "String")]
+    pub kind: OrderEvent,
+    pub detail: String,
+}
+
+/// An order to insert.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub out_trade_no: String,
+    pub session_id: Option<i64>,
+    pub openid: String,
+    pub sku: Option<String>,
+    pub quantity: Option<i64>,
+    pub total_fee: i64,
+    pub description: String,
+    pub attach: String,
+    pub payer_ip: String,
+    pub idempotency_key: Option<String>,
+    /// The frozen prepay request (the gateway's text, stored and sent unchanged).
+    pub params: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+impl NewOrder {
+    /// The row as `INSERT_ORDER` writes it (read back without a query).
+    fn as_inserted(&self) -> OrderRow {
+        OrderRow {
+            out_trade_no: self.out_trade_no.clone(),
+            session_id: self.session_id,
+            openid: self.openid.clone(),
+            sku: self.sku.clone(),
+            quantity: self.quantity,
+            total_fee: self.total_fee,
+            description: self.description.clone(),
+            attach: self.attach.clone(),
+            payer_ip: self.payer_ip.clone(),
+            idempotency_key: self.idempotency_key.clone(),
+            params: self.params.clone(),
+            status: OrderStatus::Pending,
+            prepay_id: None,
+            pay_params: None,
+            error_code: None,
+            error_message: None,
+            transaction_id: None,
+            time_end: None,
+            cash_fee: None,
+            prepay_attempts: 0,
+            prepay_generation: 0,
+            reconcile_checks: 0,
+            next_check_at: None,
+            created_at: self.created_at,
+            updated_at: self.created_at,
+            ready_at: None,
+            paid_at: None,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+/// What `create_order` did.
+#[derive(Debug)]
+pub enum CreateOutcome {
+    /// Inserted with its prepay job.
+    Created(OrderRow),
+    /// The idempotency key (same user) or the merchant's out_trade_no names this order.
+    Existing(OrderRow),
+    /// The out_trade_no is taken by a different order.
+    NumberTaken,
+}
+
+/// Every new order starts `pending` (the status is bound, spelled by the core crate).
+const INSERT_ORDER: &str = "INSERT INTO orders (out_trade_no, session_id, openid, sku, quantity, total_fee, \
+     description, attach, payer_ip, idempotency_key, params, status, created_at, updated_at, expires_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $14, $12, $12, $13) ON CONFLICT DO NOTHING";
+
+pub(super) const INSERT_EVENT: &str =
+    "INSERT INTO order_events (out_trade_no, at, kind, detail) VALUES ($1, $2, $3, $4)";
+
+/// SQL text whose order statuses are spelled by the core crate's enum, built once on first
+/// use (a static text, so prepared-statement caches and partial indexes still apply).
+macro_rules! status_sql {
+    ($(#[$doc:meta])* $name:ident = $($fmt:tt)*) => {
+        $(#[$doc])*
+        static $name: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| format!($($fmt)*));
+    };
+}
+pub(super) use status_sql;
+
+/// `status = 'ready'`: a guard that keeps an update to orders (or refunds…) in one status.
+pub(super) fn is<S: minipay_jobs::Lifecycle>(status: S) -> String {
+    format!("status = '{}'", status.as_str())
+}
+
+impl Store {
+    /// Inserts the order and queues its prepay job in one transaction.
+    pub async fn create_order(&self, order: &NewOrder) -> Result<CreateOutcome, StoreError> {
+        let job = PrepayOrder {
+            out_trade_no: order.out_trade_no.clone(),
+            generation: 0,
+        };
+        let order = order.clone();
+        write_tx!(self, tx => {
+            let inserted = sqlx::query(INSERT_ORDER)
+                .bind(&order.out_trade_no)
+                .bind(order.session_id)
+                .bind(&order.openid)
+                .bind(&order.sku)
+                .bind(order.quantity)
+                .bind(order.total_fee)
+                .bind(&order.description)
+                .bind(&order.attach)
+                .bind(&order.payer_ip)
+                .bind(&order.idempotency_key)
+                .bind(&order.params)
+                .bind(order.created_at)
+                .bind(order.expires_at)
+                .bind(OrderStatus::Pending.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+            if inserted {
+                tx.enqueue(&job).await?;
+                return Ok(CreateOutcome::Created(order.as_inserted()));
+            }
+            // An idempotency key is the user's, whichever of their sessions sends it.
+            let existing: Option<OrderRow> = match &order.idempotency_key {
+                Some(key) => {
+                    sqlx::query_as("SELECT * FROM orders WHERE openid = $1 AND idempotency_key = $2")
+                        .bind(&order.openid)
+                        .bind(key)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                }
+                None => None,
+            };
+            let existing = match existing {
+                Some(row) => Some(row),
+                None => {
+                    sqlx::query_as("SELECT * FROM orders WHERE out_trade_no = $1")
+                        .bind(&order.out_trade_no)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .filter(|_: &OrderRow| order.session_id.is_none())
+                }
+            };
+            Ok(match existing {
+                Some(row) => CreateOutcome::Existing(row),
+                None => CreateOutcome::NumberTaken,
+            })
+        })
+    }
+
+    pub async fn order(&self, out_trade_no: &str) -> Result<Option<OrderRow>, StoreError> {
+        let row = on_reader!(self, pool => {
+            sqlx::query_as("SELECT * FROM orders WHERE out_trade_no = $1")
+                .bind(out_trade_no)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row)
+    }
+
+    /// Adds a line to an order's history.
+    pub async fn add_event(
+        &self,
+        out_trade_no: &str,
+        kind: OrderEvent,
+        detail: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(INSERT_EVENT)
+                .bind(out_trade_no)
+                .bind(now_ms)
+                .bind(kind.as_str())
+                .bind(detail)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// The order's history: its events, oldest first.
+    pub async fn events(&self, out_trade_no: &str) -> Result<Vec<EventRow>, StoreError> {
+        let rows = on_reader!(self, pool => {
+            sqlx::query_as("SELECT at, kind, detail FROM order_events WHERE out_trade_no = $1 ORDER BY id")
+                .bind(out_trade_no)
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows)
+    }
+}

@@ -1,0 +1,160 @@
+//! The HTTP client for WeChat Pay v2: reply signatures verified, and fail-over to the next base
+//! URL (api → api2) when a host cannot be reached, times out or answers 5xx.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use minipay_jobs::Transport;
+
+use super::reply::Answer;
+use super::sign::nonce;
+use super::xml::to_xml;
+use super::{Fields, Merchant, UnifiedOrderParams};
+
+/// The WeChat Pay v2 API (`unifiedorder`, `orderquery`, `closeorder`).
+#[derive(Clone, Debug)]
+pub struct PayClient {
+    http: reqwest::Client,
+    bases: Arc<[String]>,
+    merchant: Arc<Merchant>,
+}
+
+impl PayClient {
+    /// `bases` are tried in order, e.g. `https://api.mch.weixin.qq.com` then
+    /// `https://api2.mch.weixin.qq.com`.
+    pub fn new(http: reqwest::Client, bases: Vec<String>, merchant: Merchant) -> Self {
+        PayClient {
+            http,
+            bases: bases
+                .into_iter()
+                .map(|b| b.trim_end_matches('/').to_owned())
+                .collect(),
+            merchant: Arc::new(merchant),
+        }
+    }
+
+    pub fn merchant(&self) -> &Merchant {
+        &self.merchant
+    }
+
+    pub fn base_urls(&self) -> &[String] {
+        &self.bases
+    }
+
+    /// `unifiedorder` with the frozen parameters, a fresh nonce and sign.
+    pub async fn unified_order(&self, params: &UnifiedOrderParams) -> Answer {
+        let request = params.signed_request(&self.merchant.key, &nonce());
+        self.post("/pay/unifiedorder", &request).await
+    }
+
+    /// `orderquery` by our order number.
+    pub async fn order_query(&self, out_trade_no: &str) -> Answer {
+        let request = self.merchant.signed(
+            Fields::from_iter([("out_trade_no", out_trade_no)]),
+            &nonce(),
+        );
+        self.post("/pay/orderquery", &request).await
+    }
+
+    /// `closeorder` by our order number.
+    pub async fn close_order(&self, out_trade_no: &str) -> Answer {
+        let request = self.merchant.signed(
+            Fields::from_iter([("out_trade_no", out_trade_no)]),
+            &nonce(),
+        );
+        self.post("/pay/closeorder", &request).await
+    }
+
+    /// POSTs a signed request, failing over across the base URLs (also used by the v2 refund
+    /// calls).
+    pub(crate) async fn post(&self, path: &str, request: &Fields) -> Answer {
+        let body = to_xml(request.iter());
+        let mut answer = Answer::Failed(Transport::Connect);
+        for (i, base) in self.bases.iter().enumerate() {
+            answer = self.post_once(&format!("{base}{path}"), body.clone()).await;
+            // Only "no answer from this host" moves on to the next one; a refusal is an answer.
+            let unanswered = matches!(
+                answer,
+                Answer::Failed(Transport::Connect | Transport::Timeout | Transport::ServerError(_))
+            );
+            if !unanswered || i + 1 == self.bases.len() {
+                break;
+            }
+            tracing::warn!(%path, host = %base, answer = ?answer.reply().label(), "WeChat Pay host failed; trying the next one");
+        }
+        answer
+    }
+
+    /// POSTs a signed request like every other call (same hosts, same fail-over) but hands
+    /// back the HTTP 200 response unread, for answers that are not signed XML replies:
+    /// `downloadbill` streams its statement. `timeout` replaces the client's for this call.
+    pub(crate) async fn post_unread(
+        &self,
+        path: &str,
+        request: &Fields,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, Answer> {
+        let body = to_xml(request.iter());
+        let mut failure = Answer::Failed(Transport::Connect);
+        for base in self.bases.iter() {
+            let sent = self
+                .http
+                .post(format!("{base}{path}"))
+                .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
+                .timeout(timeout)
+                .body(body.clone())
+                .send()
+                .await;
+            failure = match sent {
+                Ok(response) if response.status().is_success() => return Ok(response),
+                Ok(response) if response.status().is_server_error() => {
+                    Answer::Failed(Transport::ServerError(response.status().as_u16()))
+                }
+                Ok(response) => return Err(Answer::Rejected(response.status().as_u16())),
+                Err(e) => Answer::Failed(transport_failure(&e)),
+            };
+            // As in `post`: only "no answer from this host" moves on to the next one.
+            if matches!(failure, Answer::Failed(Transport::Unreadable)) {
+                break;
+            }
+            tracing::warn!(%path, host = %base, answer = ?failure.reply().label(), "WeChat Pay host failed");
+        }
+        Err(failure)
+    }
+
+    async fn post_once(&self, url: &str, body: String) -> Answer {
+        let sent = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
+            .body(body)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => return Answer::Failed(transport_failure(&e)),
+        };
+        let status = response.status();
+        if status.is_server_error() {
+            return Answer::Failed(Transport::ServerError(status.as_u16()));
+        }
+        if !status.is_success() {
+            return Answer::Rejected(status.as_u16());
+        }
+        match response.bytes().await {
+            Ok(body) => Answer::from_body(&body, &self.merchant),
+            Err(e) => Answer::Failed(transport_failure(&e)),
+        }
+    }
+}
+
+fn transport_failure(e: &reqwest::Error) -> Transport {
+    if e.is_timeout() {
+        Transport::Timeout
+    } else if e.is_connect() {
+        Transport::Connect
+    } else {
+        // A reset or truncated body after the request went out: WeChat may have acted.
+        Transport::Unreadable
+    }
+}
