@@ -21,7 +21,7 @@ use tasks::{drain, serve_http, serve_simulator, start_workers};
 
 use crate::clock::Clock;
 use crate::config::{Config, Mode};
-use crate::http::{FreeSpaceFloor, HttpState, RefusedNotifies, SessionCache};
+use crate::http::{FreeSpaceFloor, HttpState, RateLimits, RefusedNotifies, SessionCache};
 use crate::services::Services;
 use crate::store::{InsertSignal, Store, StoreOptions, WriteHealth};
 use crate::waiters::Waiters;
@@ -141,6 +141,7 @@ impl App {
                 sessions: SessionCache::new(),
                 refused,
                 metrics,
+                limits: RateLimits::new(&services.config.limits),
                 worker_node: worker_node.clone(),
             });
             HttpPart {

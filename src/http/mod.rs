@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 pub mod error;
 mod health;
+mod limits;
 mod notify;
 mod orders;
 mod payer_ip;
@@ -30,6 +31,7 @@ use axum::routing::{get, post};
 use error::ApiError;
 
 pub use auth::token_hash;
+pub use limits::RateLimits;
 pub use refused_notifies::{FreeSpaceFloor, RefusedNotifies};
 pub use session_cache::SessionCache;
 pub use state::HttpState;

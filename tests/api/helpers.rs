@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Router;
 use minipay::app::{App, Role};
-use minipay::config::{Config, Settings};
+use minipay::config::{Config, LimitSettings, Settings};
 use minipay::services::Services;
 use minipay::store::Store;
 use minipay::wechat::Gateway;
@@ -214,6 +214,8 @@ pub fn test_settings(database_url: &str) -> Settings {
     s.process.log = "warn".into();
     // Tests assert what is stored, whatever the free space of the machine they run on.
     s.http.refused_notify_min_free_mb = 0;
+    // Tests create many orders per user quickly; the limits' own tests turn them on.
+    s.limits = LimitSettings::off();
     s
 }
 

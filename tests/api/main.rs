@@ -5,6 +5,7 @@
 mod admin;
 mod bills;
 mod helpers;
+mod limits;
 mod logs;
 mod migrations;
 mod notify;
@@ -15,6 +16,7 @@ mod process;
 mod processes;
 mod reconcile;
 mod refund_protocol;
+mod replies;
 mod retention;
 mod sign_tool;
 mod simulator;
