@@ -4,9 +4,10 @@
 //!
 //! Each concern declares its settings once — name, type, default, documentation, check — in
 //! its own file with [`settings!`](settings::settings): `database`, `wechat`, `http`,
-//! `orders`, `limits`, `workers`, `retention`, `process`. This module reads them and keeps no
+//! `orders`, `limits`, `workers`, `retention`, `process`, `bills`. This module reads them and keeps no
 //! list of names; the README's settings table is checked against the declarations by a test.
 
+mod bills;
 mod database;
 mod http;
 mod limits;
@@ -24,6 +25,7 @@ use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::de::DeserializeOwned;
 
+pub use bills::{BillSettings, Bills};
 pub use database::{Database, DatabaseSettings};
 pub use http::{Http, HttpSettings};
 pub use limits::{LimitSettings, Limits};
@@ -54,6 +56,7 @@ pub struct Settings {
     pub workers: WorkerSettings,
     pub retention: RetentionSettings,
     pub process: ProcessSettings,
+    pub bills: BillSettings,
 }
 
 impl Settings {
@@ -68,6 +71,7 @@ impl Settings {
             WorkerSettings::KEYS,
             RetentionSettings::KEYS,
             ProcessSettings::KEYS,
+            BillSettings::KEYS,
         ]
         .into_iter()
         .flatten()
@@ -84,6 +88,7 @@ impl Settings {
             WorkerSettings::shown_defaults(),
             RetentionSettings::shown_defaults(),
             ProcessSettings::shown_defaults(),
+            BillSettings::shown_defaults(),
         ]
         .concat()
     }
@@ -98,6 +103,7 @@ impl Settings {
             workers: extract(figment)?,
             retention: extract(figment)?,
             process: extract(figment)?,
+            bills: extract(figment)?,
         })
     }
 }
@@ -129,6 +135,7 @@ pub struct Config {
     pub workers: Workers,
     pub retention: Retention,
     pub process: Process,
+    pub bills: Bills,
 }
 
 impl Config {
@@ -162,6 +169,7 @@ impl Config {
             workers: s.workers.config()?,
             retention: s.retention.config()?,
             process: s.process.config()?,
+            bills: s.bills.config()?,
         })
     }
 }

@@ -29,6 +29,8 @@ pub enum ApiError {
     AdminOff,
     #[error("no order {0:?}")]
     OrderNotFound(String),
+    #[error("no bill run for {0}: POST /v1/admin/bills/{0}/reconcile to run it")]
+    BillNotFound(String),
     #[error("no product with sku {0:?}")]
     UnknownSku(String),
     #[error("no such endpoint")]
@@ -84,6 +86,7 @@ impl ApiError {
             ApiError::AdminRequired => (StatusCode::UNAUTHORIZED, "ADMIN_TOKEN_REQUIRED"),
             ApiError::AdminOff => (StatusCode::NOT_FOUND, "ADMIN_DISABLED"),
             ApiError::OrderNotFound(_) => (StatusCode::NOT_FOUND, "ORDER_NOT_FOUND"),
+            ApiError::BillNotFound(_) => (StatusCode::NOT_FOUND, "BILL_NOT_FOUND"),
             ApiError::UnknownSku(_) => (StatusCode::NOT_FOUND, "UNKNOWN_SKU"),
             ApiError::NoRoute => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),

@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth;
+mod bills;
 pub mod error;
 mod health;
 mod limits;
@@ -47,6 +48,9 @@ pub fn router(state: Arc<HttpState>, simulator: Option<Router>) -> Router {
         .route("/v1/orders/{out_trade_no}", get(orders::show))
         .route("/v1/admin/orders", post(admin::create_order))
         .route("/v1/admin/orders/{out_trade_no}", get(admin::order_history))
+        .route("/v1/admin/bills", get(bills::list))
+        .route("/v1/admin/bills/{date}", get(bills::show))
+        .route("/v1/admin/bills/{date}/reconcile", post(bills::reconcile))
         .route("/v1/admin/queues", get(queues::list_queues))
         .route("/v1/admin/queues/{queue}/jobs", get(queues::list_jobs))
         .route("/v1/admin/jobs/{id}/retry", post(queues::retry_job))

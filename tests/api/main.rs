@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 mod admin;
+mod bill_runs;
 mod bills;
 mod helpers;
 mod limits;
