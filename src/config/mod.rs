@@ -8,6 +8,7 @@
 //! README's settings table is checked against the declarations by a test.
 
 mod database;
+mod edge;
 mod http;
 mod orders;
 mod process;
@@ -24,6 +25,7 @@ use figment::providers::{Format, Serialized, Toml};
 use serde::de::DeserializeOwned;
 
 pub use database::{Database, DatabaseSettings};
+pub use edge::{Edge, EdgeSettings};
 pub use http::{Http, HttpSettings};
 pub use orders::{OrderSettings, Orders};
 pub use process::{Process, ProcessSettings};
@@ -47,6 +49,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub wechat: WechatSettings,
     pub http: HttpSettings,
+    pub edge: EdgeSettings,
     pub orders: OrderSettings,
     pub workers: WorkerSettings,
     pub retention: RetentionSettings,
@@ -60,6 +63,7 @@ impl Settings {
             DatabaseSettings::KEYS,
             WechatSettings::KEYS,
             HttpSettings::KEYS,
+            EdgeSettings::KEYS,
             OrderSettings::KEYS,
             WorkerSettings::KEYS,
             RetentionSettings::KEYS,
@@ -75,6 +79,7 @@ impl Settings {
             DatabaseSettings::shown_defaults(),
             WechatSettings::shown_defaults(),
             HttpSettings::shown_defaults(),
+            EdgeSettings::shown_defaults(),
             OrderSettings::shown_defaults(),
             WorkerSettings::shown_defaults(),
             RetentionSettings::shown_defaults(),
@@ -88,6 +93,7 @@ impl Settings {
             database: extract(figment)?,
             wechat: extract(figment)?,
             http: extract(figment)?,
+            edge: extract(figment)?,
             orders: extract(figment)?,
             workers: extract(figment)?,
             retention: extract(figment)?,
@@ -118,6 +124,7 @@ pub struct Config {
     pub database: Database,
     pub wechat: Wechat,
     pub http: Http,
+    pub edge: Edge,
     pub orders: Orders,
     pub workers: Workers,
     pub retention: Retention,
@@ -150,6 +157,7 @@ impl Config {
             database: s.database.config()?,
             wechat: s.wechat.config()?,
             http: s.http.config()?,
+            edge: s.edge.config()?,
             orders: s.orders.config()?,
             workers: s.workers.config()?,
             retention: s.retention.config()?,

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::FromRequest;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::http::header::RETRY_AFTER;
+use axum::http::header::{CONNECTION, RETRY_AFTER};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -65,6 +65,8 @@ pub enum ApiError {
     StorageUnavailable(#[source] StoreError),
     #[error("this instance is shutting down; retry (another instance will answer)")]
     ShuttingDown,
+    #[error("the service is busy; retry in a moment")]
+    Overloaded,
     #[error("something went wrong on our side")]
     Internal(#[from] anyhow::Error),
 }
@@ -104,6 +106,7 @@ impl ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "STORAGE_UNAVAILABLE")
             }
             ApiError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "SHUTTING_DOWN"),
+            ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "OVERLOADED"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
         }
     }
@@ -152,11 +155,20 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
-        if let ApiError::StorageUnavailable(_) = self {
-            response.headers_mut().insert(
-                RETRY_AFTER,
-                HeaderValue::from_static(STORAGE_RETRY_AFTER_SECS),
-            );
+        match self {
+            ApiError::StorageUnavailable(_) => {
+                response.headers_mut().insert(
+                    RETRY_AFTER,
+                    HeaderValue::from_static(STORAGE_RETRY_AFTER_SECS),
+                );
+            }
+            // The rest of the body is not read: the connection cannot be reused.
+            ApiError::PayloadTooLarge => {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         response
     }
