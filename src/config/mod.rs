@@ -9,6 +9,7 @@
 
 mod bills;
 mod database;
+mod edge;
 mod http;
 mod limits;
 mod orders;
@@ -27,6 +28,7 @@ use serde::de::DeserializeOwned;
 
 pub use bills::{BillSettings, Bills};
 pub use database::{Database, DatabaseSettings};
+pub use edge::{Edge, EdgeSettings};
 pub use http::{Http, HttpSettings};
 pub use limits::{LimitSettings, Limits};
 pub use orders::{OrderSettings, Orders};
@@ -51,6 +53,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub wechat: WechatSettings,
     pub http: HttpSettings,
+    pub edge: EdgeSettings,
     pub orders: OrderSettings,
     pub limits: LimitSettings,
     pub workers: WorkerSettings,
@@ -66,6 +69,7 @@ impl Settings {
             DatabaseSettings::KEYS,
             WechatSettings::KEYS,
             HttpSettings::KEYS,
+            EdgeSettings::KEYS,
             OrderSettings::KEYS,
             LimitSettings::KEYS,
             WorkerSettings::KEYS,
@@ -83,6 +87,7 @@ impl Settings {
             DatabaseSettings::shown_defaults(),
             WechatSettings::shown_defaults(),
             HttpSettings::shown_defaults(),
+            EdgeSettings::shown_defaults(),
             OrderSettings::shown_defaults(),
             LimitSettings::shown_defaults(),
             WorkerSettings::shown_defaults(),
@@ -98,6 +103,7 @@ impl Settings {
             database: extract(figment)?,
             wechat: extract(figment)?,
             http: extract(figment)?,
+            edge: extract(figment)?,
             orders: extract(figment)?,
             limits: extract(figment)?,
             workers: extract(figment)?,
@@ -130,6 +136,7 @@ pub struct Config {
     pub database: Database,
     pub wechat: Wechat,
     pub http: Http,
+    pub edge: Edge,
     pub orders: Orders,
     pub limits: Limits,
     pub workers: Workers,
@@ -164,6 +171,7 @@ impl Config {
             database: s.database.config()?,
             wechat: s.wechat.config()?,
             http: s.http.config()?,
+            edge: s.edge.config()?,
             orders: s.orders.config()?,
             limits: s.limits.config()?,
             workers: s.workers.config()?,

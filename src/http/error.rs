@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
-use axum::http::header::RETRY_AFTER;
+use axum::http::header::{CONNECTION, RETRY_AFTER};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -75,6 +75,8 @@ pub enum ApiError {
         "this user already holds {limit} unpaid orders, the most allowed; pay one, or try again in {retry_after_secs} s"
     )]
     TooManyUnpaidOrders { limit: u32, retry_after_secs: u64 },
+    #[error("the service is busy; retry in a moment")]
+    Overloaded,
     #[error("something went wrong on our side")]
     Internal(#[from] anyhow::Error),
 }
@@ -120,6 +122,7 @@ impl ApiError {
             ApiError::TooManyUnpaidOrders { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_UNPAID_ORDERS")
             }
+            ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "OVERLOADED"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
         }
     }
@@ -180,10 +183,17 @@ impl IntoResponse for ApiError {
             | ApiError::TooManyUnpaidOrders {
                 retry_after_secs, ..
             } => Some(HeaderValue::from(retry_after_secs.max(1))),
+            ApiError::Overloaded => Some(HeaderValue::from_static("1")),
             _ => None,
         };
         if let Some(value) = retry_after {
             response.headers_mut().insert(RETRY_AFTER, value);
+        }
+        // The rest of the body is not read: the connection cannot be reused.
+        if matches!(self, ApiError::PayloadTooLarge) {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

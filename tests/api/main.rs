@@ -5,6 +5,7 @@
 mod admin;
 mod bill_runs;
 mod bills;
+mod edge;
 mod helpers;
 mod limits;
 mod logs;
