@@ -8,6 +8,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::refused_notifies::RefusedNotifies;
 use super::session_cache::SessionCache;
+use super::snapshot::Snapshot;
 use crate::sealed::Sealer;
 use crate::services::Services;
 use crate::wechat::LoginClient;
@@ -24,6 +25,8 @@ pub struct HttpState {
     /// Refused notifies, written in batches off the request path.
     pub refused: RefusedNotifies,
     pub metrics: PrometheusHandle,
+    /// The gauges and readiness `/metrics` and `/readyz` answer from.
+    pub snapshot: Snapshot,
     /// This process's worker name prefix, when it runs workers (for `/readyz`).
     pub worker_node: Option<String>,
 }

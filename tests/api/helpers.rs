@@ -214,12 +214,16 @@ pub fn test_settings(database_url: &str) -> Settings {
     s.process.log = "warn".into();
     // Tests assert what is stored, whatever the free space of the machine they run on.
     s.http.refused_notify_min_free_mb = 0;
+    // The database-backed gauges of /metrics, read in the background.
+    s.http.metrics_refresh_ms = 200;
     s
 }
 
 /// The real app, running in this test's runtime.
 pub struct TestApp {
     pub base: String,
+    /// The operator endpoints' own base URL, with `MINIPAY_ADMIN_LISTEN` set.
+    pub admin_base: Option<String>,
     pub http: reqwest::Client,
     pub services: Arc<Services>,
     /// The embedded WeChat simulator (simulator mode).
@@ -257,6 +261,7 @@ impl TestApp {
         let services = app.services();
         let simulator = app.simulator();
         let base = format!("http://{}", app.local_addr().unwrap());
+        let admin_base = app.admin_addr().map(|addr| format!("http://{addr}"));
         if let Some(sim) = &simulator {
             sim.set_faults(Faults {
                 notify_time_scale: 0.001,
@@ -269,6 +274,7 @@ impl TestApp {
         }));
         TestApp {
             base,
+            admin_base,
             http: http(),
             services,
             simulator,
@@ -352,6 +358,12 @@ impl TestApp {
         self.shutdown().await;
         self.db.drop_now().await;
         assert_eq!(dead, 0, "jobs died during the test");
+    }
+
+    /// Stops the app and drops the database, checking nothing (its database may be gone).
+    pub async fn stop_unchecked(mut self) {
+        self.shutdown().await;
+        self.db.drop_now().await;
     }
 
     pub fn store(&self) -> &Store {
