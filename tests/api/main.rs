@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 mod admin;
+mod admin_listener;
 mod bill_runs;
 mod bills;
 mod edge;
