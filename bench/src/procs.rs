@@ -98,6 +98,30 @@ impl Proc {
             .and_then(|v| v.parse().ok())
     }
 
+    /// Resident set size in KiB (VmRSS), now.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// The soft limit of open files, as /proc/PID/limits shows it.
+    pub fn open_file_limit(&self) -> String {
+        std::fs::read_to_string(format!("/proc/{}/limits", self.pid()))
+            .ok()
+            .and_then(|limits| {
+                limits
+                    .lines()
+                    .find(|l| l.starts_with("Max open files"))
+                    .and_then(|l| l.split_whitespace().nth(3))
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| "?".into())
+    }
+
     pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
         let status = Command::new("kill")
             .arg(format!("-{signal}"))

@@ -96,6 +96,16 @@ impl Service {
         self.service.peak_rss_kib().unwrap_or(0) as f64 / 1024.0
     }
 
+    /// The service's resident memory now, in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        self.service.rss_kib().unwrap_or(0) as f64 / 1024.0
+    }
+
+    /// The service's soft limit of open files.
+    pub fn service_fd_limit(&self) -> String {
+        self.service.open_file_limit()
+    }
+
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.service.stop(Duration::from_secs(40))?;
         self.simulator.stop(Duration::from_secs(10))?;

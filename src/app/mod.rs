@@ -249,6 +249,29 @@ impl App {
     }
 }
 
+/// The services alone, for a one-off command (`minipay bill`): connected and migrated, with
+/// the configured WeChat (in simulator mode `MINIPAY_PAY_BASE_URL` must name a simulator);
+/// no HTTP server, no workers.
+pub async fn services_for_command(config: Config) -> anyhow::Result<Arc<Services>> {
+    let signal = InsertSignal::new();
+    let clock = Clock::new();
+    let store = open_store(&config, Role::Work, &signal, &clock).await?;
+    let (gateway, _login, _sealer) = wechat(&config, None, None)?;
+    let write_health = match &store {
+        Store::Sqlite(pools) => pools.health.clone(),
+        Store::Postgres(_) => WriteHealth::new(),
+    };
+    Ok(Arc::new(Services {
+        config,
+        store,
+        gateway,
+        clock,
+        waiters: Waiters::new(),
+        stopping: CancellationToken::new(),
+        write_health,
+    }))
+}
+
 /// Connects, migrates, and (serving roles) records the catalog on sale.
 async fn open_store(
     config: &Config,

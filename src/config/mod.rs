@@ -4,10 +4,12 @@
 //!
 //! Each concern declares its settings once — name, type, default, documentation, check — in
 //! its own file with [`settings!`](settings::settings): `database`, `wechat`, `http`,
-//! `orders`, `limits`, `workers`, `retention`, `process`. This module reads them and keeps no
+//! `orders`, `limits`, `workers`, `retention`, `process`, `bills`. This module reads them and keeps no
 //! list of names; the README's settings table is checked against the declarations by a test.
 
+mod bills;
 mod database;
+mod edge;
 mod http;
 mod limits;
 mod orders;
@@ -24,7 +26,9 @@ use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::de::DeserializeOwned;
 
+pub use bills::{BillSettings, Bills};
 pub use database::{Database, DatabaseSettings};
+pub use edge::{Edge, EdgeSettings};
 pub use http::{Http, HttpSettings};
 pub use limits::{LimitSettings, Limits};
 pub use orders::{OrderSettings, Orders};
@@ -49,11 +53,13 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub wechat: WechatSettings,
     pub http: HttpSettings,
+    pub edge: EdgeSettings,
     pub orders: OrderSettings,
     pub limits: LimitSettings,
     pub workers: WorkerSettings,
     pub retention: RetentionSettings,
     pub process: ProcessSettings,
+    pub bills: BillSettings,
 }
 
 impl Settings {
@@ -63,11 +69,13 @@ impl Settings {
             DatabaseSettings::KEYS,
             WechatSettings::KEYS,
             HttpSettings::KEYS,
+            EdgeSettings::KEYS,
             OrderSettings::KEYS,
             LimitSettings::KEYS,
             WorkerSettings::KEYS,
             RetentionSettings::KEYS,
             ProcessSettings::KEYS,
+            BillSettings::KEYS,
         ]
         .into_iter()
         .flatten()
@@ -79,11 +87,13 @@ impl Settings {
             DatabaseSettings::shown_defaults(),
             WechatSettings::shown_defaults(),
             HttpSettings::shown_defaults(),
+            EdgeSettings::shown_defaults(),
             OrderSettings::shown_defaults(),
             LimitSettings::shown_defaults(),
             WorkerSettings::shown_defaults(),
             RetentionSettings::shown_defaults(),
             ProcessSettings::shown_defaults(),
+            BillSettings::shown_defaults(),
         ]
         .concat()
     }
@@ -93,11 +103,13 @@ impl Settings {
             database: extract(figment)?,
             wechat: extract(figment)?,
             http: extract(figment)?,
+            edge: extract(figment)?,
             orders: extract(figment)?,
             limits: extract(figment)?,
             workers: extract(figment)?,
             retention: extract(figment)?,
             process: extract(figment)?,
+            bills: extract(figment)?,
         })
     }
 }
@@ -124,11 +136,13 @@ pub struct Config {
     pub database: Database,
     pub wechat: Wechat,
     pub http: Http,
+    pub edge: Edge,
     pub orders: Orders,
     pub limits: Limits,
     pub workers: Workers,
     pub retention: Retention,
     pub process: Process,
+    pub bills: Bills,
 }
 
 impl Config {
@@ -157,11 +171,13 @@ impl Config {
             database: s.database.config()?,
             wechat: s.wechat.config()?,
             http: s.http.config()?,
+            edge: s.edge.config()?,
             orders: s.orders.config()?,
             limits: s.limits.config()?,
             workers: s.workers.config()?,
             retention: s.retention.config()?,
             process: s.process.config()?,
+            bills: s.bills.config()?,
         })
     }
 }

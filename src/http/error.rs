@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
-use axum::http::header::RETRY_AFTER;
+use axum::http::header::{CONNECTION, RETRY_AFTER};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -29,6 +29,8 @@ pub enum ApiError {
     AdminOff,
     #[error("no order {0:?}")]
     OrderNotFound(String),
+    #[error("no bill run for {0}: POST /v1/admin/bills/{0}/reconcile to run it")]
+    BillNotFound(String),
     #[error("no product with sku {0:?}")]
     UnknownSku(String),
     #[error("no such endpoint")]
@@ -73,6 +75,8 @@ pub enum ApiError {
         "this user already holds {limit} unpaid orders, the most allowed; pay one, or try again in {retry_after_secs} s"
     )]
     TooManyUnpaidOrders { limit: u32, retry_after_secs: u64 },
+    #[error("the service is busy; retry in a moment")]
+    Overloaded,
     #[error("something went wrong on our side")]
     Internal(#[from] anyhow::Error),
 }
@@ -84,6 +88,7 @@ impl ApiError {
             ApiError::AdminRequired => (StatusCode::UNAUTHORIZED, "ADMIN_TOKEN_REQUIRED"),
             ApiError::AdminOff => (StatusCode::NOT_FOUND, "ADMIN_DISABLED"),
             ApiError::OrderNotFound(_) => (StatusCode::NOT_FOUND, "ORDER_NOT_FOUND"),
+            ApiError::BillNotFound(_) => (StatusCode::NOT_FOUND, "BILL_NOT_FOUND"),
             ApiError::UnknownSku(_) => (StatusCode::NOT_FOUND, "UNKNOWN_SKU"),
             ApiError::NoRoute => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
@@ -117,6 +122,7 @@ impl ApiError {
             ApiError::TooManyUnpaidOrders { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_UNPAID_ORDERS")
             }
+            ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "OVERLOADED"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
         }
     }
@@ -177,10 +183,17 @@ impl IntoResponse for ApiError {
             | ApiError::TooManyUnpaidOrders {
                 retry_after_secs, ..
             } => Some(HeaderValue::from(retry_after_secs.max(1))),
+            ApiError::Overloaded => Some(HeaderValue::from_static("1")),
             _ => None,
         };
         if let Some(value) = retry_after {
             response.headers_mut().insert(RETRY_AFTER, value);
+        }
+        // The rest of the body is not read: the connection cannot be reused.
+        if matches!(self, ApiError::PayloadTooLarge) {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

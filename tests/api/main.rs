@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 mod admin;
+mod bill_runs;
 mod bills;
+mod edge;
 mod helpers;
 mod limits;
 mod logs;
