@@ -489,3 +489,58 @@ async fn wrong_admin_tokens_are_logged_and_lock_the_client_out() {
     assert!(!log.contains(guess), "the presented token is never logged");
     db.drop_now().await;
 }
+
+/// `GET /v1/orders/{id}` as the client at `ip` (behind the trusted proxy) with `token`.
+async fn read_from(app: &TestApp, ip: &str, number: &str, token: &str) -> Reply {
+    send(
+        app.http
+            .get(format!("{}/v1/orders/{number}", app.base))
+            .header("x-forwarded-for", ip)
+            .bearer_auth(token),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_the_admin_token_through_an_order_read_spends_the_same_budget() {
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, Role::Serve, |s| {
+        s.limits.limit_admin_failures_per_ip = 3;
+        s.http.trusted_proxies = "127.0.0.1".into();
+    })
+    .await
+    else {
+        return;
+    };
+    let token = app.login("lou#1").await;
+    let order = app.create_order(&token, "sms-100", 1).await;
+    let number = order["out_trade_no"].as_str().unwrap();
+    // Neither a session nor the admin token: 401 as for an expired session, every time.
+    for i in 0..10 {
+        let reply = read_from(
+            &app,
+            "203.0.113.99",
+            number,
+            &format!("guess-{i}-0123456789"),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+        assert_eq!(reply.body["error"]["code"], "SESSION_REQUIRED");
+    }
+    // That client is locked out: the right admin token is not even compared...
+    let admin = read_from(&app, "203.0.113.99", number, ADMIN_TOKEN).await;
+    assert_eq!(admin.status, StatusCode::UNAUTHORIZED, "{}", admin.body);
+    let admin_api = send(
+        app.http
+            .get(format!("{}/v1/admin/orders/{number}", app.base))
+            .header("x-forwarded-for", "203.0.113.99")
+            .bearer_auth(ADMIN_TOKEN),
+    )
+    .await;
+    assert_limited(&admin_api, "RATE_LIMITED");
+    // ...while its users' sessions work, and other clients are not touched.
+    let own = read_from(&app, "203.0.113.99", number, &token).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+    let elsewhere = read_from(&app, "198.51.100.99", number, ADMIN_TOKEN).await;
+    assert_eq!(elsewhere.status, StatusCode::OK, "{}", elsewhere.body);
+    app.stop().await;
+}
