@@ -5,6 +5,7 @@
 mod admin;
 mod admin_listener;
 mod bills;
+mod console;
 mod helpers;
 mod logs;
 mod migrations;
