@@ -27,6 +27,8 @@ pub enum ApiError {
     AdminRequired,
     #[error("admin endpoints are off: set MINIPAY_ADMIN_TOKEN to turn them on")]
     AdminOff,
+    #[error("the form is stale or was sent from another site; reload /admin and try again")]
+    CsrfRejected,
     #[error("no order {0:?}")]
     OrderNotFound(String),
     #[error("no bill run for {0}: POST /v1/admin/bills/{0}/reconcile to run it")]
@@ -87,6 +89,7 @@ impl ApiError {
             ApiError::SessionRequired => (StatusCode::UNAUTHORIZED, "SESSION_REQUIRED"),
             ApiError::AdminRequired => (StatusCode::UNAUTHORIZED, "ADMIN_TOKEN_REQUIRED"),
             ApiError::AdminOff => (StatusCode::NOT_FOUND, "ADMIN_DISABLED"),
+            ApiError::CsrfRejected => (StatusCode::FORBIDDEN, "CSRF_REJECTED"),
             ApiError::OrderNotFound(_) => (StatusCode::NOT_FOUND, "ORDER_NOT_FOUND"),
             ApiError::BillNotFound(_) => (StatusCode::NOT_FOUND, "BILL_NOT_FOUND"),
             ApiError::UnknownSku(_) => (StatusCode::NOT_FOUND, "UNKNOWN_SKU"),

@@ -5,6 +5,7 @@
 mod admin;
 mod auth;
 mod bills;
+mod console;
 pub mod error;
 mod health;
 mod limits;
@@ -103,8 +104,12 @@ fn operator_routes() -> Routes {
         .route("/v1/admin/queues", get(queues::list_queues))
         .route("/v1/admin/queues/{queue}/jobs", get(queues::list_jobs))
         .route("/v1/admin/jobs/{id}/retry", post(queues::retry_job))
-        .route("/admin", get(queues::page))
-        .route("/admin/jobs/{id}/retry", post(queues::page_retry))
+        .merge(
+            Router::new()
+                .route("/admin", get(queues::page))
+                .route("/admin/jobs/{id}/retry", post(queues::page_retry))
+                .route_layer(middleware::from_fn(console::headers)),
+        )
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(middleware::from_fn(|request, next| {
             oversized::refuse_oversized(JSON_BODY_LIMIT, request, next)

@@ -6,6 +6,7 @@ mod admin;
 mod admin_listener;
 mod bill_runs;
 mod bills;
+mod console;
 mod edge;
 mod helpers;
 mod limits;
