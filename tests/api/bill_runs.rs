@@ -385,7 +385,6 @@ async fn the_cli_reconciles_a_day_and_prints_the_summary() {
                 .env("PATH", std::env::var("PATH").unwrap_or_default())
                 .env("MINIPAY_DATABASE_URL", db)
                 .env("MINIPAY_PAY_BASE_URL", &sim_url)
-                .env("MINIPAY_AUTH_BASE_URL", &sim_url)
                 .env("MINIPAY_LOG", "warn")
                 .output()
                 .unwrap()
