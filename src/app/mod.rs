@@ -254,7 +254,12 @@ impl App {
 /// The services alone, for a one-off command (`minipay bill`): connected and migrated, with
 /// the configured WeChat (in simulator mode `MINIPAY_PAY_BASE_URL` must name a simulator);
 /// no HTTP server, no workers.
-pub async fn services_for_command(config: Config) -> anyhow::Result<Arc<Services>> {
+pub async fn services_for_command(mut config: Config) -> anyhow::Result<Arc<Services>> {
+    // A command calls WeChat Pay only: the login API may be left unset.
+    let wechat_config = &mut config.wechat;
+    if wechat_config.auth_base_urls.is_none() {
+        wechat_config.auth_base_urls = wechat_config.pay_base_urls.clone();
+    }
     let signal = InsertSignal::new();
     let clock = Clock::new();
     let store = open_store(&config, Role::Work, &signal, &clock).await?;
