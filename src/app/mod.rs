@@ -21,6 +21,7 @@ use tasks::{drain, serve_http, serve_simulator, start_workers};
 
 use crate::clock::Clock;
 use crate::config::{Config, Mode};
+use crate::events::Deliverer;
 use crate::http::{FreeSpaceFloor, HttpState, RefusedNotifies, SessionCache};
 use crate::services::Services;
 use crate::store::{InsertSignal, Store, StoreOptions, WriteHealth};
@@ -121,6 +122,7 @@ impl App {
             Store::Postgres(_) => WriteHealth::new(),
         };
         let floor = FreeSpaceFloor::of(&config);
+        let deliverer = deliverer(&config)?;
         let services = Arc::new(Services {
             config,
             store,
@@ -129,6 +131,7 @@ impl App {
             waiters: Waiters::new(),
             stopping: CancellationToken::new(),
             write_health,
+            deliverer,
         });
         let http = listener.map(|listener| {
             let refused_stop = CancellationToken::new();
@@ -270,6 +273,17 @@ async fn open_store(
             .context("writing the catalog")?;
     }
     Ok(store)
+}
+
+/// The merchant events sender, when a webhook endpoint is configured.
+fn deliverer(config: &Config) -> anyhow::Result<Option<Deliverer>> {
+    match (&config.events.url, &config.events.secrets) {
+        (Some(_), Some(secrets)) => Ok(Some(
+            Deliverer::new(secrets.clone(), config.events.timeout)
+                .context("building the webhook client")?,
+        )),
+        _ => Ok(None),
+    }
 }
 
 /// An address clients can dial: a wildcard bind is reached on loopback.

@@ -35,6 +35,11 @@ pub(super) fn serve_http(
     services
         .write_health
         .spawn_probe(services.store.clone(), services.stopping.clone());
+    crate::metrics::spawn_event_gauges(
+        services.store.clone(),
+        services.clock.clone(),
+        services.stopping.clone(),
+    );
     let router = crate::http::router(state, simulator);
     tokio::spawn(async move {
         axum::serve(

@@ -4,10 +4,11 @@
 //!
 //! Each concern declares its settings once — name, type, default, documentation, check — in
 //! its own file with [`settings!`](settings::settings): `database`, `wechat`, `http`,
-//! `orders`, `workers`, `retention`, `process`. This module reads them and keeps no list of names; the
+//! `orders`, `workers`, `retention`, `process`, `events`. This module reads them and keeps no list of names; the
 //! README's settings table is checked against the declarations by a test.
 
 mod database;
+mod events;
 mod http;
 mod orders;
 mod process;
@@ -24,6 +25,7 @@ use figment::providers::{Format, Serialized, Toml};
 use serde::de::DeserializeOwned;
 
 pub use database::{Database, DatabaseSettings};
+pub use events::{EventSettings, Events};
 pub use http::{Http, HttpSettings};
 pub use orders::{OrderSettings, Orders};
 pub use process::{Process, ProcessSettings};
@@ -51,6 +53,7 @@ pub struct Settings {
     pub workers: WorkerSettings,
     pub retention: RetentionSettings,
     pub process: ProcessSettings,
+    pub events: EventSettings,
 }
 
 impl Settings {
@@ -64,6 +67,7 @@ impl Settings {
             WorkerSettings::KEYS,
             RetentionSettings::KEYS,
             ProcessSettings::KEYS,
+            EventSettings::KEYS,
         ]
         .into_iter()
         .flatten()
@@ -79,6 +83,7 @@ impl Settings {
             WorkerSettings::shown_defaults(),
             RetentionSettings::shown_defaults(),
             ProcessSettings::shown_defaults(),
+            EventSettings::shown_defaults(),
         ]
         .concat()
     }
@@ -92,6 +97,7 @@ impl Settings {
             workers: extract(figment)?,
             retention: extract(figment)?,
             process: extract(figment)?,
+            events: extract(figment)?,
         })
     }
 }
@@ -122,6 +128,7 @@ pub struct Config {
     pub workers: Workers,
     pub retention: Retention,
     pub process: Process,
+    pub events: Events,
 }
 
 impl Config {
@@ -154,6 +161,7 @@ impl Config {
             workers: s.workers.config()?,
             retention: s.retention.config()?,
             process: s.process.config()?,
+            events: s.events.config()?,
         })
     }
 }

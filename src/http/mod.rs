@@ -5,6 +5,7 @@
 mod admin;
 mod auth;
 pub mod error;
+mod events;
 mod health;
 mod notify;
 mod orders;
@@ -48,6 +49,8 @@ pub fn router(state: Arc<HttpState>, simulator: Option<Router>) -> Router {
         .route("/v1/admin/queues", get(queues::list_queues))
         .route("/v1/admin/queues/{queue}/jobs", get(queues::list_jobs))
         .route("/v1/admin/jobs/{id}/retry", post(queues::retry_job))
+        .route("/v1/admin/events", get(events::list))
+        .route("/v1/admin/events/{id}/redeliver", post(events::redeliver))
         .route("/admin", get(queues::page))
         .route("/admin/jobs/{id}/retry", post(queues::page_retry))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))

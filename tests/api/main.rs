@@ -4,6 +4,8 @@
 
 mod admin;
 mod bills;
+mod events;
+mod events_crash;
 mod helpers;
 mod logs;
 mod migrations;
