@@ -40,6 +40,7 @@ pub(super) fn serve_http(
         services.clock.clone(),
         services.stopping.clone(),
     );
+    state.limits.spawn_sweeper(services.stopping.clone());
     let router = crate::http::router(state, simulator);
     tokio::spawn(async move {
         axum::serve(

@@ -59,7 +59,15 @@ pub(crate) trait Dialect {
 
     /// Makes the waiting job of `queue` with `key` due now (a no-op when there is none).
     async fn run_now(&mut self, queue: &str, key: &str) -> Result<(), StoreError>;
+
+    /// Holds, until the transaction ends, a lock that one user's order placements share
+    /// (PostgreSQL advisory lock); SQLite's single writer already serializes them.
+    async fn lock_user(&mut self, openid: &str) -> Result<(), StoreError>;
 }
+
+/// The first key of the user locks (`pg_advisory_xact_lock(int, int)`), apart from any other
+/// advisory lock.
+const USER_LOCK_CLASS: i32 = 0x6d70_7531; // "mpu1"
 
 /// The PostgreSQL channel carrying order changes; the payload is the out_trade_no.
 pub const ORDER_CHANNEL: &str = "minipay_order";
@@ -90,6 +98,10 @@ impl Dialect for SqliteConnection {
         .await?;
         Ok(())
     }
+
+    async fn lock_user(&mut self, _openid: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl Dialect for PgConnection {
@@ -117,6 +129,15 @@ impl Dialect for PgConnection {
         .bind(key)
         .execute(self)
         .await?;
+        Ok(())
+    }
+
+    async fn lock_user(&mut self, openid: &str) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(USER_LOCK_CLASS)
+            .bind(openid)
+            .execute(self)
+            .await?;
         Ok(())
     }
 }

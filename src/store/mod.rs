@@ -8,6 +8,7 @@
 //! Both backends run the same SQL text (`$1` placeholders work in SQLite too); where dialects
 //! differ, the [`Dialect`] trait or a per-backend constant says so.
 
+mod bills;
 mod deliveries;
 mod dialect;
 mod error;
@@ -34,6 +35,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use bills::{BillRunRow, BillRunStatus, HealedRow, MismatchRow, RequestedBy, StoredReport};
 pub use deliveries::{
     AfterAttempt, AttemptRecord, AttemptRow, EventFilter, EventRecord, EventStats, Redelivery,
 };

@@ -3,10 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 mod admin;
+mod bill_runs;
 mod bills;
 mod events;
 mod events_crash;
 mod helpers;
+mod limits;
 mod logs;
 mod migrations;
 mod notify;
@@ -17,6 +19,7 @@ mod process;
 mod processes;
 mod reconcile;
 mod refund_protocol;
+mod replies;
 mod retention;
 mod sign_tool;
 mod simulator;
