@@ -3,6 +3,13 @@
 //! back leaves no event), with its first `deliver_event` job queued in the same transaction
 //! when a webhook endpoint is configured. Without one, events are recorded and not sent.
 //!
+//! Refund events (`order.refunded`, `refund.succeeded`, `refund.failed`, `refund.abnormal`) are
+//! recorded the same way by the refund transitions, inside their transactions: a
+//! [`NewEvent`] with the refund's admin view as `data`, `out_refund_no` set and the dedupe key
+//! `"{type}:{out_refund_no}"`, through [`insert_event!`]; `order.refunded` through
+//! [`record_order_event!`] when the succeeded refunds reach `total_fee` (and the order's `data`
+//! then carries `refunded_fee`).
+//!
 //! Each change records at most one event: rows carry a unique `dedupe_key` (`order.paid:MP…`,
 //! `payment.anomaly:paid_twice:4200…`), and a second insert for the same change is a no-op that
 //! queues nothing.
