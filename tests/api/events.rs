@@ -440,3 +440,40 @@ impl TestApp {
         self.store().merchant_event(id).await.unwrap().unwrap().data
     }
 }
+
+on_both_backends! {
+    /// While the merchant's endpoint hangs on every delivery (one delivery slot, a long
+    /// timeout), payments keep flowing: every order is paid, its event waits.
+    async fn a_hanging_endpoint_does_not_hold_payments(backend) {
+        let receiver = Receiver::start(|_| Answer::Hang).await;
+        let (url, secret) = (receiver.url.clone(), CURRENT.to_owned());
+        let Some(app) = TestApp::spawn_with(backend, minipay::app::Role::All, move |s| {
+            s.events.webhook_url = Some(url);
+            s.events.webhook_secret = Some(SecretString::from(secret));
+            s.events.webhook_timeout_secs = 600;
+            s.events.webhook_concurrency = 1;
+        })
+        .await
+        else {
+            return;
+        };
+        let token = app.login("isolation#1").await;
+        let mut numbers = Vec::new();
+        for _ in 0..5 {
+            let order = app.create_order(&token, "sms-100", 1).await;
+            numbers.push(order["out_trade_no"].as_str().unwrap().to_owned());
+        }
+        for n in &numbers {
+            app.wait_for_status(&token, n, "ready").await;
+            app.pay(n, true);
+        }
+        for n in &numbers {
+            app.wait_for_status(&token, n, "paid").await;
+        }
+        receiver.wait_for(1).await;
+        let pending = events(&app, "state=pending").await;
+        assert_eq!(pending.len(), 5, "every paid order has its event, waiting: {pending:?}");
+        assert_eq!(receiver.deliveries().len(), 1, "one delivery slot, held by the hang");
+        app.stop().await;
+    }
+}
