@@ -99,6 +99,55 @@ fn describe() {
         "HTTP requests by method, route and status."
     );
     describe_bills();
+    describe_events();
+}
+
+fn describe_events() {
+    describe_counter!(
+        "minipay_event_deliveries_total",
+        "Merchant event delivery attempts by result: delivered, failed (retried), dead."
+    );
+    describe_gauge!(
+        "minipay_events_pending",
+        "Merchant events not delivered yet (refreshed in the background)."
+    );
+    describe_gauge!(
+        "minipay_events_oldest_pending_age_seconds",
+        Unit::Seconds,
+        "Age of the oldest merchant event not delivered yet; 0 when none."
+    );
+    describe_gauge!(
+        "minipay_events_dead",
+        "Merchant events whose every attempt failed: redeliver them once the endpoint is back."
+    );
+}
+
+/// How often the merchant events gauges are read from the database.
+pub const EVENT_GAUGES_EVERY: Duration = Duration::from_secs(5);
+
+/// Keeps the merchant events gauges current in the background (one small aggregate query per
+/// period, on the `events_state` index), so that a scrape costs nothing.
+pub fn spawn_event_gauges(
+    store: Store,
+    clock: crate::clock::Clock,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    tokio::spawn(async move {
+        loop {
+            if let Ok(stats) = store.event_stats().await {
+                gauge!("minipay_events_pending").set(stats.pending as f64);
+                gauge!("minipay_events_dead").set(stats.dead as f64);
+                let age_ms = stats
+                    .oldest_pending
+                    .map_or(0, |at| (clock.unix_ms() - at).max(0));
+                gauge!("minipay_events_oldest_pending_age_seconds").set(age_ms as f64 / 1000.0);
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(EVENT_GAUGES_EVERY) => {}
+            }
+        }
+    });
 }
 
 fn describe_bills() {

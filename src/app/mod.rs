@@ -21,6 +21,7 @@ use tasks::{drain, serve_http, serve_simulator, start_workers};
 
 use crate::clock::Clock;
 use crate::config::{Config, Mode};
+use crate::events::Deliverer;
 use crate::http::{FreeSpaceFloor, HttpState, RateLimits, RefusedNotifies, SessionCache, Snapshot};
 use crate::services::Services;
 use crate::store::{InsertSignal, Store, StoreOptions, WriteHealth};
@@ -115,6 +116,8 @@ impl App {
         };
         let floor = FreeSpaceFloor::of(&config);
         let services = Arc::new(Services {
+            // Before `config` moves in.
+            deliverer: deliverer(&config)?,
             config,
             store,
             gateway,
@@ -276,6 +279,8 @@ pub async fn services_for_command(mut config: Config) -> anyhow::Result<Arc<Serv
         waiters: Waiters::new(),
         stopping: CancellationToken::new(),
         write_health,
+        // Events this command records are queued for the workers, which deliver them.
+        deliverer: None,
     }))
 }
 
@@ -325,6 +330,17 @@ async fn open_store(
             .context("writing the catalog")?;
     }
     Ok(store)
+}
+
+/// The merchant events sender, when a webhook endpoint is configured.
+fn deliverer(config: &Config) -> anyhow::Result<Option<Deliverer>> {
+    match (&config.events.url, &config.events.secrets) {
+        (Some(_), Some(secrets)) => Ok(Some(
+            Deliverer::new(secrets.clone(), config.events.timeout)
+                .context("building the webhook client")?,
+        )),
+        _ => Ok(None),
+    }
 }
 
 /// An address clients can dial: a wildcard bind is reached on loopback.

@@ -38,6 +38,11 @@ pub(super) fn serve_http(
     services
         .write_health
         .spawn_probe(services.store.clone(), services.stopping.clone());
+    crate::metrics::spawn_event_gauges(
+        services.store.clone(),
+        services.clock.clone(),
+        services.stopping.clone(),
+    );
     state.limits.spawn_sweeper(services.stopping.clone());
     let limits = services.config.edge;
     state.snapshot.spawn(

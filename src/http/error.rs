@@ -35,6 +35,10 @@ pub enum ApiError {
     BillNotFound(String),
     #[error("no product with sku {0:?}")]
     UnknownSku(String),
+    #[error("no event {0:?}")]
+    EventNotFound(String),
+    #[error("no webhook endpoint is configured (MINIPAY_WEBHOOK_URL): there is nowhere to send it")]
+    WebhookNotConfigured,
     #[error("no such endpoint")]
     NoRoute,
     #[error("method not allowed on this endpoint")]
@@ -93,6 +97,8 @@ impl ApiError {
             ApiError::OrderNotFound(_) => (StatusCode::NOT_FOUND, "ORDER_NOT_FOUND"),
             ApiError::BillNotFound(_) => (StatusCode::NOT_FOUND, "BILL_NOT_FOUND"),
             ApiError::UnknownSku(_) => (StatusCode::NOT_FOUND, "UNKNOWN_SKU"),
+            ApiError::EventNotFound(_) => (StatusCode::NOT_FOUND, "EVENT_NOT_FOUND"),
+            ApiError::WebhookNotConfigured => (StatusCode::CONFLICT, "WEBHOOK_NOT_CONFIGURED"),
             ApiError::NoRoute => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
             ApiError::WechatLoginFailed(_) => (StatusCode::UNAUTHORIZED, "WECHAT_LOGIN_FAILED"),

@@ -7,6 +7,7 @@ mod auth;
 mod bills;
 mod console;
 pub mod error;
+mod events;
 mod health;
 mod limits;
 pub mod listener;
@@ -104,6 +105,8 @@ fn operator_routes() -> Routes {
         .route("/v1/admin/queues", get(queues::list_queues))
         .route("/v1/admin/queues/{queue}/jobs", get(queues::list_jobs))
         .route("/v1/admin/jobs/{id}/retry", post(queues::retry_job))
+        .route("/v1/admin/events", get(events::list))
+        .route("/v1/admin/events/{id}/redeliver", post(events::redeliver))
         .merge(
             Router::new()
                 .route("/admin", get(queues::page))

@@ -8,6 +8,8 @@ mod bill_runs;
 mod bills;
 mod console;
 mod edge;
+mod events;
+mod events_crash;
 mod helpers;
 mod limits;
 mod logs;
