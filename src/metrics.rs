@@ -8,6 +8,7 @@ use std::time::Duration;
 use metrics::{Unit, describe_counter, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use minipay_jobs::OrderStatus;
+use minipay_jobs::bill::MismatchKind;
 
 use crate::store::{QueueStats, Store, StoreError};
 
@@ -97,6 +98,14 @@ fn describe() {
         Unit::Seconds,
         "HTTP requests by method, route and status."
     );
+    describe_counter!(
+        "minipay_bill_runs_total",
+        "Bill reconciliation attempts by outcome: done, no_bill, retry, failed."
+    );
+    describe_counter!(
+        "minipay_bill_healed_total",
+        "Order queries queued because WeChat's bill lists a payment minipay had not applied."
+    );
 }
 
 /// The database-backed gauges, read in the background (`http::Snapshot`) and rendered by
@@ -108,6 +117,73 @@ pub struct DbGauges {
     /// Each queue's backlog (every queue, even with no rows).
     pub queues: Vec<QueueStats>,
     pub ready_overdue: i64,
+    /// The last reconciled day's bill, once there is one.
+    pub bill: Option<BillGauges>,
+}
+
+/// The last reconciled day: its start, its mismatches by kind, the orders it healed.
+#[derive(Debug, Clone, Default)]
+pub struct BillGauges {
+    /// Unix seconds of 00:00 Beijing of the day.
+    pub day_start: i64,
+    pub mismatches: Vec<(MismatchKind, i64)>,
+    pub healed: i64,
+}
+
+impl BillGauges {
+    async fn read(store: &Store) -> Result<Option<BillGauges>, StoreError> {
+        let Some(run) = store.last_reconciled_bill().await? else {
+            return Ok(None);
+        };
+        let counts = store.bill_mismatch_counts(&run.bill_date).await?;
+        let day_start = chrono::NaiveDate::parse_from_str(&run.bill_date, "%Y-%m-%d")
+            // 00:00 Beijing is 16:00 UTC the day before.
+            .map(|day| day.and_time(chrono::NaiveTime::MIN).and_utc().timestamp() - 8 * 3600)
+            .unwrap_or(0);
+        let mismatches = MismatchKind::ALL
+            .iter()
+            .map(|kind| {
+                let n = counts
+                    .iter()
+                    .find(|(k, _)| k == kind.as_str())
+                    .map_or(0, |(_, n)| *n);
+                (*kind, n)
+            })
+            .collect();
+        Ok(Some(BillGauges {
+            day_start,
+            mismatches,
+            healed: run.healed,
+        }))
+    }
+
+    fn render(&self, out: &mut String) {
+        gauge_line(
+            out,
+            "minipay_bill_last_reconciled_day",
+            "Start (Unix seconds, 00:00 Beijing) of the last day whose bill was reconciled.",
+            self.day_start as f64,
+        );
+        header(
+            out,
+            "minipay_bill_mismatches",
+            "Mismatches of the last reconciled day, by kind (missing_local, missing_wechat, amount, status); alert when above zero.",
+        );
+        for (kind, n) in &self.mismatches {
+            sample(
+                out,
+                "minipay_bill_mismatches",
+                Some(("kind", kind.as_str())),
+                *n as f64,
+            );
+        }
+        gauge_line(
+            out,
+            "minipay_bill_healed_orders",
+            "Orders of the last reconciled day WeChat listed as paid while minipay held them pending or ready (an order query was queued).",
+            self.healed as f64,
+        );
+    }
 }
 
 impl DbGauges {
@@ -149,6 +225,7 @@ impl DbGauges {
             orders,
             queues,
             ready_overdue,
+            bill: BillGauges::read(store).await?,
         })
     }
 
@@ -192,6 +269,9 @@ impl DbGauges {
             "Ready orders past the reconciliation delay with no payment.",
             self.ready_overdue as f64,
         );
+        if let Some(bill) = &self.bill {
+            bill.render(out);
+        }
     }
 }
 

@@ -1,7 +1,6 @@
 //! The long-running parts of a process, started and drained: the HTTP server, the embedded
 //! simulator, the workers and the reconciler.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +9,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::SimulatorPart;
-use crate::http::HttpState;
+use crate::config::Edge;
+use crate::http::{HttpState, listener};
 use crate::services::Services;
 use crate::store::InsertSignal;
 
@@ -38,23 +38,26 @@ pub(super) fn serve_http(
     services
         .write_health
         .spawn_probe(services.store.clone(), services.stopping.clone());
+    state.limits.spawn_sweeper(services.stopping.clone());
     state.snapshot.spawn(
         services.clone(),
         state.worker_node.clone(),
         services.stopping.clone(),
     );
+    let limits = services.config.edge;
     let (public, operator) = match admin {
         None => (crate::http::router(state, simulator), None),
         Some(admin) => (
             crate::http::public_router(state.clone(), simulator),
-            Some(serve_router(
+            Some(tokio::spawn(listener::serve(
                 admin,
                 crate::http::operator_router(state),
+                limits,
                 close.clone(),
-            )),
+            ))),
         ),
     };
-    let public = serve_router(listener, public, close);
+    let public = tokio::spawn(listener::serve(listener, public, limits, close));
     tokio::spawn(async move {
         let operator = match operator {
             Some(server) => server
@@ -69,25 +72,15 @@ pub(super) fn serve_http(
     })
 }
 
-/// One listener serving `router` until `close` fires, then draining its requests.
-fn serve_router(listener: TcpListener, router: axum::Router, close: CancellationToken) -> Served {
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { close.cancelled().await })
-        .await
-    })
-}
-
+/// The embedded simulator's own loopback listener, with the default limits.
 pub(super) fn serve_simulator(part: SimulatorPart, stop: &CancellationToken) -> Served {
-    let (router, stop) = (part.simulator.router(), stop.clone());
-    tokio::spawn(async move {
-        axum::serve(part.listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-    })
+    let router = part.simulator.router();
+    tokio::spawn(listener::serve(
+        part.listener,
+        router,
+        Edge::default(),
+        stop.clone(),
+    ))
 }
 
 /// The workers and the reconciler, until the services' stop signal.

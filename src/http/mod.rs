@@ -4,16 +4,21 @@
 
 mod admin;
 mod auth;
+mod bills;
 mod console;
 pub mod error;
 mod health;
+mod limits;
+pub mod listener;
 mod notify;
 mod orders;
+mod oversized;
 mod payer_ip;
 mod queues;
 mod refused_notifies;
 mod session_cache;
 mod sessions;
+mod shed;
 mod snapshot;
 mod state;
 mod views;
@@ -32,6 +37,7 @@ use axum::routing::{get, post};
 use error::ApiError;
 
 pub use auth::token_hash;
+pub use limits::RateLimits;
 pub use refused_notifies::{FreeSpaceFloor, RefusedNotifies};
 pub use session_cache::SessionCache;
 pub use snapshot::Snapshot;
@@ -67,6 +73,9 @@ fn public_routes(simulator: Option<Router>) -> Routes {
         .route("/v1/orders", post(orders::create))
         .route("/v1/orders/{out_trade_no}", get(orders::show))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(middleware::from_fn(|request, next| {
+            oversized::refuse_oversized(JSON_BODY_LIMIT, request, next)
+        }))
         // The notify reads its own body, with its own limit, and answers in XML.
         .route(
             "/v1/wechat/notify",
@@ -89,6 +98,9 @@ fn operator_routes() -> Routes {
     Router::new()
         .route("/v1/admin/orders", post(admin::create_order))
         .route("/v1/admin/orders/{out_trade_no}", get(admin::order_history))
+        .route("/v1/admin/bills", get(bills::list))
+        .route("/v1/admin/bills/{date}", get(bills::show))
+        .route("/v1/admin/bills/{date}/reconcile", post(bills::reconcile))
         .route("/v1/admin/queues", get(queues::list_queues))
         .route("/v1/admin/queues/{queue}/jobs", get(queues::list_jobs))
         .route("/v1/admin/jobs/{id}/retry", post(queues::retry_job))
@@ -99,15 +111,22 @@ fn operator_routes() -> Routes {
                 .route_layer(middleware::from_fn(console::headers)),
         )
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(middleware::from_fn(|request, next| {
+            oversized::refuse_oversized(JSON_BODY_LIMIT, request, next)
+        }))
         .route("/metrics", get(health::metrics))
 }
 
-/// The contract's answers for unknown paths and methods, shutdown, and the request metrics.
+/// The contract's answers for unknown paths and methods, shutdown, load shedding (each
+/// listener's router sheds on its own: a flood of the public port leaves the operator's room)
+/// and the request metrics.
 fn finish(routes: Routes, state: Arc<HttpState>) -> Router {
+    let in_flight = shed::InFlight::new(state.services.config.edge.max_in_flight);
     routes
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(state.clone(), shutting_down))
+        .layer(middleware::from_fn_with_state(in_flight, shed::shed))
         .layer(middleware::from_fn(observe))
         .with_state(state)
 }

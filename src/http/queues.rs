@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, State};
 use axum::http::header::{LOCATION, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -17,7 +17,7 @@ use serde::Deserialize;
 use super::HttpState;
 use super::auth::AdminAuth;
 use super::console;
-use super::error::{ApiError, AppJson};
+use super::error::{ApiError, AppJson, AppPath, AppQuery};
 use super::views::{Jobs, Queues, Retried};
 use crate::services::Services;
 use crate::store::{JobState, QueueStats};
@@ -61,8 +61,8 @@ pub struct JobFilter {
 pub async fn list_jobs(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
-    Path(queue): Path<String>,
-    Query(filter): Query<JobFilter>,
+    AppPath(queue): AppPath<String>,
+    AppQuery(filter): AppQuery<JobFilter>,
 ) -> Result<AppJson<Jobs>, ApiError> {
     if !QUEUES.contains(&queue.as_str()) {
         return Err(ApiError::NoRoute);
@@ -82,7 +82,7 @@ pub async fn list_jobs(
 pub async fn retry_job(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<AppJson<Retried>, ApiError> {
     if state.services.store.retry_job(&id).await? {
         tracing::info!(job = %id, "dead job re-queued by an operator");
@@ -142,7 +142,7 @@ pub struct RetryForm {
 pub async fn page_retry(
     State(state): State<Arc<HttpState>>,
     admin: Result<AdminAuth, ApiError>,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     headers: HeaderMap,
     form: Result<Form<RetryForm>, FormRejection>,
 ) -> Response {

@@ -4,9 +4,12 @@
 
 mod admin;
 mod admin_listener;
+mod bill_runs;
 mod bills;
 mod console;
+mod edge;
 mod helpers;
+mod limits;
 mod logs;
 mod migrations;
 mod notify;
@@ -17,6 +20,7 @@ mod process;
 mod processes;
 mod reconcile;
 mod refund_protocol;
+mod replies;
 mod retention;
 mod sign_tool;
 mod simulator;
