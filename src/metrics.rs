@@ -98,7 +98,14 @@ fn describe() {
         Unit::Seconds,
         "HTTP requests by method, route and status."
     );
-    describe_bills();
+    describe_counter!(
+        "minipay_bill_runs_total",
+        "Bill reconciliation attempts by outcome: done, no_bill, retry, failed."
+    );
+    describe_counter!(
+        "minipay_bill_healed_total",
+        "Order queries queued because WeChat's bill lists a payment minipay had not applied."
+    );
     describe_events();
 }
 
@@ -150,30 +157,6 @@ pub fn spawn_event_gauges(
     });
 }
 
-fn describe_bills() {
-    describe_gauge!(
-        "minipay_bill_last_reconciled_day",
-        Unit::Seconds,
-        "Start (Unix seconds, 00:00 Beijing) of the last day whose bill was reconciled."
-    );
-    describe_gauge!(
-        "minipay_bill_mismatches",
-        "Mismatches of the last reconciled day, by kind (missing_local, missing_wechat, amount, status); alert when above zero."
-    );
-    describe_gauge!(
-        "minipay_bill_healed_orders",
-        "Orders of the last reconciled day WeChat listed as paid while minipay held them pending or ready (an order query was queued)."
-    );
-    describe_counter!(
-        "minipay_bill_runs_total",
-        "Bill reconciliation attempts by outcome: done, no_bill, retry, failed."
-    );
-    describe_counter!(
-        "minipay_bill_healed_total",
-        "Order queries queued because WeChat's bill lists a payment minipay had not applied."
-    );
-}
-
 /// The database-backed gauges, read in the background (`http::Snapshot`) and rendered by
 /// `/metrics` from memory: a scrape costs no query.
 #[derive(Debug, Clone, Default)]
@@ -183,6 +166,73 @@ pub struct DbGauges {
     /// Each queue's backlog (every queue, even with no rows).
     pub queues: Vec<QueueStats>,
     pub ready_overdue: i64,
+    /// The last reconciled day's bill, once there is one.
+    pub bill: Option<BillGauges>,
+}
+
+/// The last reconciled day: its start, its mismatches by kind, the orders it healed.
+#[derive(Debug, Clone, Default)]
+pub struct BillGauges {
+    /// Unix seconds of 00:00 Beijing of the day.
+    pub day_start: i64,
+    pub mismatches: Vec<(MismatchKind, i64)>,
+    pub healed: i64,
+}
+
+impl BillGauges {
+    async fn read(store: &Store) -> Result<Option<BillGauges>, StoreError> {
+        let Some(run) = store.last_reconciled_bill().await? else {
+            return Ok(None);
+        };
+        let counts = store.bill_mismatch_counts(&run.bill_date).await?;
+        let day_start = chrono::NaiveDate::parse_from_str(&run.bill_date, "%Y-%m-%d")
+            // 00:00 Beijing is 16:00 UTC the day before.
+            .map(|day| day.and_time(chrono::NaiveTime::MIN).and_utc().timestamp() - 8 * 3600)
+            .unwrap_or(0);
+        let mismatches = MismatchKind::ALL
+            .iter()
+            .map(|kind| {
+                let n = counts
+                    .iter()
+                    .find(|(k, _)| k == kind.as_str())
+                    .map_or(0, |(_, n)| *n);
+                (*kind, n)
+            })
+            .collect();
+        Ok(Some(BillGauges {
+            day_start,
+            mismatches,
+            healed: run.healed,
+        }))
+    }
+
+    fn render(&self, out: &mut String) {
+        gauge_line(
+            out,
+            "minipay_bill_last_reconciled_day",
+            "Start (Unix seconds, 00:00 Beijing) of the last day whose bill was reconciled.",
+            self.day_start as f64,
+        );
+        header(
+            out,
+            "minipay_bill_mismatches",
+            "Mismatches of the last reconciled day, by kind (missing_local, missing_wechat, amount, status); alert when above zero.",
+        );
+        for (kind, n) in &self.mismatches {
+            sample(
+                out,
+                "minipay_bill_mismatches",
+                Some(("kind", kind.as_str())),
+                *n as f64,
+            );
+        }
+        gauge_line(
+            out,
+            "minipay_bill_healed_orders",
+            "Orders of the last reconciled day WeChat listed as paid while minipay held them pending or ready (an order query was queued).",
+            self.healed as f64,
+        );
+    }
 }
 
 impl DbGauges {
@@ -224,6 +274,7 @@ impl DbGauges {
             orders,
             queues,
             ready_overdue,
+            bill: BillGauges::read(store).await?,
         })
     }
 
@@ -267,6 +318,9 @@ impl DbGauges {
             "Ready orders past the reconciliation delay with no payment.",
             self.ready_overdue as f64,
         );
+        if let Some(bill) = &self.bill {
+            bill.render(out);
+        }
     }
 }
 
@@ -289,26 +343,4 @@ fn sample(out: &mut String, name: &str, label: Option<(&str, &str)>, value: f64)
         Some((key, v)) => out.push_str(&format!("{name}{{{key}=\"{v}\"}} {value}\n")),
         None => out.push_str(&format!("{name} {value}\n")),
     }
-}
-
-/// The last reconciled day: its date, its mismatches by kind, the orders it healed.
-pub async fn refresh_bills(store: &Store) -> Result<(), StoreError> {
-    let Some(run) = store.last_reconciled_bill().await? else {
-        return Ok(());
-    };
-    let counts = store.bill_mismatch_counts(&run.bill_date).await?;
-    let day_start = chrono::NaiveDate::parse_from_str(&run.bill_date, "%Y-%m-%d")
-        // 00:00 Beijing is 16:00 UTC the day before.
-        .map(|day| day.and_time(chrono::NaiveTime::MIN).and_utc().timestamp() - 8 * 3600)
-        .unwrap_or(0);
-    gauge!("minipay_bill_last_reconciled_day").set(day_start as f64);
-    for kind in MismatchKind::ALL {
-        let n = counts
-            .iter()
-            .find(|(k, _)| k == kind.as_str())
-            .map_or(0, |(_, n)| *n);
-        gauge!("minipay_bill_mismatches", "kind" => kind.as_str()).set(n as f64);
-    }
-    gauge!("minipay_bill_healed_orders").set(run.healed as f64);
-    Ok(())
 }

@@ -137,8 +137,8 @@ impl App {
                 sessions: SessionCache::new(),
                 refused,
                 metrics,
-                limits: RateLimits::new(&services.config.limits),
                 snapshot: Snapshot::new(),
+                limits: RateLimits::new(&services.config.limits),
                 worker_node: worker_node.clone(),
             });
             HttpPart {

@@ -21,7 +21,10 @@ pub async fn healthz() -> Json<Health> {
 /// From memory: the last readiness probe ([`super::Snapshot`]), the write health, shutdown.
 pub async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
     let services = &state.services;
-    let checked = state.snapshot.checked(Instant::now());
+    let checked = state
+        .snapshot
+        .checked_or_probe(services, state.worker_node.as_deref())
+        .await;
     // The last write's outcome and the write probe (store::WriteHealth).
     let writes = services.write_health.is_ok();
     let ready = checked.ok() && writes && !services.stopping.is_cancelled();
@@ -43,8 +46,10 @@ pub async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// The recorder's counters and histograms and the snapshot's gauges; no database query.
+/// The recorder's counters and histograms and the snapshot's gauges; no database query (but
+/// for the first scrape of a process, when the background task has not read them yet).
 pub async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
+    state.snapshot.refresh_if_never(&state.services).await;
     let mut text = state.metrics.render();
     text.push_str(
         &state

@@ -120,17 +120,16 @@ fn operator_routes() -> Routes {
         .route("/metrics", get(health::metrics))
 }
 
-/// The contract's answers for unknown paths and methods, shutdown, and the request metrics.
+/// The contract's answers for unknown paths and methods, shutdown, load shedding (each
+/// listener's router sheds on its own: a flood of the public port leaves the operator's room)
+/// and the request metrics.
 fn finish(routes: Routes, state: Arc<HttpState>) -> Router {
+    let in_flight = shed::InFlight::new(state.services.config.edge.max_in_flight);
     routes
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(state.clone(), shutting_down))
-        // Each listener sheds on its own budget: a public flood never sheds the operator.
-        .layer(middleware::from_fn_with_state(
-            shed::InFlight::new(state.services.config.edge.max_in_flight),
-            shed::shed,
-        ))
+        .layer(middleware::from_fn_with_state(in_flight, shed::shed))
         .layer(middleware::from_fn(observe))
         .with_state(state)
 }
