@@ -6,6 +6,7 @@
 #![allow(clippy::too_many_lines)]
 
 mod bill;
+mod bill_full;
 mod ceilings;
 mod db;
 mod edge;
@@ -275,7 +276,7 @@ fn main() -> ExitCode {
                     .await?;
                 Ok(())
             }
-            Command::Bill { rows } => bill::run_in_temp(rows),
+            Command::Bill { rows } => bill::run_in_temp(rows).await,
             Command::Edge => edge::run().await,
             Command::Soak { minutes } => soak::run(Duration::from_secs_f64(minutes * 60.0)).await,
             Command::Run {

@@ -22,8 +22,11 @@ pub(super) type Workers = (
     JoinHandle<()>,
 );
 
+/// Serves the API on `listener` and, with `MINIPAY_ADMIN_LISTEN`, the operator endpoints on
+/// `admin` (otherwise on `listener` too); both close when `close` fires.
 pub(super) fn serve_http(
     listener: TcpListener,
+    admin: Option<TcpListener>,
     state: Arc<HttpState>,
     simulator: Option<axum::Router>,
     close: CancellationToken,
@@ -35,9 +38,52 @@ pub(super) fn serve_http(
     services
         .write_health
         .spawn_probe(services.store.clone(), services.stopping.clone());
+    crate::metrics::spawn_event_gauges(
+        services.store.clone(),
+        services.clock.clone(),
+        services.stopping.clone(),
+    );
     state.limits.spawn_sweeper(services.stopping.clone());
     let limits = services.config.edge;
-    let router = crate::http::router(state, simulator);
+    state.snapshot.spawn(
+        services.clone(),
+        state.worker_node.clone(),
+        services.stopping.clone(),
+    );
+    let (public, operator) = match admin {
+        None => (crate::http::router(state, simulator), None),
+        Some(admin) => (
+            crate::http::public_router(state.clone(), simulator),
+            Some(serve_router(
+                admin,
+                crate::http::operator_router(state),
+                limits,
+                close.clone(),
+            )),
+        ),
+    };
+    let public = serve_router(listener, public, limits, close);
+    tokio::spawn(async move {
+        let operator = match operator {
+            Some(server) => server
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            None => Ok(()),
+        };
+        public
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))?;
+        operator
+    })
+}
+
+/// One listener serving `router` until `close` fires, then draining its requests.
+fn serve_router(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: Edge,
+    close: CancellationToken,
+) -> Served {
     tokio::spawn(listener::serve(listener, router, limits, close))
 }
 

@@ -4,12 +4,13 @@
 //!
 //! Each concern declares its settings once — name, type, default, documentation, check — in
 //! its own file with [`settings!`](settings::settings): `database`, `wechat`, `http`,
-//! `orders`, `limits`, `workers`, `retention`, `process`, `bills`. This module reads them and keeps no
+//! `orders`, `limits`, `workers`, `retention`, `process`, `bills`, `events`. This module reads them and keeps no
 //! list of names; the README's settings table is checked against the declarations by a test.
 
 mod bills;
 mod database;
 mod edge;
+mod events;
 mod http;
 mod limits;
 mod orders;
@@ -29,6 +30,7 @@ use serde::de::DeserializeOwned;
 pub use bills::{BillSettings, Bills};
 pub use database::{Database, DatabaseSettings};
 pub use edge::{Edge, EdgeSettings};
+pub use events::{EventSettings, Events};
 pub use http::{Http, HttpSettings};
 pub use limits::{LimitSettings, Limits};
 pub use orders::{OrderSettings, Orders};
@@ -59,6 +61,7 @@ pub struct Settings {
     pub workers: WorkerSettings,
     pub retention: RetentionSettings,
     pub process: ProcessSettings,
+    pub events: EventSettings,
     pub bills: BillSettings,
 }
 
@@ -75,6 +78,7 @@ impl Settings {
             WorkerSettings::KEYS,
             RetentionSettings::KEYS,
             ProcessSettings::KEYS,
+            EventSettings::KEYS,
             BillSettings::KEYS,
         ]
         .into_iter()
@@ -93,6 +97,7 @@ impl Settings {
             WorkerSettings::shown_defaults(),
             RetentionSettings::shown_defaults(),
             ProcessSettings::shown_defaults(),
+            EventSettings::shown_defaults(),
             BillSettings::shown_defaults(),
         ]
         .concat()
@@ -109,6 +114,7 @@ impl Settings {
             workers: extract(figment)?,
             retention: extract(figment)?,
             process: extract(figment)?,
+            events: extract(figment)?,
             bills: extract(figment)?,
         })
     }
@@ -142,6 +148,7 @@ pub struct Config {
     pub workers: Workers,
     pub retention: Retention,
     pub process: Process,
+    pub events: Events,
     pub bills: Bills,
 }
 
@@ -177,6 +184,7 @@ impl Config {
             workers: s.workers.config()?,
             retention: s.retention.config()?,
             process: s.process.config()?,
+            events: s.events.config()?,
             bills: s.bills.config()?,
         })
     }

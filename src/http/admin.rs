@@ -105,7 +105,12 @@ pub async fn order_history(
     events.sort_by_key(|e| e.at);
     let notifies = store.notifies_for(&out_trade_no).await?;
     let refused = store.refused_notifies_for(&out_trade_no).await?;
+    let merchant_events = super::events::of_order(store, &out_trade_no).await?;
     Ok(AppJson(OrderHistory::new(
-        &order, events, notifies, refused,
+        &order,
+        events,
+        notifies,
+        refused,
+        merchant_events,
     )))
 }

@@ -27,12 +27,18 @@ pub enum ApiError {
     AdminRequired,
     #[error("admin endpoints are off: set MINIPAY_ADMIN_TOKEN to turn them on")]
     AdminOff,
+    #[error("the form is stale or was sent from another site; reload /admin and try again")]
+    CsrfRejected,
     #[error("no order {0:?}")]
     OrderNotFound(String),
     #[error("no bill run for {0}: POST /v1/admin/bills/{0}/reconcile to run it")]
     BillNotFound(String),
     #[error("no product with sku {0:?}")]
     UnknownSku(String),
+    #[error("no event {0:?}")]
+    EventNotFound(String),
+    #[error("no webhook endpoint is configured (MINIPAY_WEBHOOK_URL): there is nowhere to send it")]
+    WebhookNotConfigured,
     #[error("no such endpoint")]
     NoRoute,
     #[error("method not allowed on this endpoint")]
@@ -87,9 +93,12 @@ impl ApiError {
             ApiError::SessionRequired => (StatusCode::UNAUTHORIZED, "SESSION_REQUIRED"),
             ApiError::AdminRequired => (StatusCode::UNAUTHORIZED, "ADMIN_TOKEN_REQUIRED"),
             ApiError::AdminOff => (StatusCode::NOT_FOUND, "ADMIN_DISABLED"),
+            ApiError::CsrfRejected => (StatusCode::FORBIDDEN, "CSRF_REJECTED"),
             ApiError::OrderNotFound(_) => (StatusCode::NOT_FOUND, "ORDER_NOT_FOUND"),
             ApiError::BillNotFound(_) => (StatusCode::NOT_FOUND, "BILL_NOT_FOUND"),
             ApiError::UnknownSku(_) => (StatusCode::NOT_FOUND, "UNKNOWN_SKU"),
+            ApiError::EventNotFound(_) => (StatusCode::NOT_FOUND, "EVENT_NOT_FOUND"),
+            ApiError::WebhookNotConfigured => (StatusCode::CONFLICT, "WEBHOOK_NOT_CONFIGURED"),
             ApiError::NoRoute => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
             ApiError::WechatLoginFailed(_) => (StatusCode::UNAUTHORIZED, "WECHAT_LOGIN_FAILED"),

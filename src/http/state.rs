@@ -9,6 +9,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use super::limits::RateLimits;
 use super::refused_notifies::RefusedNotifies;
 use super::session_cache::SessionCache;
+use super::snapshot::Snapshot;
 use crate::sealed::Sealer;
 use crate::services::Services;
 use crate::wechat::LoginClient;
@@ -27,6 +28,8 @@ pub struct HttpState {
     pub metrics: PrometheusHandle,
     /// Logins, orders and reads per client or user; wrong admin tokens per client.
     pub limits: Arc<RateLimits>,
+    /// The gauges and readiness `/metrics` and `/readyz` answer from.
+    pub snapshot: Snapshot,
     /// This process's worker name prefix, when it runs workers (for `/readyz`).
     pub worker_node: Option<String>,
 }

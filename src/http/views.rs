@@ -5,7 +5,9 @@ use minipay_jobs::{OrderStatus, PayParams};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::store::{EventRow, NotifyRow, OrderRow, QueueStats, RefusedGroup};
+use crate::store::{
+    AttemptRow, EventRecord, EventRow, NotifyRow, OrderRow, QueueStats, RefusedGroup,
+};
 
 /// What order creation answers.
 #[derive(Debug, Serialize)]
@@ -111,6 +113,10 @@ pub struct OrderHistory {
     pub notifies: Vec<NotifyRow>,
     /// The refused notifies naming the order, summarised.
     pub refused_notifies: Vec<RefusedGroup>,
+    /// The merchant events about the order, oldest first.
+    pub events: Vec<EventView>,
+    /// Every delivery attempt of those events (time, status or error, duration), oldest first.
+    pub event_attempts: Vec<AttemptRow>,
 }
 
 impl OrderHistory {
@@ -119,6 +125,7 @@ impl OrderHistory {
         history: Vec<EventRow>,
         notifies: Vec<NotifyRow>,
         refused_notifies: Vec<RefusedGroup>,
+        (events, event_attempts): (Vec<EventView>, Vec<AttemptRow>),
     ) -> Self {
         OrderHistory {
             order: OrderView::from(order),
@@ -138,8 +145,72 @@ impl OrderHistory {
             history,
             notifies,
             refused_notifies,
+            events,
+            event_attempts,
         }
     }
+}
+
+/// A merchant event, for the operator (`GET /v1/admin/events`).
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// RFC 3339, as in the envelope.
+    pub created_at: String,
+    /// `pending`, `delivered` or `dead`.
+    pub state: String,
+    pub attempts: i64,
+    /// The last attempt's failure, while the event is not delivered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out_trade_no: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out_refund_no: Option<String>,
+    /// RFC 3339: when the queued attempt is due (pending events being sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<String>,
+}
+
+impl From<EventRecord> for EventView {
+    fn from(e: EventRecord) -> Self {
+        let delivered = e.state == "delivered";
+        EventView {
+            id: e.id,
+            kind: e.kind,
+            created_at: rfc3339(e.created_at),
+            last_error: e.last_error.filter(|_| !delivered),
+            next_attempt_at: e
+                .next_attempt_at
+                .filter(|_| e.state == "pending")
+                .map(rfc3339),
+            last_attempt_at: e.last_attempt_at.map(rfc3339),
+            delivered_at: e.delivered_at.map(rfc3339),
+            state: e.state,
+            attempts: e.attempts,
+            out_trade_no: e.out_trade_no,
+            out_refund_no: e.out_refund_no,
+        }
+    }
+}
+
+/// `GET /v1/admin/events`.
+#[derive(Debug, Serialize)]
+pub struct Events {
+    pub events: Vec<EventView>,
+}
+
+/// `POST /v1/admin/events/{id}/redeliver`.
+#[derive(Debug, Serialize)]
+pub struct Redelivered {
+    pub id: String,
+    pub state: &'static str,
 }
 
 /// Unix milliseconds as RFC 3339 in UTC, to the millisecond (the contract's time format).
@@ -182,6 +253,9 @@ pub struct Readiness {
     /// `ready` or `not_ready`.
     pub status: &'static str,
     pub checks: Checks,
+    /// How long ago the database checks ran (they run in the background, every second).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checked_ms_ago: Option<u64>,
 }
 
 /// What `/readyz` checked.

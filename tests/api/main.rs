@@ -3,9 +3,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 mod admin;
+mod admin_listener;
 mod bill_runs;
 mod bills;
+mod console;
 mod edge;
+mod events;
+mod events_crash;
 mod helpers;
 mod limits;
 mod logs;
