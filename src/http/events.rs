@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use minipay_jobs::DeliveryState;
 use serde::Deserialize;
 
 use super::HttpState;
 use super::auth::AdminAuth;
-use super::error::{ApiError, AppJson};
+use super::error::{ApiError, AppJson, AppPath, AppQuery};
 use super::views::{EventView, Events, Redelivered};
 use crate::store::{AttemptRow, EventFilter, Redelivery, Store, StoreError};
 
@@ -29,7 +29,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
-    Query(query): Query<ListQuery>,
+    AppQuery(query): AppQuery<ListQuery>,
 ) -> Result<AppJson<Events>, ApiError> {
     let delivery_state = match query.state.as_deref().filter(|s| !s.is_empty()) {
         None => None,
@@ -65,7 +65,7 @@ pub async fn list(
 pub async fn redeliver(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<(StatusCode, AppJson<Redelivered>), ApiError> {
     let services = &state.services;
     let outcome = services
