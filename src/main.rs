@@ -15,6 +15,11 @@ use minipay::sign_cli::{self, SignRequest};
 use minipay::wechat::simulator::{SimConfig, Simulator};
 use minipay::wechat::v2::{ApiKey, SignType};
 
+/// jemalloc gives memory back to the system after a burst (its background threads purge
+/// freed pages within seconds); the system allocator kept the peak.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "minipay",
@@ -153,6 +158,7 @@ fn run_service(file: Option<PathBuf>, role: Option<Role>, args: RunArgs) -> Exit
         config.workers.concurrency = n;
     }
     minipay::telemetry::init(&config.process.log_filter, config.process.log_json);
+    raise_file_limit(config.edge.max_connections);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -171,6 +177,20 @@ fn run_service(file: Option<PathBuf>, role: Option<Role>, args: RunArgs) -> Exit
             eprintln!("minipay: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Raises the soft limit of open files to the hard limit: every connection is a file
+/// descriptor, and so is every database connection.
+fn raise_file_limit(max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < max_connections as u64 + 256 => tracing::warn!(
+            limit,
+            max_connections,
+            "the open-file limit is below MINIPAY_MAX_CONNECTIONS plus room for the database; raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower MINIPAY_MAX_CONNECTIONS"
+        ),
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
 }
 

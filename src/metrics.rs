@@ -1,6 +1,6 @@
 //! Prometheus metrics through the `metrics` facade. Counters and histograms are recorded where
 //! things happen; gauges that describe the database (orders by status, queue backlog) are read
-//! when `/metrics` is scraped.
+//! in the background ([`DbGauges`]) and rendered from memory at a scrape.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -10,8 +10,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use minipay_jobs::OrderStatus;
 use minipay_jobs::bill::MismatchKind;
 
-use crate::store::Store;
-use crate::waiters::Waiters;
+use crate::store::{QueueStats, Store, StoreError};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -51,7 +50,6 @@ pub fn install() -> PrometheusHandle {
 }
 
 fn describe() {
-    describe_gauge!("minipay_orders", "Orders by status.");
     describe_counter!(
         "minipay_orders_created_total",
         "Orders accepted (mini-program and merchant backend)."
@@ -74,16 +72,6 @@ fn describe() {
         Unit::Seconds,
         "From an order's creation (its prepay job's enqueue) to the prepay handler's start, first run only (summary)."
     );
-    describe_gauge!("minipay_queue_depth", "Jobs waiting or running, by queue.");
-    describe_gauge!(
-        "minipay_queue_oldest_pending_age_seconds",
-        Unit::Seconds,
-        "Age of the oldest due job not yet started, by queue."
-    );
-    describe_gauge!(
-        "minipay_jobs_dead",
-        "Jobs that will not run again (killed, or out of runs), by queue."
-    );
     describe_counter!(
         "minipay_notifies_total",
         "Payment notifies by verdict (accepted, duplicate, bad_signature, amount_mismatch, ...)."
@@ -96,10 +84,6 @@ fn describe() {
         "minipay_ready_to_paid_seconds",
         Unit::Seconds,
         "Time from pay params ready to payment applied."
-    );
-    describe_gauge!(
-        "minipay_orders_ready_overdue",
-        "Ready orders past the reconciliation delay with no payment."
     );
     describe_counter!(
         "minipay_reconcile_decisions_total",
@@ -114,15 +98,7 @@ fn describe() {
         Unit::Seconds,
         "HTTP requests by method, route and status."
     );
-    describe_gauge!(
-        "minipay_long_poll_waiters",
-        "Orders with a long-poll waiting in this process."
-    );
     describe_bills();
-    describe_gauge!(
-        "minipay_database_up",
-        "1 when the last scrape could read the database."
-    );
 }
 
 fn describe_bills() {
@@ -149,66 +125,125 @@ fn describe_bills() {
     );
 }
 
-/// What the database-backed gauges are read from, at one scrape.
-pub struct Gauges<'a> {
-    pub store: &'a Store,
-    pub waiters: &'a Waiters,
-    /// The queues to report, each even when it has no rows.
-    pub queues: &'static [&'static str],
-    pub now_ms: i64,
-    /// A ready order unpaid for longer than this is overdue.
-    pub reconcile_delay: Duration,
+/// The database-backed gauges, read in the background (`http::Snapshot`) and rendered by
+/// `/metrics` from memory: a scrape costs no query.
+#[derive(Debug, Clone, Default)]
+pub struct DbGauges {
+    /// Orders of each status (every status, zeros included).
+    pub orders: Vec<(OrderStatus, i64)>,
+    /// Each queue's backlog (every queue, even with no rows).
+    pub queues: Vec<QueueStats>,
+    pub ready_overdue: i64,
 }
 
-impl Gauges<'_> {
-    /// Reads the database-backed gauges.
-    pub async fn refresh(&self) {
-        let store = self.store;
-        let mut up = true;
-        match store.status_counts().await {
-            Ok(counts) => {
-                for status in OrderStatus::ALL {
-                    let n = counts
-                        .iter()
-                        .find(|c| c.status == status)
-                        .map_or(0, |c| c.count);
-                    gauge!("minipay_orders", "status" => status.as_str()).set(n as f64);
-                }
+impl DbGauges {
+    /// Reads the gauges: three aggregate queries on the reader pool.
+    pub async fn read(
+        store: &Store,
+        queues: &[&str],
+        now_ms: i64,
+        reconcile_delay: Duration,
+    ) -> Result<DbGauges, StoreError> {
+        let counts = store.status_counts().await?;
+        let orders = OrderStatus::ALL
+            .iter()
+            .map(|status| {
+                let n = counts
+                    .iter()
+                    .find(|c| c.status == *status)
+                    .map_or(0, |c| c.count);
+                (*status, n)
+            })
+            .collect();
+        let stats = store.queue_stats(now_ms.div_euclid(1000)).await?;
+        let queues = queues
+            .iter()
+            .map(|queue| {
+                stats
+                    .iter()
+                    .find(|s| s.queue == *queue)
+                    .cloned()
+                    .unwrap_or_else(|| QueueStats {
+                        queue: (*queue).to_owned(),
+                        ..QueueStats::default()
+                    })
+            })
+            .collect();
+        let overdue_before = now_ms - reconcile_delay.as_millis() as i64;
+        let ready_overdue = store.ready_overdue(overdue_before).await?;
+        Ok(DbGauges {
+            orders,
+            queues,
+            ready_overdue,
+        })
+    }
+
+    /// Appends the gauges in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        header(out, "minipay_orders", "Orders by status.");
+        for (status, n) in &self.orders {
+            sample(
+                out,
+                "minipay_orders",
+                Some(("status", status.as_str())),
+                *n as f64,
+            );
+        }
+        let per_queue: [PerQueue; 3] = [
+            (
+                "minipay_queue_depth",
+                "Jobs waiting or running, by queue.",
+                |s| s.depth,
+            ),
+            (
+                "minipay_queue_oldest_pending_age_seconds",
+                "Age of the oldest due job not yet started, by queue.",
+                |s| s.oldest_pending_secs,
+            ),
+            (
+                "minipay_jobs_dead",
+                "Jobs that will not run again (killed, or out of runs), by queue.",
+                |s| s.dead,
+            ),
+        ];
+        for (name, help, value) in per_queue {
+            header(out, name, help);
+            for s in &self.queues {
+                sample(out, name, Some(("queue", &s.queue)), value(s) as f64);
             }
-            Err(_) => up = false,
         }
-        match store.queue_stats(chrono::Utc::now().timestamp()).await {
-            Ok(stats) => {
-                for queue in self.queues {
-                    let s = stats
-                        .iter()
-                        .find(|s| s.queue == *queue)
-                        .cloned()
-                        .unwrap_or_default();
-                    let queue: &'static str = queue;
-                    gauge!("minipay_queue_depth", "queue" => queue).set(s.depth as f64);
-                    gauge!("minipay_queue_oldest_pending_age_seconds", "queue" => queue)
-                        .set(s.oldest_pending_secs as f64);
-                    gauge!("minipay_jobs_dead", "queue" => queue).set(s.dead as f64);
-                }
-            }
-            Err(_) => up = false,
-        }
-        let overdue_before = self.now_ms - self.reconcile_delay.as_millis() as i64;
-        match store.ready_overdue(overdue_before).await {
-            Ok(n) => gauge!("minipay_orders_ready_overdue").set(n as f64),
-            Err(_) => up = false,
-        }
-        if refresh_bills(store).await.is_err() {
-            up = false;
-        }
-        gauge!("minipay_long_poll_waiters").set(self.waiters.watched() as f64);
-        gauge!("minipay_database_up").set(if up { 1.0 } else { 0.0 });
+        gauge_line(
+            out,
+            "minipay_orders_ready_overdue",
+            "Ready orders past the reconciliation delay with no payment.",
+            self.ready_overdue as f64,
+        );
+    }
+}
+
+/// A per-queue gauge: its name, its help, and its value of a queue's stats.
+type PerQueue = (&'static str, &'static str, fn(&QueueStats) -> i64);
+
+/// One unlabelled gauge with its HELP and TYPE lines.
+pub fn gauge_line(out: &mut String, name: &str, help: &str, value: f64) {
+    header(out, name, help);
+    sample(out, name, None, value);
+}
+
+fn header(out: &mut String, name: &str, help: &str) {
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+}
+
+/// A sample line; label values here are our own names (statuses, queues), never outside text.
+fn sample(out: &mut String, name: &str, label: Option<(&str, &str)>, value: f64) {
+    match label {
+        Some((key, v)) => out.push_str(&format!("{name}{{{key}=\"{v}\"}} {value}\n")),
+        None => out.push_str(&format!("{name} {value}\n")),
     }
 }
 
 /// The last reconciled day: its date, its mismatches by kind, the orders it healed.
-async fn refresh_bills(store: &Store) -> Result<(), crate::store::StoreError> {
+pub async fn refresh_bills(store: &Store) -> Result<(), StoreError> {
     let Some(run) = store.last_reconciled_bill().await? else {
         return Ok(());
     };

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::HttpState;
 use super::auth::AdminAuth;
-use super::error::{ApiError, AppJson};
+use super::error::{ApiError, AppJson, AppPath, AppQuery};
 use crate::store::{BillRunRow, BillRunStatus, HealedRow, MismatchRow, RequestedBy};
 use crate::wechat::v2::bill::beijing_day;
 
@@ -190,7 +190,7 @@ fn bill_date(text: &str) -> Result<NaiveDate, ApiError> {
 pub async fn reconcile(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
-    Path(date): Path<String>,
+    AppPath(date): AppPath<String>,
 ) -> Result<(StatusCode, AppJson<Requested>), ApiError> {
     let services = &state.services;
     let day = bill_date(&date)?;
@@ -234,8 +234,8 @@ pub struct Format {
 pub async fn show(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
-    Path(date): Path<String>,
-    Query(format): Query<Format>,
+    AppPath(date): AppPath<String>,
+    AppQuery(format): AppQuery<Format>,
 ) -> Result<Response, ApiError> {
     let csv = match format.format.as_deref() {
         None | Some("json") => false,
@@ -282,7 +282,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
-    Query(query): Query<ListQuery>,
+    AppQuery(query): AppQuery<ListQuery>,
 ) -> Result<AppJson<BillList>, ApiError> {
     let limit = query.limit.unwrap_or(31);
     if !(1..=366).contains(&limit) {

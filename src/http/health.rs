@@ -1,7 +1,9 @@
 //! `/healthz` (the process answers), `/readyz` (database reachable, migrations applied,
-//! writes committing, workers heartbeating in a worker role) and `/metrics` (Prometheus text).
+//! writes committing, workers heartbeating in a worker role) and `/metrics` (Prometheus text),
+//! both answered from memory.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
@@ -11,31 +13,18 @@ use axum::response::{IntoResponse, Response};
 
 use super::HttpState;
 use super::views::{Checks, Health, Readiness};
-use crate::metrics::Gauges;
-use crate::worker::QUEUES;
 
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
+/// From memory: the last readiness probe ([`super::Snapshot`]), the write health, shutdown.
 pub async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
     let services = &state.services;
-    let database = services.store.ping().await.is_ok();
-    let migrations = database && services.store.migrations_applied().await.unwrap_or(false);
-    // From memory: the last write's outcome and the write probe (store::WriteHealth).
+    let checked = state.snapshot.checked(Instant::now());
+    // The last write's outcome and the write probe (store::WriteHealth).
     let writes = services.write_health.is_ok();
-    let mut ready = database && migrations && writes && !services.stopping.is_cancelled();
-    let mut workers = None;
-    if let Some(node) = &state.worker_node {
-        let within = (services.config.workers.heartbeat.as_secs() as i64 * 3).max(5);
-        let alive = services
-            .store
-            .workers_alive(node, chrono::Utc::now().timestamp(), within)
-            .await
-            .unwrap_or(false);
-        workers = Some(alive);
-        ready &= alive;
-    }
+    let ready = checked.ok() && writes && !services.stopping.is_cancelled();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -44,29 +33,23 @@ pub async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
     let body = Readiness {
         status: if ready { "ready" } else { "not_ready" },
         checks: Checks {
-            database,
-            migrations,
+            database: checked.database,
+            migrations: checked.migrations,
             writes,
-            workers,
+            workers: checked.workers,
         },
+        checked_ms_ago: checked.age.map(|a| a.as_millis() as u64),
     };
     (status, Json(body)).into_response()
 }
 
+/// The recorder's counters and histograms and the snapshot's gauges; no database query.
 pub async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
-    let services = &state.services;
-    Gauges {
-        store: &services.store,
-        waiters: &services.waiters,
-        queues: QUEUES,
-        now_ms: services.clock.unix_ms(),
-        reconcile_delay: services.config.workers.reconcile_delay,
-    }
-    .refresh()
-    .await;
-    (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-        .into_response()
+    let mut text = state.metrics.render();
+    text.push_str(
+        &state
+            .snapshot
+            .render(Instant::now(), state.services.waiters.watched()),
+    );
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -182,6 +182,9 @@ pub struct Readiness {
     /// `ready` or `not_ready`.
     pub status: &'static str,
     pub checks: Checks,
+    /// How long ago the database checks ran (they run in the background, every second).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checked_ms_ago: Option<u64>,
 }
 
 /// What `/readyz` checked.
