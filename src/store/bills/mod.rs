@@ -139,7 +139,12 @@ struct LocalOrderRow {
 
 impl LocalOrderRow {
     fn into_local(self) -> Option<LocalOrder> {
-        let status = OrderStatus::parse(&self.status)?;
+        // A refunded order was paid: its payment line compares as paid (its refunds are lines
+        // of their own).
+        let status = match self.status.as_str() {
+            "refunded" => OrderStatus::Paid,
+            name => OrderStatus::parse(name)?,
+        };
         Some(LocalOrder {
             out_trade_no: self.out_trade_no,
             total_fee: self.total_fee,
