@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use minipay_jobs::OrderStatus;
+use minipay_jobs::{OrderStatus, RefundStatus};
 
 use crate::store::Store;
 use crate::waiters::Waiters;
@@ -47,6 +47,30 @@ pub fn install() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+fn describe_refunds() {
+    describe_gauge!("minipay_refunds", "Refunds by status.");
+    describe_gauge!(
+        "minipay_refunds_held",
+        "Pending refunds held by NOTENOUGH (the merchant's balance), retried slowly."
+    );
+    describe_counter!(
+        "minipay_refund_attempts_total",
+        "Refund requests sent, by WeChat's answer."
+    );
+    describe_counter!(
+        "minipay_refund_queries_total",
+        "Refund queries made, by WeChat's answer."
+    );
+    describe_counter!(
+        "minipay_refunded_fen_total",
+        "Fen refunded (refunds that succeeded, console refunds included)."
+    );
+    describe_counter!(
+        "minipay_refund_notifies_total",
+        "Refund notifies received, by verdict."
+    );
 }
 
 fn describe() {
@@ -113,6 +137,7 @@ fn describe() {
         Unit::Seconds,
         "HTTP requests by method, route and status."
     );
+    describe_refunds();
     describe_gauge!(
         "minipay_long_poll_waiters",
         "Orders with a long-poll waiting in this process."
@@ -148,6 +173,19 @@ impl Gauges<'_> {
                         .map_or(0, |c| c.count);
                     gauge!("minipay_orders", "status" => status.as_str()).set(n as f64);
                 }
+            }
+            Err(_) => up = false,
+        }
+        match store.refund_status_counts().await {
+            Ok((counts, held)) => {
+                for status in RefundStatus::ALL {
+                    let n = counts
+                        .iter()
+                        .find(|(name, _)| name == status.as_str())
+                        .map_or(0, |(_, n)| *n);
+                    gauge!("minipay_refunds", "status" => status.as_str()).set(n as f64);
+                }
+                gauge!("minipay_refunds_held").set(held as f64);
             }
             Err(_) => up = false,
         }

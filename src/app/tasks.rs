@@ -48,6 +48,13 @@ pub(super) fn serve_http(
 
 pub(super) fn serve_simulator(part: SimulatorPart, stop: &CancellationToken) -> Served {
     let (router, stop) = (part.simulator.router(), stop.clone());
+    let (simulator, tls_listener, tls_stop) = (part.simulator, part.tls_listener, stop.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            served = simulator.serve_tls(tls_listener) => served,
+            () = tls_stop.cancelled() => Ok(()),
+        }
+    });
     tokio::spawn(async move {
         axum::serve(part.listener, router)
             .with_graceful_shutdown(async move { stop.cancelled().await })

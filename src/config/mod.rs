@@ -4,13 +4,14 @@
 //!
 //! Each concern declares its settings once — name, type, default, documentation, check — in
 //! its own file with [`settings!`](settings::settings): `database`, `wechat`, `http`,
-//! `orders`, `workers`, `retention`, `process`. This module reads them and keeps no list of names; the
+//! `orders`, `workers`, `retention`, `process`, `refunds`. This module reads them and keeps no list of names; the
 //! README's settings table is checked against the declarations by a test.
 
 mod database;
 mod http;
 mod orders;
 mod process;
+mod refunds;
 mod retention;
 pub(crate) mod settings;
 mod wechat;
@@ -27,6 +28,7 @@ pub use database::{Database, DatabaseSettings};
 pub use http::{Http, HttpSettings};
 pub use orders::{OrderSettings, Orders};
 pub use process::{Process, ProcessSettings};
+pub use refunds::{ClientCertificate, RefundSettings, Refunds, refund_notify_url};
 pub use retention::{Retention, RetentionSettings};
 pub use settings::Key;
 pub use wechat::{Credentials, Mode, Wechat, WechatSettings};
@@ -51,6 +53,7 @@ pub struct Settings {
     pub workers: WorkerSettings,
     pub retention: RetentionSettings,
     pub process: ProcessSettings,
+    pub refunds: RefundSettings,
 }
 
 impl Settings {
@@ -64,6 +67,7 @@ impl Settings {
             WorkerSettings::KEYS,
             RetentionSettings::KEYS,
             ProcessSettings::KEYS,
+            RefundSettings::KEYS,
         ]
         .into_iter()
         .flatten()
@@ -79,6 +83,7 @@ impl Settings {
             WorkerSettings::shown_defaults(),
             RetentionSettings::shown_defaults(),
             ProcessSettings::shown_defaults(),
+            RefundSettings::shown_defaults(),
         ]
         .concat()
     }
@@ -92,6 +97,7 @@ impl Settings {
             workers: extract(figment)?,
             retention: extract(figment)?,
             process: extract(figment)?,
+            refunds: extract(figment)?,
         })
     }
 }
@@ -122,6 +128,7 @@ pub struct Config {
     pub workers: Workers,
     pub retention: Retention,
     pub process: Process,
+    pub refunds: Refunds,
 }
 
 impl Config {
@@ -154,6 +161,7 @@ impl Config {
             workers: s.workers.config()?,
             retention: s.retention.config()?,
             process: s.process.config()?,
+            refunds: s.refunds.config()?,
         })
     }
 }

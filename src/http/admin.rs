@@ -103,7 +103,8 @@ pub async fn order_history(
     events.sort_by_key(|e| e.at);
     let notifies = store.notifies_for(&out_trade_no).await?;
     let refused = store.refused_notifies_for(&out_trade_no).await?;
+    let refunds = store.refunds_of(&out_trade_no).await?;
     Ok(AppJson(OrderHistory::new(
-        &order, events, notifies, refused,
+        &order, events, notifies, refused, &refunds,
     )))
 }

@@ -10,6 +10,8 @@ mod notify;
 mod orders;
 mod payer_ip;
 mod queues;
+mod refund_notify;
+mod refunds;
 mod refused_notifies;
 mod session_cache;
 mod sessions;
@@ -45,6 +47,11 @@ pub fn router(state: Arc<HttpState>, simulator: Option<Router>) -> Router {
         .route("/v1/orders/{out_trade_no}", get(orders::show))
         .route("/v1/admin/orders", post(admin::create_order))
         .route("/v1/admin/orders/{out_trade_no}", get(admin::order_history))
+        .route(
+            "/v1/admin/orders/{out_trade_no}/refunds",
+            post(refunds::create).get(refunds::list),
+        )
+        .route("/v1/admin/refunds/{out_refund_no}", get(refunds::show))
         .route("/v1/admin/queues", get(queues::list_queues))
         .route("/v1/admin/queues/{queue}/jobs", get(queues::list_jobs))
         .route("/v1/admin/jobs/{id}/retry", post(queues::retry_job))
@@ -55,6 +62,10 @@ pub fn router(state: Arc<HttpState>, simulator: Option<Router>) -> Router {
         .route(
             "/v1/wechat/notify",
             post(notify::receive).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/v1/wechat/refund-notify",
+            post(refund_notify::receive).layer(DefaultBodyLimit::disable()),
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

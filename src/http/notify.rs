@@ -33,6 +33,10 @@ pub async fn receive(
     };
     let limit = services.gateway.notify_body_limit();
     let (raw, checked) = match to_bytes(body, limit).await {
+        // Merchants often give WeChat one URL for payments and refunds.
+        Ok(raw) if services.gateway.is_refund_notify(&raw) => {
+            return super::refund_notify::handle(services, &raw).await;
+        }
         Ok(raw) => {
             let checked = services.gateway.verify_notify(&raw, &headers);
             (raw, checked)
@@ -66,7 +70,7 @@ pub async fn receive(
     answer(services.gateway.notify_reply(&received.ack))
 }
 
-fn answer(reply: NotifyReply) -> Response {
+pub(super) fn answer(reply: NotifyReply) -> Response {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
     (status, [(CONTENT_TYPE, reply.content_type)], reply.body).into_response()
 }

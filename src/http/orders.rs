@@ -73,7 +73,7 @@ pub async fn create(
     Ok((StatusCode::ACCEPTED, AppJson(Created::from(&order))))
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };

@@ -16,6 +16,7 @@ mod jobs;
 mod notifies;
 mod orders;
 mod process_lock;
+mod refunds;
 mod refused_notifies;
 mod sessions;
 mod stats;
@@ -39,6 +40,10 @@ pub use jobs::{JobRow, JobState};
 pub use notifies::{NotifyRow, RecordedNotify, VerifiedNotify};
 pub use orders::{Applied, CreateOutcome, EventRow, NewOrder, OrderRow};
 pub use process_lock::{LockError, lock_for_workers};
+pub use refunds::{
+    ConsoleRefund, CreateRefund, MAX_REFUNDS_PER_ORDER, NewRefund, RefundChange, RefundRefusal,
+    RefundRow, Settled,
+};
 pub use refused_notifies::{RefusedGroup, refusal_window};
 pub use sessions::SessionRow;
 pub use stats::{QueueStats, StatusCount};

@@ -11,6 +11,8 @@ mod pg_wake;
 mod prepay_order;
 mod query_order;
 pub mod reconciler;
+mod refund_check;
+mod refund_order;
 
 use std::sync::Arc;
 

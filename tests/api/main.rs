@@ -15,6 +15,7 @@ mod process;
 mod processes;
 mod reconcile;
 mod refund_protocol;
+mod refunds;
 mod retention;
 mod sign_tool;
 mod simulator;
