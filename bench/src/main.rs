@@ -8,6 +8,7 @@
 mod bill;
 mod ceilings;
 mod db;
+mod edge;
 mod load;
 mod procs;
 mod report;
@@ -46,6 +47,9 @@ enum Command {
         #[arg(long)]
         write: Option<PathBuf>,
     },
+    /// The edge section: a normal client's latency and the service's memory during slowloris,
+    /// idle-connection, login and metrics-scrape floods (SQLite).
+    Edge,
     /// The hello-world ceiling server.
     Hello {
         #[arg(long)]
@@ -272,6 +276,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Bill { rows } => bill::run_in_temp(rows),
+            Command::Edge => edge::run().await,
             Command::Soak { minutes } => soak::run(Duration::from_secs_f64(minutes * 60.0)).await,
             Command::Run {
                 quick,

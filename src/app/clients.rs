@@ -33,6 +33,9 @@ pub(super) fn wechat(
     embedded: Option<&str>,
     embedded_tls: Option<EmbeddedTls>,
 ) -> anyhow::Result<(Gateway, LoginClient, Sealer)> {
+    if let Some(warning) = config.wechat.start_warning() {
+        tracing::warn!("{warning}");
+    }
     let (merchant, app_secret): (Merchant, SecretString) = match &config.wechat.mode {
         Mode::Live(creds) => (
             Merchant {

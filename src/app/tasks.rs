@@ -1,7 +1,6 @@
 //! The long-running parts of a process, started and drained: the HTTP server, the embedded
 //! simulator, the workers and the reconciler.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +9,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::SimulatorPart;
-use crate::http::HttpState;
+use crate::config::Edge;
+use crate::http::{HttpState, listener};
 use crate::services::Services;
 use crate::store::InsertSignal;
 
@@ -35,19 +35,15 @@ pub(super) fn serve_http(
     services
         .write_health
         .spawn_probe(services.store.clone(), services.stopping.clone());
+    state.limits.spawn_sweeper(services.stopping.clone());
+    let limits = services.config.edge;
     let router = crate::http::router(state, simulator);
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { close.cancelled().await })
-        .await
-    })
+    tokio::spawn(listener::serve(listener, router, limits, close))
 }
 
+/// The embedded simulator's own loopback listener, with the default limits.
 pub(super) fn serve_simulator(part: SimulatorPart, stop: &CancellationToken) -> Served {
-    let (router, stop) = (part.simulator.router(), stop.clone());
+    let router = part.simulator.router();
     let (simulator, tls_listener, tls_stop) = (part.simulator, part.tls_listener, stop.clone());
     tokio::spawn(async move {
         tokio::select! {
@@ -55,11 +51,12 @@ pub(super) fn serve_simulator(part: SimulatorPart, stop: &CancellationToken) -> 
             () = tls_stop.cancelled() => Ok(()),
         }
     });
-    tokio::spawn(async move {
-        axum::serve(part.listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-    })
+    tokio::spawn(listener::serve(
+        part.listener,
+        router,
+        Edge::default(),
+        stop.clone(),
+    ))
 }
 
 /// The workers and the reconciler, until the services' stop signal.

@@ -5,6 +5,7 @@
 //!
 //! Refunds are here too: requested (stored with their job), settled, and received by notify.
 
+pub mod bill;
 mod notify;
 mod payment;
 mod place;

@@ -4,10 +4,14 @@
 
 mod admin;
 mod auth;
+mod bills;
 pub mod error;
 mod health;
+mod limits;
+pub mod listener;
 mod notify;
 mod orders;
+mod oversized;
 mod payer_ip;
 mod queues;
 mod refund_notify;
@@ -15,6 +19,7 @@ mod refunds;
 mod refused_notifies;
 mod session_cache;
 mod sessions;
+mod shed;
 mod state;
 mod views;
 
@@ -32,6 +37,7 @@ use axum::routing::{get, post};
 use error::ApiError;
 
 pub use auth::token_hash;
+pub use limits::RateLimits;
 pub use refused_notifies::{FreeSpaceFloor, RefusedNotifies};
 pub use session_cache::SessionCache;
 pub use state::HttpState;
@@ -52,12 +58,18 @@ pub fn router(state: Arc<HttpState>, simulator: Option<Router>) -> Router {
             post(refunds::create).get(refunds::list),
         )
         .route("/v1/admin/refunds/{out_refund_no}", get(refunds::show))
+        .route("/v1/admin/bills", get(bills::list))
+        .route("/v1/admin/bills/{date}", get(bills::show))
+        .route("/v1/admin/bills/{date}/reconcile", post(bills::reconcile))
         .route("/v1/admin/queues", get(queues::list_queues))
         .route("/v1/admin/queues/{queue}/jobs", get(queues::list_jobs))
         .route("/v1/admin/jobs/{id}/retry", post(queues::retry_job))
         .route("/admin", get(queues::page))
         .route("/admin/jobs/{id}/retry", post(queues::page_retry))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(middleware::from_fn(|request, next| {
+            oversized::refuse_oversized(JSON_BODY_LIMIT, request, next)
+        }))
         // The notify reads its own body, with its own limit, and answers in XML.
         .route(
             "/v1/wechat/notify",
@@ -76,7 +88,9 @@ pub fn router(state: Arc<HttpState>, simulator: Option<Router>) -> Router {
         Some(sim) => api.nest_service("/simulator", sim),
         None => api,
     };
+    let in_flight = shed::InFlight::new(state.services.config.edge.max_in_flight);
     api.layer(middleware::from_fn_with_state(state.clone(), shutting_down))
+        .layer(middleware::from_fn_with_state(in_flight, shed::shed))
         .layer(middleware::from_fn(observe))
         .with_state(state)
 }

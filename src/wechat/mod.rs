@@ -12,6 +12,8 @@ pub mod simulator;
 pub mod v2;
 
 use axum::http::HeaderMap;
+use chrono::NaiveDate;
+use minipay_jobs::bill::{BillDownloaded, BillUnavailable, WechatEntry};
 use minipay_jobs::{
     CheckedNotify, NotifyAck, OrderFields, ParamError, PrepayInput, PrepayOutcome, QueryOutcome,
     RefundInput, RefundNotice, RefundOutcome, RefundQueryOutcome, RefundStatus, Reply,
@@ -140,6 +142,19 @@ impl Gateway {
             Gateway::V2(v2) => v2
                 .open_refund_notify(body)
                 .map_err(|e| (e.kind(), e.to_string())),
+        }
+    }
+
+    /// Downloads one Beijing day's statement (every payment and refund), handing each line to
+    /// `on_entry` as it arrives; the statement's summary is checked against its lines at the
+    /// end. Lines handed over before an error must be discarded.
+    pub async fn download_bill(
+        &self,
+        day: NaiveDate,
+        on_entry: impl FnMut(WechatEntry) + Send,
+    ) -> Result<BillDownloaded, BillUnavailable> {
+        match self {
+            Gateway::V2(v2) => v2.download_bill(day, on_entry).await,
         }
     }
 

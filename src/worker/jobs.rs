@@ -12,6 +12,7 @@ macro_rules! each_job {
             ::minipay_jobs::ApplyPayment => $crate::worker::apply_payment::run,
             ::minipay_jobs::QueryOrder => $crate::worker::query_order::run,
             ::minipay_jobs::RefundOrder => $crate::worker::refund_order::run,
+            ::minipay_jobs::ReconcileBill => $crate::worker::reconcile_bill::run,
         )
     };
 }
@@ -38,7 +39,8 @@ mod tests {
                 "prepay_order",
                 "apply_payment",
                 "query_order",
-                "refund_order"
+                "refund_order",
+                "reconcile_bill"
             ]
         );
     }

@@ -3,8 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 mod admin;
+mod bill_runs;
 mod bills;
+mod edge;
 mod helpers;
+mod limits;
 mod logs;
 mod migrations;
 mod notify;
@@ -16,6 +19,7 @@ mod processes;
 mod reconcile;
 mod refund_protocol;
 mod refunds;
+mod replies;
 mod retention;
 mod sign_tool;
 mod simulator;

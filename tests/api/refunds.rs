@@ -342,8 +342,11 @@ fn notify_body(app: &TestApp, key: &ApiKey, info: &RefundInfo) -> String {
 }
 
 async fn post_refund_notify(app: &TestApp, path: &str, body: String) -> String {
-    let response = app
-        .http
+    // A connection of its own: the server may close one after refusing a large body.
+    let response = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
         .post(format!("{}{path}", app.base))
         .header("content-type", "text/xml")
         .body(body)
@@ -446,4 +449,84 @@ on_both_backends! {
         assert_eq!(order["refunded_fee"], 88);
         app.stop().await;
     }
+}
+
+/// Live-mode settings against a simulator at `base` (a staging WeChat).
+fn live(s: &mut minipay::config::Settings, base: &str) {
+    let demo = minipay::wechat::simulator::SimConfig::demo();
+    s.wechat.appid = Some(demo.appid);
+    s.wechat.app_secret = Some(demo.app_secret.into());
+    s.wechat.mch_id = Some(demo.mch_id);
+    s.wechat.api_key = Some(demo.key.expose().to_owned().into());
+    s.wechat.notify_url = Some("https://pay.example.com/v1/wechat/notify".into());
+    s.wechat.pay_base_url = Some(base.to_owned());
+    s.wechat.auth_base_url = Some(base.to_owned());
+}
+
+fn fixture(name: &str) -> String {
+    format!(
+        "{}/tests/fixtures/refund-tls/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[tokio::test]
+async fn live_mode_without_a_certificate_starts_and_refunds_answer_not_configured() {
+    let (_sim, base) = crate::helpers::simulator().await;
+    let Some(app) = TestApp::spawn_with(
+        crate::helpers::Backend::Sqlite,
+        minipay::app::Role::All,
+        |s| live(s, &base),
+    )
+    .await
+    else {
+        return;
+    };
+    assert!(!app.services.gateway.refunds_enabled());
+    let (status, body) = refund(&app, "MPANYORDER", json!({"refund_fee": 1}), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "REFUNDS_NOT_CONFIGURED");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn startup_refuses_a_certificate_it_cannot_use_and_loads_a_good_one() {
+    let (_sim, base) = crate::helpers::simulator().await;
+    let cases = [
+        (
+            "apiclient_cert.pem",
+            "missing_key.pem",
+            "MINIPAY_CLIENT_KEY",
+        ),
+        ("wrong_cn_cert.pem", "wrong_cn_key.pem", "10000100"),
+        ("apiclient_cert.pem", "other_key.pem", "does not belong"),
+    ];
+    for (cert, key, expected) in cases {
+        let db = crate::helpers::Database::create(crate::helpers::Backend::Sqlite)
+            .await
+            .unwrap();
+        let mut s = crate::helpers::test_settings(&db.url);
+        live(&mut s, &base);
+        s.refunds.client_cert = Some(fixture(cert));
+        s.refunds.client_key = Some(fixture(key));
+        let config = minipay::config::Config::from_settings(s).unwrap();
+        let refused = minipay::app::App::build(config, minipay::app::Role::Serve).await;
+        let message = format!("{:#}", refused.err().expect("refused"));
+        assert!(message.contains(expected), "{cert}/{key}: {message}");
+    }
+    // WeChat's legacy-encrypted p12, password the mch_id: loaded, refunds on.
+    let Some(app) = TestApp::spawn_with(
+        crate::helpers::Backend::Sqlite,
+        minipay::app::Role::Serve,
+        |s| {
+            live(s, &base);
+            s.refunds.client_p12 = Some(fixture("apiclient_cert.p12"));
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    assert!(app.services.gateway.refunds_enabled());
+    app.stop().await;
 }
