@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use axum::body::{Body, to_bytes};
 use axum::extract::State;
-use axum::response::Response;
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
 use minipay_jobs::NotifyAck;
 
 use super::HttpState;
-use super::notify::answer;
 use crate::domain;
 use crate::services::Services;
+use crate::wechat::NotifyReply;
 
 pub async fn receive(State(state): State<Arc<HttpState>>, body: Body) -> Response {
     let services = &state.services;
@@ -32,4 +34,10 @@ pub async fn receive(State(state): State<Arc<HttpState>>, body: Body) -> Respons
 pub async fn handle(services: &Services, raw: &[u8]) -> Response {
     let ack = domain::receive_refund_notify(services, raw).await;
     answer(services.gateway.notify_reply(&ack))
+}
+
+/// A notify's answer (payment or refund) as an HTTP response.
+pub(super) fn answer(reply: NotifyReply) -> Response {
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+    (status, [(CONTENT_TYPE, reply.content_type)], reply.body).into_response()
 }
