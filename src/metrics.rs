@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use minipay_jobs::OrderStatus;
 use minipay_jobs::bill::MismatchKind;
+use minipay_jobs::{OrderStatus, RefundStatus};
 
 use crate::store::{QueueStats, Store, StoreError};
 
@@ -107,6 +107,26 @@ fn describe() {
         "Order queries queued because WeChat's bill lists a payment minipay had not applied."
     );
     describe_events();
+    describe_refunds();
+}
+
+fn describe_refunds() {
+    describe_counter!(
+        "minipay_refund_attempts_total",
+        "Refund requests sent, by WeChat's answer."
+    );
+    describe_counter!(
+        "minipay_refund_queries_total",
+        "Refund queries made, by WeChat's answer."
+    );
+    describe_counter!(
+        "minipay_refunded_fen_total",
+        "Fen refunded (refunds that succeeded, console refunds included)."
+    );
+    describe_counter!(
+        "minipay_refund_notifies_total",
+        "Refund notifies received, by verdict."
+    );
 }
 
 fn describe_events() {
@@ -166,6 +186,9 @@ pub struct DbGauges {
     /// Each queue's backlog (every queue, even with no rows).
     pub queues: Vec<QueueStats>,
     pub ready_overdue: i64,
+    /// Refunds of each status (every status, zeros included), and those held by `NOTENOUGH`.
+    pub refunds: Vec<(RefundStatus, i64)>,
+    pub refunds_held: i64,
     /// The last reconciled day's bill, once there is one.
     pub bill: Option<BillGauges>,
 }
@@ -270,16 +293,44 @@ impl DbGauges {
             .collect();
         let overdue_before = now_ms - reconcile_delay.as_millis() as i64;
         let ready_overdue = store.ready_overdue(overdue_before).await?;
+        let (refund_counts, refunds_held) = store.refund_status_counts().await?;
+        let refunds = RefundStatus::ALL
+            .iter()
+            .map(|status| {
+                let n = refund_counts
+                    .iter()
+                    .find(|(name, _)| name == status.as_str())
+                    .map_or(0, |(_, n)| *n);
+                (*status, n)
+            })
+            .collect();
         Ok(DbGauges {
             orders,
             queues,
             ready_overdue,
+            refunds,
+            refunds_held,
             bill: BillGauges::read(store).await?,
         })
     }
 
     /// Appends the gauges in Prometheus text format.
     pub fn render(&self, out: &mut String) {
+        header(out, "minipay_refunds", "Refunds by status.");
+        for (status, n) in &self.refunds {
+            sample(
+                out,
+                "minipay_refunds",
+                Some(("status", status.as_str())),
+                *n as f64,
+            );
+        }
+        gauge_line(
+            out,
+            "minipay_refunds_held",
+            "Pending refunds held by NOTENOUGH (the merchant's balance), retried slowly.",
+            self.refunds_held as f64,
+        );
         header(out, "minipay_orders", "Orders by status.");
         for (status, n) in &self.orders {
             sample(

@@ -89,6 +89,19 @@ impl crate::lifecycle::Lifecycle for RefundStatus {
     }
 }
 
+/// A stored refund status name that is not one of ours (the column's CHECK makes this a bug).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown refund status {0:?}")]
+pub struct UnknownRefundStatus(pub String);
+
+impl TryFrom<String> for RefundStatus {
+    type Error = UnknownRefundStatus;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        Self::parse(&name).ok_or(UnknownRefundStatus(name))
+    }
+}
+
 impl std::fmt::Display for RefundStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -80,6 +80,13 @@ pub(super) fn serve_http(
 /// The embedded simulator's own loopback listener, with the default limits.
 pub(super) fn serve_simulator(part: SimulatorPart, stop: &CancellationToken) -> Served {
     let router = part.simulator.router();
+    let (simulator, tls_listener, tls_stop) = (part.simulator, part.tls_listener, stop.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            served = simulator.serve_tls(tls_listener) => served,
+            () = tls_stop.cancelled() => Ok(()),
+        }
+    });
     tokio::spawn(listener::serve(
         part.listener,
         router,

@@ -16,6 +16,8 @@ mod orders;
 mod oversized;
 mod payer_ip;
 mod queues;
+mod refund_notify;
+mod refunds;
 mod refused_notifies;
 mod session_cache;
 mod sessions;
@@ -82,6 +84,10 @@ fn public_routes(simulator: Option<Router>) -> Routes {
             "/v1/wechat/notify",
             post(notify::receive).layer(DefaultBodyLimit::disable()),
         )
+        .route(
+            "/v1/wechat/refund-notify",
+            post(refund_notify::receive).layer(DefaultBodyLimit::disable()),
+        )
         .merge(health_routes());
     match simulator {
         Some(sim) => api.nest_service("/simulator", sim),
@@ -99,6 +105,11 @@ fn operator_routes() -> Routes {
     Router::new()
         .route("/v1/admin/orders", post(admin::create_order))
         .route("/v1/admin/orders/{out_trade_no}", get(admin::order_history))
+        .route(
+            "/v1/admin/orders/{out_trade_no}/refunds",
+            post(refunds::create).get(refunds::list),
+        )
+        .route("/v1/admin/refunds/{out_refund_no}", get(refunds::show))
         .route("/v1/admin/bills", get(bills::list))
         .route("/v1/admin/bills/{date}", get(bills::show))
         .route("/v1/admin/bills/{date}/reconcile", post(bills::reconcile))

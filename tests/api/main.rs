@@ -22,6 +22,7 @@ mod process;
 mod processes;
 mod reconcile;
 mod refund_protocol;
+mod refunds;
 mod replies;
 mod retention;
 mod sign_tool;
