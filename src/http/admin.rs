@@ -15,7 +15,7 @@ use super::error::{ApiError, AppJson};
 use super::payer_ip::payer_ip;
 use super::views::{Created, OrderHistory};
 use crate::domain::{self, Draft};
-use crate::store::EventRow;
+use crate::store::{EventRow, NotifyRow, OrderRow, RefusedGroup, Store};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,20 +70,22 @@ pub async fn create_order(
     Ok((StatusCode::ACCEPTED, AppJson(Created::from(&order))))
 }
 
-/// The order with everything that happened to it: status changes, prepay attempts,
-/// reconciliation decisions, alerts, every verified notify, and the refused ones naming it
-/// (summarised).
-pub async fn order_history(
-    State(state): State<Arc<HttpState>>,
-    _admin: AdminAuth,
-    Path(out_trade_no): Path<String>,
-) -> Result<AppJson<OrderHistory>, ApiError> {
-    let store = &state.services.store;
+/// Everything stored about an order, as the admin view and the console show it.
+pub(super) struct History {
+    pub order: OrderRow,
+    /// Oldest first, creation and readiness included.
+    pub events: Vec<EventRow>,
+    pub notifies: Vec<NotifyRow>,
+    pub refused: Vec<RefusedGroup>,
+}
+
+/// Reads the order and its history.
+pub(super) async fn history(store: &Store, out_trade_no: &str) -> Result<History, ApiError> {
     let order = store
-        .order(&out_trade_no)
+        .order(out_trade_no)
         .await?
-        .ok_or_else(|| ApiError::OrderNotFound(out_trade_no.clone()))?;
-    let mut events = store.events(&out_trade_no).await?;
+        .ok_or_else(|| ApiError::OrderNotFound(out_trade_no.to_owned()))?;
+    let mut events = store.events(out_trade_no).await?;
     // Creation and readiness are columns of the order, not event rows.
     events.insert(
         0,
@@ -101,9 +103,26 @@ pub async fn order_history(
         });
     }
     events.sort_by_key(|e| e.at);
-    let notifies = store.notifies_for(&out_trade_no).await?;
-    let refused = store.refused_notifies_for(&out_trade_no).await?;
+    let notifies = store.notifies_for(out_trade_no).await?;
+    let refused = store.refused_notifies_for(out_trade_no).await?;
+    Ok(History {
+        order,
+        events,
+        notifies,
+        refused,
+    })
+}
+
+/// The order with everything that happened to it: status changes, prepay attempts,
+/// reconciliation decisions, alerts, every verified notify, and the refused ones naming it
+/// (summarised).
+pub async fn order_history(
+    State(state): State<Arc<HttpState>>,
+    _admin: AdminAuth,
+    Path(out_trade_no): Path<String>,
+) -> Result<AppJson<OrderHistory>, ApiError> {
+    let h = history(&state.services.store, &out_trade_no).await?;
     Ok(AppJson(OrderHistory::new(
-        &order, events, notifies, refused,
+        &h.order, h.events, h.notifies, h.refused,
     )))
 }

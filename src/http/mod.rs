@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth;
+mod console;
 pub mod error;
 mod health;
 mod notify;
@@ -48,8 +49,7 @@ pub fn router(state: Arc<HttpState>, simulator: Option<Router>) -> Router {
         .route("/v1/admin/queues", get(queues::list_queues))
         .route("/v1/admin/queues/{queue}/jobs", get(queues::list_jobs))
         .route("/v1/admin/jobs/{id}/retry", post(queues::retry_job))
-        .route("/admin", get(queues::page))
-        .route("/admin/jobs/{id}/retry", post(queues::page_retry))
+        .merge(console::routes())
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         // The notify reads its own body, with its own limit, and answers in XML.
         .route(

@@ -1,14 +1,9 @@
 //! The operator's queue view (admin token): depth and age per queue, dead jobs, and retry.
-//! JSON under `/v1/admin/`, and a plain HTML page at `/admin` for a browser (HTTP Basic auth,
-//! any user name, the admin token as password).
+//! JSON under `/v1/admin/` (the console shows the same at `/admin/jobs`).
 
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::header::{LOCATION, WWW_AUTHENTICATE};
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
-use quick_xml::escape::escape;
 use serde::Deserialize;
 
 use super::HttpState;
@@ -21,7 +16,7 @@ use crate::worker::QUEUES;
 
 const LIST_LIMIT: i64 = 100;
 
-async fn stats(services: &Services) -> Result<Vec<QueueStats>, ApiError> {
+pub(super) async fn stats(services: &Services) -> Result<Vec<QueueStats>, ApiError> {
     let found = services
         .store
         .queue_stats(chrono::Utc::now().timestamp())
@@ -92,92 +87,4 @@ pub async fn retry_job(
             reason: format!("job {id} does not exist or is not dead"),
         })
     }
-}
-
-/// Asks a browser for the admin credentials.
-fn challenge(e: ApiError) -> Response {
-    let mut response = e.into_response();
-    if response.status() == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
-            WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"minipay admin\""),
-        );
-    }
-    response
-}
-
-pub async fn page(
-    State(state): State<Arc<HttpState>>,
-    admin: Result<AdminAuth, ApiError>,
-) -> Response {
-    if let Err(e) = admin {
-        return challenge(e);
-    }
-    match render(&state.services).await {
-        Ok(html) => Html(html).into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
-pub async fn page_retry(
-    State(state): State<Arc<HttpState>>,
-    admin: Result<AdminAuth, ApiError>,
-    Path(id): Path<String>,
-) -> Response {
-    if let Err(e) = admin {
-        return challenge(e);
-    }
-    match state.services.store.retry_job(&id).await {
-        Ok(_) => (StatusCode::SEE_OTHER, [(LOCATION, "/admin")]).into_response(),
-        Err(e) => ApiError::from(e).into_response(),
-    }
-}
-
-/// The page's look: plain tables; on a phone each dead job is a card of labelled lines.
-const STYLE: &str = "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}\
-    td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}code{font-size:90%;overflow-wrap:anywhere}\
-    @media (max-width:600px){table.jobs,.jobs tbody,.jobs tr,.jobs td{display:block}\
-    .jobs tr:first-child{display:none}.jobs tr{border:1px solid #ccc;margin-bottom:1em}\
-    .jobs td{border:none}.jobs td[data-label]::before{content:attr(data-label) \": \";font-weight:bold}}";
-
-async fn render(services: &Services) -> Result<String, ApiError> {
-    let mut html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>minipay queues</title><style>{STYLE}</style></head><body><h1>minipay queues</h1>\
-         <table class=\"queues\"><tr><th>queue</th><th>depth</th><th>oldest pending (s)</th><th>dead</th></tr>"
-    );
-    let queues = stats(services).await?;
-    for q in &queues {
-        html.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(q.queue.as_str()),
-            q.depth,
-            q.oldest_pending_secs,
-            q.dead
-        ));
-    }
-    html.push_str("</table><h2>Dead jobs</h2><p>Jobs that will not run again. Retrying is safe: every job re-checks its order first.</p><table class=\"jobs\"><tr><th>queue</th><th>id</th><th>runs</th><th>job</th><th>last result</th><th></th></tr>");
-    for q in &queues {
-        for job in services
-            .store
-            .jobs(&q.queue, JobState::Dead, LIST_LIMIT)
-            .await?
-        {
-            html.push_str(&format!(
-                "<tr><td data-label=\"queue\">{}</td><td data-label=\"id\"><code>{}</code></td>\
-                 <td data-label=\"runs\">{}/{}</td><td data-label=\"job\"><code>{}</code></td>\
-                 <td data-label=\"last result\">{}</td><td><form method=\"post\" action=\"/admin/jobs/{}/retry\"><button>retry</button></form></td></tr>",
-                escape(job.queue.as_str()),
-                escape(job.id.as_str()),
-                job.attempts,
-                job.max_attempts,
-                escape(job.args.as_str()),
-                escape(job.last_result.as_deref().unwrap_or("")),
-                escape(job.id.as_str()),
-            ));
-        }
-    }
-    html.push_str("</table></body></html>");
-    Ok(html)
 }

@@ -8,6 +8,7 @@
 //! Both backends run the same SQL text (`$1` placeholders work in SQLite too); where dialects
 //! differ, the [`Dialect`] trait or a per-backend constant says so.
 
+mod console;
 mod dialect;
 mod error;
 mod group_commit;
@@ -32,6 +33,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use console::{AlertLine, OrderFilter, OrderLine, StatusTotal, Tally};
 pub use dialect::{ORDER_CHANNEL, job_task};
 pub use error::{StoreError, is_unavailable};
 pub use insert_signal::{InsertSignal, JobWake};

@@ -4,6 +4,7 @@
 
 mod admin;
 mod bills;
+mod console;
 mod helpers;
 mod logs;
 mod migrations;
