@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use minipay::app::{App, Role};
+use minipay::bill_cli;
 use minipay::config::Config;
 use minipay::events::verify_cli::{self, VerifyRequest};
 use minipay::sign_cli::{self, SignRequest};
@@ -43,6 +44,9 @@ enum Command {
     Simulator(SimulatorArgs),
     /// Sign fields, or check a document's sign (`--check`), the way WeChat Pay v2 does.
     Sign(SignArgs),
+    /// Reconcile one Beijing day's WeChat bill now and print the summary (exit 0: no
+    /// mismatch, 1: mismatches, 3: no statement yet, 4: failed).
+    Bill(BillArgs),
     /// Tools for merchant events (webhooks).
     #[command(subcommand)]
     Webhook(WebhookCommand),
@@ -69,6 +73,13 @@ struct WebhookVerifyArgs {
     /// The `webhook-signature` header to check.
     #[arg(long)]
     signature: Option<String>,
+}
+
+#[derive(Args)]
+struct BillArgs {
+    /// The Beijing day, YYYY-MM-DD.
+    #[arg(long)]
+    date: String,
 }
 
 #[derive(Args, Default)]
@@ -113,6 +124,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Sign(args)) => sign(args),
+        Some(Command::Bill(args)) => bill(cli.config, args),
         Some(Command::Webhook(WebhookCommand::Verify(args))) => webhook_verify(args),
         Some(Command::Simulator(args)) => serve_simulator(args),
         Some(Command::Migrate) => run_service(cli.config, None, RunArgs::default()),
@@ -206,6 +218,55 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
+    }
+}
+
+/// `minipay bill --date D`: the configured database and WeChat, logs on stderr, the
+/// summary on stdout.
+fn bill(file: Option<PathBuf>, args: BillArgs) -> ExitCode {
+    let day = match bill_cli::parse_date(&args.date) {
+        Ok(day) => day,
+        Err(e) => {
+            eprintln!("minipay bill: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match Config::load(file.as_deref(), std::env::vars()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("minipay: configuration error: {e}");
+            return ExitCode::from(78);
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&config.process.log_filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("minipay bill: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async move {
+        let services = minipay::app::services_for_command(config).await?;
+        let mut stdout = std::io::stdout().lock();
+        let code = bill_cli::run(&services, day, &mut stdout).await?;
+        stdout.flush()?;
+        services.store.close().await;
+        anyhow::Ok(code)
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("minipay bill: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use minipay_jobs::OrderStatus;
+use minipay_jobs::bill::MismatchKind;
 
 use crate::store::Store;
 use crate::waiters::Waiters;
@@ -117,9 +118,34 @@ fn describe() {
         "minipay_long_poll_waiters",
         "Orders with a long-poll waiting in this process."
     );
+    describe_bills();
     describe_gauge!(
         "minipay_database_up",
         "1 when the last scrape could read the database."
+    );
+}
+
+fn describe_bills() {
+    describe_gauge!(
+        "minipay_bill_last_reconciled_day",
+        Unit::Seconds,
+        "Start (Unix seconds, 00:00 Beijing) of the last day whose bill was reconciled."
+    );
+    describe_gauge!(
+        "minipay_bill_mismatches",
+        "Mismatches of the last reconciled day, by kind (missing_local, missing_wechat, amount, status); alert when above zero."
+    );
+    describe_gauge!(
+        "minipay_bill_healed_orders",
+        "Orders of the last reconciled day WeChat listed as paid while minipay held them pending or ready (an order query was queued)."
+    );
+    describe_counter!(
+        "minipay_bill_runs_total",
+        "Bill reconciliation attempts by outcome: done, no_bill, retry, failed."
+    );
+    describe_counter!(
+        "minipay_bill_healed_total",
+        "Order queries queued because WeChat's bill lists a payment minipay had not applied."
     );
 }
 
@@ -173,7 +199,32 @@ impl Gauges<'_> {
             Ok(n) => gauge!("minipay_orders_ready_overdue").set(n as f64),
             Err(_) => up = false,
         }
+        if refresh_bills(store).await.is_err() {
+            up = false;
+        }
         gauge!("minipay_long_poll_waiters").set(self.waiters.watched() as f64);
         gauge!("minipay_database_up").set(if up { 1.0 } else { 0.0 });
     }
+}
+
+/// The last reconciled day: its date, its mismatches by kind, the orders it healed.
+async fn refresh_bills(store: &Store) -> Result<(), crate::store::StoreError> {
+    let Some(run) = store.last_reconciled_bill().await? else {
+        return Ok(());
+    };
+    let counts = store.bill_mismatch_counts(&run.bill_date).await?;
+    let day_start = chrono::NaiveDate::parse_from_str(&run.bill_date, "%Y-%m-%d")
+        // 00:00 Beijing is 16:00 UTC the day before.
+        .map(|day| day.and_time(chrono::NaiveTime::MIN).and_utc().timestamp() - 8 * 3600)
+        .unwrap_or(0);
+    gauge!("minipay_bill_last_reconciled_day").set(day_start as f64);
+    for kind in MismatchKind::ALL {
+        let n = counts
+            .iter()
+            .find(|(k, _)| k == kind.as_str())
+            .map_or(0, |(_, n)| *n);
+        gauge!("minipay_bill_mismatches", "kind" => kind.as_str()).set(n as f64);
+    }
+    gauge!("minipay_bill_healed_orders").set(run.healed as f64);
+    Ok(())
 }

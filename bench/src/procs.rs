@@ -20,6 +20,17 @@ pub fn minipay_binary() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// The rate limits turned off (README, "Rate limits"): a benchmark logs every session in from
+/// one IP and places orders per user far faster than any person; it measures the service's
+/// capacity, not its limits. Benchmarks of the limits themselves set their own.
+pub const NO_RATE_LIMITS: [(&str, &str); 5] = [
+    ("MINIPAY_LIMIT_LOGINS_PER_IP", "0"),
+    ("MINIPAY_LIMIT_ORDERS_PER_USER", "0"),
+    ("MINIPAY_LIMIT_UNPAID_PER_USER", "0"),
+    ("MINIPAY_LIMIT_READS_PER_USER", "0"),
+    ("MINIPAY_LIMIT_ADMIN_FAILURES_PER_IP", "0"),
+];
+
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::db::BenchDb;
 use crate::load::{Run, Samples, closed_loop, open_loop};
 use crate::procs::{
-    Proc, free_port, minipay_binary, set_sim_faults, start_simulator, wait_until_up,
+    NO_RATE_LIMITS, Proc, free_port, minipay_binary, set_sim_faults, start_simulator, wait_until_up,
 };
 
 /// A running minipay (`all`) and its simulator.
@@ -52,6 +52,7 @@ impl Service {
             ("MINIPAY_AUTH_BASE_URL", sim.clone()),
             ("MINIPAY_RECONCILE_DELAY_SECS", "3600".into()),
         ];
+        env.extend(NO_RATE_LIMITS.iter().map(|(k, v)| (*k, (*v).to_owned())));
         env.extend(settings.iter().cloned());
         let mut service = Proc::start(&binary, "minipay", &["all"], &env, dir)?;
         wait_until_up(&client, &format!("{api}/readyz"), &mut service).await?;

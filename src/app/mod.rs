@@ -21,7 +21,7 @@ use tasks::{drain, serve_http, serve_simulator, start_workers};
 
 use crate::clock::Clock;
 use crate::config::{Config, Mode};
-use crate::http::{FreeSpaceFloor, HttpState, RefusedNotifies, SessionCache};
+use crate::http::{FreeSpaceFloor, HttpState, RateLimits, RefusedNotifies, SessionCache};
 use crate::services::Services;
 use crate::store::{InsertSignal, Store, StoreOptions, WriteHealth};
 use crate::waiters::Waiters;
@@ -141,6 +141,7 @@ impl App {
                 sessions: SessionCache::new(),
                 refused,
                 metrics,
+                limits: RateLimits::new(&services.config.limits),
                 worker_node: worker_node.clone(),
             });
             HttpPart {
@@ -246,6 +247,29 @@ impl App {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The services alone, for a one-off command (`minipay bill`): connected and migrated, with
+/// the configured WeChat (in simulator mode `MINIPAY_PAY_BASE_URL` must name a simulator);
+/// no HTTP server, no workers.
+pub async fn services_for_command(config: Config) -> anyhow::Result<Arc<Services>> {
+    let signal = InsertSignal::new();
+    let clock = Clock::new();
+    let store = open_store(&config, Role::Work, &signal, &clock).await?;
+    let (gateway, _login, _sealer) = wechat(&config, None, None)?;
+    let write_health = match &store {
+        Store::Sqlite(pools) => pools.health.clone(),
+        Store::Postgres(_) => WriteHealth::new(),
+    };
+    Ok(Arc::new(Services {
+        config,
+        store,
+        gateway,
+        clock,
+        waiters: Waiters::new(),
+        stopping: CancellationToken::new(),
+        write_health,
+    }))
 }
 
 /// Connects, migrates, and (serving roles) records the catalog on sale.

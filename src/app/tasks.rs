@@ -35,6 +35,7 @@ pub(super) fn serve_http(
     services
         .write_health
         .spawn_probe(services.store.clone(), services.stopping.clone());
+    state.limits.spawn_sweeper(services.stopping.clone());
     let router = crate::http::router(state, simulator);
     tokio::spawn(async move {
         axum::serve(

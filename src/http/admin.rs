@@ -4,14 +4,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use minipay_jobs::OrderEvent;
 use serde::Deserialize;
 
 use super::HttpState;
 use super::auth::AdminAuth;
-use super::error::{ApiError, AppJson};
+use super::error::{ApiError, AppJson, AppPath};
 use super::payer_ip::payer_ip;
 use super::views::{Created, OrderHistory};
 use crate::domain::{self, Draft};
@@ -47,6 +47,8 @@ pub async fn create_order(
         attach: body.attach.unwrap_or_default(),
         payer_ip: payer_ip(peer, &headers, &services.config.http.trusted_proxies).to_string(),
         idempotency_key: None,
+        // The merchant's backend is trusted with its own orders: no cap.
+        unpaid_cap: None,
     };
     // The merchant's fields are checked before anything else, each named as it was sent.
     domain::check_draft(services, &draft, body.out_trade_no.as_deref()).map_err(|e| {
@@ -119,7 +121,7 @@ pub(super) async fn history(store: &Store, out_trade_no: &str) -> Result<History
 pub async fn order_history(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
-    Path(out_trade_no): Path<String>,
+    AppPath(out_trade_no): AppPath<String>,
 ) -> Result<AppJson<OrderHistory>, ApiError> {
     let h = history(&state.services.store, &out_trade_no).await?;
     Ok(AppJson(OrderHistory::new(

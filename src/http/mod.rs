@@ -4,9 +4,11 @@
 
 mod admin;
 mod auth;
+mod bills;
 mod console;
 pub mod error;
 mod health;
+mod limits;
 mod notify;
 mod orders;
 mod payer_ip;
@@ -31,6 +33,7 @@ use axum::routing::{get, post};
 use error::ApiError;
 
 pub use auth::token_hash;
+pub use limits::RateLimits;
 pub use refused_notifies::{FreeSpaceFloor, RefusedNotifies};
 pub use session_cache::SessionCache;
 pub use state::HttpState;
@@ -46,6 +49,9 @@ pub fn router(state: Arc<HttpState>, simulator: Option<Router>) -> Router {
         .route("/v1/orders/{out_trade_no}", get(orders::show))
         .route("/v1/admin/orders", post(admin::create_order))
         .route("/v1/admin/orders/{out_trade_no}", get(admin::order_history))
+        .route("/v1/admin/bills", get(bills::list))
+        .route("/v1/admin/bills/{date}", get(bills::show))
+        .route("/v1/admin/bills/{date}/reconcile", post(bills::reconcile))
         .route("/v1/admin/queues", get(queues::list_queues))
         .route("/v1/admin/queues/{queue}/jobs", get(queues::list_jobs))
         .route("/v1/admin/jobs/{id}/retry", post(queues::retry_job))

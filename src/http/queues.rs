@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use serde::Deserialize;
 
 use super::HttpState;
 use super::auth::AdminAuth;
-use super::error::{ApiError, AppJson};
+use super::error::{ApiError, AppJson, AppPath, AppQuery};
 use super::views::{Jobs, Queues, Retried};
 use crate::services::Services;
 use crate::store::{JobState, QueueStats};
@@ -52,8 +52,8 @@ pub struct JobFilter {
 pub async fn list_jobs(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
-    Path(queue): Path<String>,
-    Query(filter): Query<JobFilter>,
+    AppPath(queue): AppPath<String>,
+    AppQuery(filter): AppQuery<JobFilter>,
 ) -> Result<AppJson<Jobs>, ApiError> {
     if !QUEUES.contains(&queue.as_str()) {
         return Err(ApiError::NoRoute);
@@ -73,7 +73,7 @@ pub async fn list_jobs(
 pub async fn retry_job(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<AppJson<Retried>, ApiError> {
     if state.services.store.retry_job(&id).await? {
         tracing::info!(job = %id, "dead job re-queued by an operator");

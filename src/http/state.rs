@@ -1,11 +1,12 @@
 //! What the HTTP handlers hold: the shared [`Services`], plus the state only HTTP needs — the
 //! login API, the session_key sealer, the session cache, the refused-notify writer, the metrics
-//! renderer, and this process's worker name for `/readyz`.
+//! renderer, the rate limits, and this process's worker name for `/readyz`.
 
 use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use super::limits::RateLimits;
 use super::refused_notifies::RefusedNotifies;
 use super::session_cache::SessionCache;
 use crate::sealed::Sealer;
@@ -24,6 +25,8 @@ pub struct HttpState {
     /// Refused notifies, written in batches off the request path.
     pub refused: RefusedNotifies,
     pub metrics: PrometheusHandle,
+    /// Logins, orders and reads per client or user; wrong admin tokens per client.
+    pub limits: Arc<RateLimits>,
     /// This process's worker name prefix, when it runs workers (for `/readyz`).
     pub worker_node: Option<String>,
 }

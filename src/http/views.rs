@@ -100,9 +100,10 @@ pub struct OrderHistory {
     pub reconcile_checks: i64,
     /// The frozen prepay request, as the gateway wrote it (its shape is the protocol's).
     pub params: Value,
-    pub created_at: i64,
-    pub ready_at: Option<i64>,
-    pub paid_at: Option<i64>,
+    /// RFC 3339, as every time in the admin views.
+    pub created_at: String,
+    pub ready_at: Option<String>,
+    pub paid_at: Option<String>,
     pub time_end: Option<String>,
     pub cash_fee: Option<i64>,
     pub history: Vec<EventRow>,
@@ -129,9 +130,9 @@ impl OrderHistory {
             prepay_attempts: order.prepay_attempts,
             reconcile_checks: order.reconcile_checks,
             params: serde_json::from_str(&order.params).unwrap_or(Value::Null),
-            created_at: order.created_at,
-            ready_at: order.ready_at,
-            paid_at: order.paid_at,
+            created_at: rfc3339(order.created_at),
+            ready_at: order.ready_at.map(rfc3339),
+            paid_at: order.paid_at.map(rfc3339),
             time_end: order.time_end.clone(),
             cash_fee: order.cash_fee,
             history,
@@ -139,6 +140,13 @@ impl OrderHistory {
             refused_notifies,
         }
     }
+}
+
+/// Unix milliseconds as RFC 3339 in UTC, to the millisecond (the contract's time format).
+pub fn rfc3339(unix_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(unix_ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// `GET /v1/admin/queues`.

@@ -40,7 +40,15 @@ pub(crate) trait Dialect {
     /// Tells every process that `out_trade_no` changed, at commit (PostgreSQL NOTIFY).
     /// SQLite is single-process: the caller wakes its in-process waiters after commit.
     async fn announce(&mut self, out_trade_no: &str) -> Result<(), StoreError>;
+
+    /// Holds, until the transaction ends, a lock that one user's order placements share
+    /// (PostgreSQL advisory lock); SQLite's single writer already serializes them.
+    async fn lock_user(&mut self, openid: &str) -> Result<(), StoreError>;
 }
+
+/// The first key of the user locks (`pg_advisory_xact_lock(int, int)`), apart from any other
+/// advisory lock.
+const USER_LOCK_CLASS: i32 = 0x6d70_7531; // "mpu1"
 
 /// The PostgreSQL channel carrying order changes; the payload is the out_trade_no.
 pub const ORDER_CHANNEL: &str = "minipay_order";
@@ -59,6 +67,10 @@ impl Dialect for SqliteConnection {
     async fn announce(&mut self, _out_trade_no: &str) -> Result<(), StoreError> {
         Ok(())
     }
+
+    async fn lock_user(&mut self, _openid: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl Dialect for PgConnection {
@@ -72,6 +84,15 @@ impl Dialect for PgConnection {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(ORDER_CHANNEL)
             .bind(out_trade_no)
+            .execute(self)
+            .await?;
+        Ok(())
+    }
+
+    async fn lock_user(&mut self, openid: &str) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(USER_LOCK_CLASS)
+            .bind(openid)
             .execute(self)
             .await?;
         Ok(())

@@ -8,6 +8,7 @@
 //! Both backends run the same SQL text (`$1` placeholders work in SQLite too); where dialects
 //! differ, the [`Dialect`] trait or a per-backend constant says so.
 
+mod bills;
 mod console;
 mod dialect;
 mod error;
@@ -33,6 +34,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use bills::{BillRunRow, BillRunStatus, HealedRow, MismatchRow, RequestedBy, StoredReport};
 pub use console::{AlertLine, OrderFilter, OrderLine, StatusTotal, Tally};
 pub use dialect::{ORDER_CHANNEL, job_task};
 pub use error::{StoreError, is_unavailable};

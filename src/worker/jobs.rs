@@ -11,6 +11,7 @@ macro_rules! each_job {
             ::minipay_jobs::PrepayOrder => $crate::worker::prepay_order::run,
             ::minipay_jobs::ApplyPayment => $crate::worker::apply_payment::run,
             ::minipay_jobs::QueryOrder => $crate::worker::query_order::run,
+            ::minipay_jobs::ReconcileBill => $crate::worker::reconcile_bill::run,
         )
     };
 }
@@ -31,6 +32,14 @@ mod tests {
 
     #[test]
     fn every_queue_is_listed_once() {
-        assert_eq!(QUEUES, ["prepay_order", "apply_payment", "query_order"]);
+        assert_eq!(
+            QUEUES,
+            [
+                "prepay_order",
+                "apply_payment",
+                "query_order",
+                "reconcile_bill"
+            ]
+        );
     }
 }

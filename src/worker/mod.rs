@@ -5,11 +5,13 @@
 
 mod apply_payment;
 mod backend;
+mod bill_schedule;
 mod guard;
 mod jobs;
 mod pg_wake;
 mod prepay_order;
 mod query_order;
+mod reconcile_bill;
 pub mod reconciler;
 
 use std::sync::Arc;

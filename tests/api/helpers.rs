@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Router;
 use minipay::app::{App, Role};
-use minipay::config::{Config, Settings};
+use minipay::config::{Config, LimitSettings, Settings};
 use minipay::services::Services;
 use minipay::store::Store;
 use minipay::wechat::Gateway;
@@ -214,6 +214,8 @@ pub fn test_settings(database_url: &str) -> Settings {
     s.process.log = "warn".into();
     // Tests assert what is stored, whatever the free space of the machine they run on.
     s.http.refused_notify_min_free_mb = 0;
+    // Tests create many orders per user quickly; the limits' own tests turn them on.
+    s.limits = LimitSettings::off();
     s
 }
 
@@ -246,6 +248,22 @@ impl TestApp {
         Some(Self::start(db, settings, role).await)
     }
 
+    /// Another process in `role` on `other`'s database (which `other` keeps and drops).
+    pub async fn spawn_beside(
+        other: &TestApp,
+        role: Role,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> TestApp {
+        let db = Database {
+            url: other.db.url.clone(),
+            _dir: None,
+            pg_name: None,
+        };
+        let mut settings = test_settings(&db.url);
+        tweak(&mut settings);
+        Self::start(db, settings, role).await
+    }
+
     async fn start(db: Database, settings: Settings, role: Role) -> TestApp {
         // Logs go through the test harness, so passing tests stay quiet.
         let _ = tracing_subscriber::fmt()
@@ -256,7 +274,11 @@ impl TestApp {
         let app = App::build(config, role).await.unwrap();
         let services = app.services();
         let simulator = app.simulator();
-        let base = format!("http://{}", app.local_addr().unwrap());
+        // A worker-only process serves no HTTP.
+        let base = app
+            .local_addr()
+            .map(|addr| format!("http://{addr}"))
+            .unwrap_or_default();
         if let Some(sim) = &simulator {
             sim.set_faults(Faults {
                 notify_time_scale: 0.001,

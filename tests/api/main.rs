@@ -3,9 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 mod admin;
+mod bill_runs;
 mod bills;
 mod console;
 mod helpers;
+mod limits;
 mod logs;
 mod migrations;
 mod notify;
@@ -16,6 +18,7 @@ mod process;
 mod processes;
 mod reconcile;
 mod refund_protocol;
+mod replies;
 mod retention;
 mod sign_tool;
 mod simulator;

@@ -20,6 +20,7 @@ fn new_order(out_trade_no: &str, now_ms: i64) -> NewOrder {
         attach: String::new(),
         payer_ip: "127.0.0.1".into(),
         idempotency_key: None,
+        unpaid_cap: None,
         params: "{}".into(),
         created_at: now_ms,
         expires_at: now_ms + 1_800_000,
