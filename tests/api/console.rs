@@ -55,6 +55,8 @@ async fn every_console_page_is_private_uncacheable_and_unframeable() {
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         ("/admin/jobs", StatusCode::OK),
+        ("/admin/bills", StatusCode::OK),
+        ("/admin/bills/2020-01-01", StatusCode::NOT_FOUND),
         ("/admin/console.css", StatusCode::OK),
     ];
     for (path, expected) in pages {

@@ -1,5 +1,5 @@
 //! `/admin`: today at a glance (orders by status, payments), what needs a person (alerts, dead
-//! jobs), queue health, and the latest orders.
+//! jobs, bill days that failed or disagree with WeChat), queue health, and the latest orders.
 
 use std::sync::Arc;
 
@@ -11,10 +11,13 @@ use super::layout::{self, Section, order_link, status, yuan};
 use super::{Operator, Page};
 use crate::http::HttpState;
 use crate::http::queues::stats;
-use crate::store::{AlertLine, QueueStats, StatusTotal, Tally};
+use crate::store::{AlertLine, BillRunRow, BillRunStatus, QueueStats, StatusTotal, Tally};
 
 /// How many of the latest orders and alerts the dashboard lists.
 const LATEST: i64 = 10;
+
+/// How many of the latest bill days are checked for failures and mismatches.
+const BILL_DAYS: i64 = 7;
 
 pub async fn page(State(state): State<Arc<HttpState>>, _operator: Operator) -> Page {
     let services = &state.services;
@@ -25,13 +28,19 @@ pub async fn page(State(state): State<Arc<HttpState>>, _operator: Operator) -> P
     let created = store.created_since(since).await?;
     let paid = store.paid_since(since).await?;
     let alerts = store.latest_alerts(LATEST).await?;
+    let bills: Vec<BillRunRow> = store
+        .bill_runs(BILL_DAYS)
+        .await?
+        .into_iter()
+        .filter(|run| run.status == BillRunStatus::Failed || run.mismatches > 0)
+        .collect();
     let queues = stats(services).await?;
     let latest = store
         .search_orders(&crate::store::OrderFilter::default(), LATEST)
         .await?;
     let body = html! {
         (today_figures(&created, paid))
-        (needs_a_person(&alerts, &queues))
+        (needs_a_person(&alerts, &queues, &bills))
         h2 { "Queue health" }
         (queue_table(&queues))
         h2 { "Latest orders" }
@@ -64,13 +73,21 @@ fn today_figures(created: &[StatusTotal], paid: Tally) -> Markup {
     }
 }
 
-/// Alerts raised by orders, and dead jobs: what a person must look at.
-fn needs_a_person(alerts: &[AlertLine], queues: &[QueueStats]) -> Markup {
+/// Alerts raised by orders, dead jobs, and bill days that failed or disagree with WeChat:
+/// what a person must look at.
+fn needs_a_person(alerts: &[AlertLine], queues: &[QueueStats], bills: &[BillRunRow]) -> Markup {
     let dead: i64 = queues.iter().map(|q| q.dead).sum();
     html! {
         h2 { "Needs a person" }
-        @if alerts.is_empty() && dead == 0 {
-            p.note.all-clear { "Nothing: no alerts, no dead jobs." }
+        @if alerts.is_empty() && dead == 0 && bills.is_empty() {
+            p.note.all-clear { "Nothing: no alerts, no dead jobs, no bill mismatches." }
+        }
+        @for run in bills {
+            p.alert.bill-alert {
+                "Bill of " a href={ "/admin/bills/" (run.bill_date) } { (run.bill_date) } ": "
+                @if run.status == BillRunStatus::Failed { "the reconciliation failed." }
+                @else { (run.mismatches) " mismatch(es) with WeChat's statement." }
+            }
         }
         @if dead > 0 {
             p.alert.dead-jobs {

@@ -16,12 +16,14 @@ pub enum Section {
     Dashboard,
     Orders,
     Jobs,
+    Bills,
 }
 
-const NAV: [(Section, &str, &str); 3] = [
+const NAV: [(Section, &str, &str); 4] = [
     (Section::Dashboard, "/admin", "Dashboard"),
     (Section::Orders, "/admin/orders", "Orders"),
     (Section::Jobs, "/admin/jobs", "Jobs"),
+    (Section::Bills, "/admin/bills", "Bills"),
 ];
 
 /// A whole page: `title` is its heading too.

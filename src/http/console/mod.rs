@@ -1,8 +1,9 @@
 //! The operator console: server-rendered pages (maud; no script) behind the admin token, as
 //! HTTP Basic credentials (any user name, the token as password) or a bearer token. One file
-//! per page: the dashboard, order search, an order with its timeline, the jobs. Every answer
+//! per page: the dashboard, order search, an order with its timeline, the jobs, the bills. Every answer
 //! is uncacheable, may not be framed, and loads nothing but the console's own stylesheet.
 
+mod bills;
 mod dashboard;
 mod jobs;
 mod layout;
@@ -35,6 +36,8 @@ pub fn routes() -> Router<Arc<HttpState>> {
         .route("/admin/orders", get(orders::page))
         .route("/admin/orders/{out_trade_no}", get(order::page))
         .route("/admin/jobs", get(jobs::page))
+        .route("/admin/bills", get(bills::list))
+        .route("/admin/bills/{date}", get(bills::day))
         .route("/admin/jobs/{id}/retry", post(jobs::retry))
         .route(layout::CSS_PATH, get(stylesheet))
         .layer(map_response(secure))
