@@ -13,9 +13,9 @@ use super::HttpState;
 use super::auth::AdminAuth;
 use super::error::{ApiError, AppJson, AppPath};
 use super::payer_ip::payer_ip;
-use super::views::{Created, OrderHistory};
+use super::views::{Created, EventView, OrderHistory};
 use crate::domain::{self, Draft};
-use crate::store::EventRow;
+use crate::store::{AttemptRow, EventRow, NotifyRow, OrderRow, RefundRow, RefusedGroup, Store};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,20 +72,25 @@ pub async fn create_order(
     Ok((StatusCode::ACCEPTED, AppJson(Created::from(&order))))
 }
 
-/// The order with everything that happened to it: status changes, prepay attempts,
-/// reconciliation decisions, alerts, every verified notify, and the refused ones naming it
-/// (summarised).
-pub async fn order_history(
-    State(state): State<Arc<HttpState>>,
-    _admin: AdminAuth,
-    AppPath(out_trade_no): AppPath<String>,
-) -> Result<AppJson<OrderHistory>, ApiError> {
-    let store = &state.services.store;
+/// Everything stored about an order, as the admin view and the console show it.
+pub(super) struct History {
+    pub order: OrderRow,
+    /// Oldest first, creation and readiness included.
+    pub events: Vec<EventRow>,
+    pub notifies: Vec<NotifyRow>,
+    pub refused: Vec<RefusedGroup>,
+    /// The merchant events about the order and their delivery attempts.
+    pub merchant_events: (Vec<EventView>, Vec<AttemptRow>),
+    pub refunds: Vec<RefundRow>,
+}
+
+/// Reads the order and its history.
+pub(super) async fn history(store: &Store, out_trade_no: &str) -> Result<History, ApiError> {
     let order = store
-        .order(&out_trade_no)
+        .order(out_trade_no)
         .await?
-        .ok_or_else(|| ApiError::OrderNotFound(out_trade_no.clone()))?;
-    let mut events = store.events(&out_trade_no).await?;
+        .ok_or_else(|| ApiError::OrderNotFound(out_trade_no.to_owned()))?;
+    let mut events = store.events(out_trade_no).await?;
     // Creation and readiness are columns of the order, not event rows.
     events.insert(
         0,
@@ -103,16 +108,35 @@ pub async fn order_history(
         });
     }
     events.sort_by_key(|e| e.at);
-    let notifies = store.notifies_for(&out_trade_no).await?;
-    let refused = store.refused_notifies_for(&out_trade_no).await?;
-    let merchant_events = super::events::of_order(store, &out_trade_no).await?;
-    let refunds = store.refunds_of(&out_trade_no).await?;
-    Ok(AppJson(OrderHistory::new(
-        &order,
+    let notifies = store.notifies_for(out_trade_no).await?;
+    let refused = store.refused_notifies_for(out_trade_no).await?;
+    let merchant_events = super::events::of_order(store, out_trade_no).await?;
+    let refunds = store.refunds_of(out_trade_no).await?;
+    Ok(History {
+        order,
         events,
         notifies,
         refused,
         merchant_events,
-        &refunds,
+        refunds,
+    })
+}
+
+/// The order with everything that happened to it: status changes, prepay attempts,
+/// reconciliation decisions, alerts, every verified notify, and the refused ones naming it
+/// (summarised).
+pub async fn order_history(
+    State(state): State<Arc<HttpState>>,
+    _admin: AdminAuth,
+    AppPath(out_trade_no): AppPath<String>,
+) -> Result<AppJson<OrderHistory>, ApiError> {
+    let h = history(&state.services.store, &out_trade_no).await?;
+    Ok(AppJson(OrderHistory::new(
+        &h.order,
+        h.events,
+        h.notifies,
+        h.refused,
+        h.merchant_events,
+        &h.refunds,
     )))
 }

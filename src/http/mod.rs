@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod bills;
 mod console;
+mod csrf;
 pub mod error;
 mod events;
 mod health;
@@ -118,12 +119,7 @@ fn operator_routes() -> Routes {
         .route("/v1/admin/jobs/{id}/retry", post(queues::retry_job))
         .route("/v1/admin/events", get(events::list))
         .route("/v1/admin/events/{id}/redeliver", post(events::redeliver))
-        .merge(
-            Router::new()
-                .route("/admin", get(queues::page))
-                .route("/admin/jobs/{id}/retry", post(queues::page_retry))
-                .route_layer(middleware::from_fn(console::headers)),
-        )
+        .merge(console::routes())
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(middleware::from_fn(|request, next| {
             oversized::refuse_oversized(JSON_BODY_LIMIT, request, next)

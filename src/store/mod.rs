@@ -9,6 +9,7 @@
 //! differ, the [`Dialect`] trait or a per-backend constant says so.
 
 mod bills;
+mod console;
 mod deliveries;
 mod dialect;
 mod error;
@@ -37,6 +38,7 @@ use sqlx::sqlite::{
 };
 
 pub use bills::{BillRunRow, BillRunStatus, HealedRow, MismatchRow, RequestedBy, StoredReport};
+pub use console::{AlertLine, OrderFilter, OrderLine, StatusTotal, Tally};
 pub use deliveries::{
     AfterAttempt, AttemptRecord, AttemptRow, EventFilter, EventRecord, EventStats, Redelivery,
 };

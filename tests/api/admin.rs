@@ -26,7 +26,7 @@ on_both_backends! {
         let page = app.http.get(format!("{}/admin", app.base)).send().await.unwrap();
         assert_eq!(page.status(), StatusCode::UNAUTHORIZED);
         assert!(page.headers().get("www-authenticate").is_some());
-        let page = app.http.get(format!("{}/admin", app.base)).basic_auth("ops", Some(ADMIN_TOKEN)).send().await.unwrap();
+        let page = app.http.get(format!("{}/admin/jobs", app.base)).basic_auth("ops", Some(ADMIN_TOKEN)).send().await.unwrap();
         assert_eq!(page.status(), StatusCode::OK);
         assert!(page.text().await.unwrap().contains(&id));
 

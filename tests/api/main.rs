@@ -7,6 +7,7 @@ mod admin_listener;
 mod bill_runs;
 mod bills;
 mod console;
+mod csrf;
 mod edge;
 mod events;
 mod events_crash;

@@ -1,5 +1,5 @@
-//! `/admin` as the operator sees it: it asks for credentials, lists the queues and the dead
-//! jobs, and a dead job's Retry button makes it run again.
+//! The console's jobs page as the operator sees it: `/admin` asks for credentials, `/admin/jobs`
+//! lists the queues and the dead jobs, and a dead job's Retry button makes it run again.
 
 use fantoccini::Locator;
 use minipay::worker::QUEUES;
@@ -42,7 +42,7 @@ async fn a_dead_job_is_shown_and_retried_from_the_page() {
     let Some((browser, app, token, otn)) = dead_job_page(Viewport::Desktop).await else {
         return;
     };
-    assert_eq!(browser.text("h1").await, "minipay queues");
+    assert_eq!(browser.text("h1").await, "Jobs");
     let queues = browser.table("table.queues").await;
     let names: Vec<&str> = queues[1..].iter().map(|row| row[0].as_str()).collect();
     assert_eq!(names, QUEUES, "{queues:?}");
@@ -100,7 +100,7 @@ async fn dead_job_page(viewport: Viewport) -> Option<(Browser, TestApp, String, 
     let mut browser = Browser::open(viewport).await?;
     let (app, token, otn) = TestApp::spawn_with_dead_job(Backend::Sqlite).await.unwrap();
     browser.sign_in(&app.base, ADMIN_TOKEN).await;
-    browser.goto("/admin").await;
+    browser.goto("/admin/jobs").await;
     Some((browser, app, token, otn))
 }
 
@@ -111,7 +111,7 @@ async fn retry(browser: &Browser, app: &TestApp, otn: &str) {
     browser.follow(Locator::XPath(&button)).await;
     assert_eq!(
         browser.path().await,
-        "/admin",
+        "/admin/jobs",
         "the form leads back to the page"
     );
     let dead = browser.table("table.jobs").await;

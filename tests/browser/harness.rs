@@ -163,6 +163,30 @@ impl Browser {
         .await;
     }
 
+    /// Types `text` into the form field matching `css`, replacing what it held.
+    pub async fn fill(&self, css: &str, text: &str) {
+        let field = self.find(Locator::Css(css)).await;
+        field.clear().await.unwrap();
+        field.send_keys(text).await.unwrap();
+    }
+
+    /// Picks the option whose value is `value` in the `select` matching `css`.
+    pub async fn select(&self, css: &str, value: &str) {
+        let field = self.find(Locator::Css(css)).await;
+        field.select_by_value(value).await.unwrap();
+    }
+
+    /// The text of every element matching `css`, in page order.
+    pub async fn texts(&self, css: &str) -> Vec<String> {
+        let all = self
+            .eval_with(
+                "return [...document.querySelectorAll(arguments[0])].map(e => e.innerText.trim());",
+                vec![json!(css)],
+            )
+            .await;
+        serde_json::from_value(all).unwrap()
+    }
+
     /// Waits until `script` (run in the page) returns `true`, for changes a script makes in
     /// place; `what` names it in the panic.
     pub async fn wait_until(&self, what: &str, script: &str) {

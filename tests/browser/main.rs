@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod bills;
+mod console;
 mod driver;
 mod harness;
 // The same app plumbing as the API tests; this binary uses a part of it.

@@ -1,5 +1,5 @@
-//! What keeps the operator console (`/admin`) to its operator: response headers that forbid
-//! framing, scripts and caching, and CSRF protection of its forms. A browser that holds the
+//! CSRF protection of the operator console's forms (the console's own module sets the headers
+//! that forbid framing, scripts and caching). A browser that holds the
 //! admin credentials (HTTP Basic) sends them with any request to the console, also one a
 //! foreign page makes it send; so a form post must carry a token only the console's own page
 //! has, and must not come from another site.
@@ -12,25 +12,17 @@
 
 use std::sync::OnceLock;
 
-use axum::extract::Request;
-use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, HOST, ORIGIN, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
-    X_FRAME_OPTIONS,
-};
-use axum::http::{HeaderMap, HeaderValue};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::HeaderMap;
+use axum::http::header::{HOST, ORIGIN};
 use hmac::{Hmac, Mac};
 use rand::rngs::OsRng;
 use rand::{RngCore, TryRngCore};
 use sha2::Sha256;
 
-use crate::wechat::v2::sign::constant_time_eq;
+use secrecy::ExposeSecret;
 
-/// What the page may do: its inline style, and forms posting to itself; nothing else (no
-/// scripts, images or frames), and no page may frame it.
-const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; \
-                   frame-ancestors 'none'; base-uri 'none'";
+use super::HttpState;
+use crate::wechat::v2::sign::constant_time_eq;
 
 /// A token is made for the current window and accepted for it and the one before.
 const WINDOW_SECS: i64 = 3600;
@@ -98,21 +90,26 @@ pub fn same_site(headers: &HeaderMap) -> bool {
     matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
 }
 
-/// Every console response: not framed, no scripts, not cached, no referrer to other sites
-/// (`no-referrer` would make browsers send `Origin: null` with the page's own forms).
-pub async fn headers(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-    response
+/// The token the console's forms carry now.
+pub fn form_token(state: &HttpState) -> String {
+    token(admin_token(state), state.services.clock.unix_ms() / 1000)
+}
+
+/// Whether a console form post carries its page's token and comes from the console itself.
+pub fn form_ok(state: &HttpState, headers: &HeaderMap, presented: Option<&str>) -> bool {
+    let now_secs = state.services.clock.unix_ms() / 1000;
+    presented.is_some_and(|t| verify(admin_token(state), t, now_secs)) && same_site(headers)
+}
+
+fn admin_token(state: &HttpState) -> &[u8] {
+    let token = state.services.config.http.admin_token.as_ref();
+    token.map_or(&[], |t| t.expose_secret().as_bytes())
 }
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderValue;
+
     use super::*;
 
     const ADMIN: &[u8] = b"an-admin-token-0123456789";
