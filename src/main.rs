@@ -43,6 +43,9 @@ enum Command {
     Simulator(SimulatorArgs),
     /// Sign fields, or check a document's sign (`--check`), the way WeChat Pay v2 does.
     Sign(SignArgs),
+    /// Print the OpenAPI 3.1 document of the JSON API (every endpoint; `make openapi` writes it
+    /// to docs/openapi.json).
+    Openapi,
     /// Tools for merchant events (webhooks).
     #[command(subcommand)]
     Webhook(WebhookCommand),
@@ -113,6 +116,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Sign(args)) => sign(args),
+        Some(Command::Openapi) => {
+            print!("{}", minipay::http::openapi::document_json());
+            ExitCode::SUCCESS
+        }
         Some(Command::Webhook(WebhookCommand::Verify(args))) => webhook_verify(args),
         Some(Command::Simulator(args)) => serve_simulator(args),
         Some(Command::Migrate) => run_service(cli.config, None, RunArgs::default()),

@@ -14,10 +14,20 @@ use super::views::{Checks, Health, Readiness};
 use crate::metrics::Gauges;
 use crate::worker::QUEUES;
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive", body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
+/// Readiness: database reachable, migrations applied, writes committing, workers heartbeating
+/// (worker roles); not ready while shutting down.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready; the checks say why", body = Readiness),
+    ))]
 pub async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
     let services = &state.services;
     let database = services.store.ping().await.is_ok();
@@ -53,6 +63,10 @@ pub async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// Prometheus metrics (text format; the metrics are listed in the README).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format 0.0.4", body = String,
+        content_type = "text/plain")))]
 pub async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
     let services = &state.services;
     Gauges {

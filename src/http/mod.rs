@@ -7,6 +7,7 @@ mod auth;
 pub mod error;
 mod health;
 mod notify;
+pub mod openapi;
 mod orders;
 mod payer_ip;
 mod queues;
@@ -48,6 +49,7 @@ pub fn router(state: Arc<HttpState>, simulator: Option<Router>) -> Router {
         .route("/v1/admin/queues", get(queues::list_queues))
         .route("/v1/admin/queues/{queue}/jobs", get(queues::list_jobs))
         .route("/v1/admin/jobs/{id}/retry", post(queues::retry_job))
+        .route("/v1/admin/openapi.json", get(openapi::full_document))
         .route("/admin", get(queues::page))
         .route("/admin/jobs/{id}/retry", post(queues::page_retry))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
@@ -59,6 +61,7 @@ pub fn router(state: Arc<HttpState>, simulator: Option<Router>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::public_document))
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
     let api = match simulator {
