@@ -38,7 +38,7 @@ pub struct AdminOrder {
 }
 
 /// Create an order priced by the merchant's backend.
-#[utoipa::path(post, path = "/v1/admin/orders", tag = "admin", request_body = AdminOrder,
+#[utoipa::path(post, path = "/v1/admin/orders", operation_id = "admin_create_order", tag = "admin", request_body = AdminOrder,
     responses(
         (status = 202, description = "The order and its prepay job are stored (or the same order under the same out_trade_no)", body = Created),
         (status = 409, description = "OUT_TRADE_NO_TAKEN: the number names a different order", body = ErrorBody),
@@ -88,7 +88,7 @@ pub async fn create_order(
 /// The order with everything that happened to it: status changes, prepay attempts,
 /// reconciliation decisions, alerts, every verified notify, and the refused ones naming it
 /// (summarised).
-#[utoipa::path(get, path = "/v1/admin/orders/{out_trade_no}", tag = "admin",
+#[utoipa::path(get, path = "/v1/admin/orders/{out_trade_no}", operation_id = "admin_get_order", tag = "admin",
     params(("out_trade_no" = String, Path, description = "The order's number")),
     responses(
         (status = 200, description = "The order with its history", body = OrderHistory),

@@ -46,6 +46,7 @@ use super::views::ErrorBody;
         public_document,
         full_document,
     ),
+    servers((url = "/", description = "The service answering this document")),
     modifiers(&Shared),
     tags(
         (name = "mini-program", description = "Called by the mini-program with a session token."),
@@ -114,6 +115,12 @@ impl Modify for Shared {
                  ADMIN_TOKEN_REQUIRED; with no token configured: 404 ADMIN_DISABLED.",
             ),
         );
+        for item in doc.paths.paths.values_mut() {
+            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+                // No security named: anyone may call it (said explicitly, `security: []`).
+                operation.security.get_or_insert_with(Vec::new);
+            }
+        }
         for (path, item) in doc.paths.paths.iter_mut() {
             // Health checks answer even while shutting down, and never with an error body.
             if !path.starts_with("/v1/") && path != "/openapi.json" {
@@ -252,6 +259,26 @@ mod tests {
             committed == document_json(),
             "docs/openapi.json differs from the document the code generates: run make openapi"
         );
+    }
+
+    /// Generators name client methods after operation ids; utoipa defaults to the function name,
+    /// which two handlers may share (`create`).
+    #[test]
+    fn operation_ids_are_unique() {
+        let doc = serde_json::to_value(full()).unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let id = operation["operationId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                assert!(
+                    seen.insert(id.clone()),
+                    "{method} {path}: operationId {id:?} is taken; set operation_id in its #[utoipa::path]"
+                );
+            }
+        }
     }
 
     #[test]

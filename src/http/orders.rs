@@ -36,7 +36,7 @@ pub struct CreateOrder {
 }
 
 /// Create an order; its prepay with WeChat happens in the background.
-#[utoipa::path(post, path = "/v1/orders", tag = "mini-program", request_body = CreateOrder,
+#[utoipa::path(post, path = "/v1/orders", operation_id = "create_order", tag = "mini-program", request_body = CreateOrder,
     security(("session" = [])),
     params(("Idempotency-Key" = Option<String>, Header,
         description = "1 to 128 visible ASCII characters: the same key from the same user returns the same order")),
@@ -109,7 +109,7 @@ pub struct Wait {
 }
 
 /// One of the caller's orders; `?wait=` long-polls while it is `pending`.
-#[utoipa::path(get, path = "/v1/orders/{out_trade_no}", tag = "mini-program",
+#[utoipa::path(get, path = "/v1/orders/{out_trade_no}", operation_id = "get_order", tag = "mini-program",
     security(("session" = []), ("admin_token" = [])),
     params(
         ("out_trade_no" = String, Path, description = "The order's number"),

@@ -37,7 +37,7 @@ pub struct Token {
 }
 
 /// Log in: exchange a `wx.login` code for a session token.
-#[utoipa::path(post, path = "/v1/sessions", tag = "mini-program", request_body = Login,
+#[utoipa::path(post, path = "/v1/sessions", operation_id = "create_session", tag = "mini-program", request_body = Login,
     responses(
         (status = 201, description = "A new session", body = Token),
         (status = 401, description = "WECHAT_LOGIN_FAILED: WeChat refused the code (call wx.login again)", body = ErrorBody),
