@@ -9,7 +9,7 @@ FUZZ_SECONDS ?= 60
 SOAK_MINUTES ?= 10
 BILL_ROWS ?= 100000
 
-.PHONY: run test openapi test-js test-postgres test-browser browser-deps screenshots lint fmt bench bench-quick bench-bill fuzz soak build clean-db
+.PHONY: run test openapi test-js test-postgres test-browser browser-deps screenshots lint fmt bench bench-quick bench-bill bench-edge fuzz soak build clean-db
 
 ## run: API + workers + WeChat simulator on sqlite://minipay.db, http://127.0.0.1:8080
 run:
@@ -73,11 +73,18 @@ build:
 	$(CARGO) build --release --locked --workspace --bins
 
 ## bench: protocol micro-benchmarks (criterion), then the load run against its ceilings on
-## SQLite and PostgreSQL; writes BENCHMARKS.md; then the 100,000-row bill statement
+## SQLite and PostgreSQL; writes BENCHMARKS.md; then the 100,000-row bill statement; then the
+## edge section
 bench: build
 	$(CARGO) bench --locked --bench protocol
 	target/release/minipay-bench run --write BENCHMARKS.md
 	target/release/minipay-bench bill --rows $(BILL_ROWS)
+	target/release/minipay-bench edge
+
+## bench-edge: a normal client's p99 and the service's RSS during slowloris, idle-connection,
+## login and metrics-scrape floods (about 4 minutes after the build); prints the table
+bench-edge: build
+	target/release/minipay-bench edge
 
 ## bench-bill: parse and reconcile a generated statement of BILL_ROWS lines: time, peak RSS growth
 bench-bill: build

@@ -8,6 +8,7 @@
 //! statuses and transitions, job payloads, decision tables — live in the `minipay-jobs` crate.
 
 pub mod app;
+pub mod bill_cli;
 pub mod catalog;
 pub mod clock;
 pub mod config;

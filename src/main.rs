@@ -8,11 +8,17 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use minipay::app::{App, Role};
+use minipay::bill_cli;
 use minipay::config::Config;
 use minipay::events::verify_cli::{self, VerifyRequest};
 use minipay::sign_cli::{self, SignRequest};
 use minipay::wechat::simulator::{SimConfig, Simulator};
 use minipay::wechat::v2::{ApiKey, SignType};
+
+/// jemalloc gives memory back to the system after a burst (its background threads purge
+/// freed pages within seconds); the system allocator kept the peak.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser)]
 #[command(
@@ -46,6 +52,9 @@ enum Command {
     /// Print the OpenAPI 3.1 document of the JSON API (every endpoint; `make openapi` writes it
     /// to docs/openapi.json).
     Openapi,
+    /// Reconcile one Beijing day's WeChat bill now and print the summary (exit 0: no
+    /// mismatch, 1: mismatches, 3: no statement yet, 4: failed).
+    Bill(BillArgs),
     /// Tools for merchant events (webhooks).
     #[command(subcommand)]
     Webhook(WebhookCommand),
@@ -72,6 +81,13 @@ struct WebhookVerifyArgs {
     /// The `webhook-signature` header to check.
     #[arg(long)]
     signature: Option<String>,
+}
+
+#[derive(Args)]
+struct BillArgs {
+    /// The Beijing day, YYYY-MM-DD.
+    #[arg(long)]
+    date: String,
 }
 
 #[derive(Args, Default)]
@@ -120,6 +136,7 @@ fn main() -> ExitCode {
             print!("{}", minipay::http::openapi::document_json());
             ExitCode::SUCCESS
         }
+        Some(Command::Bill(args)) => bill(cli.config, args),
         Some(Command::Webhook(WebhookCommand::Verify(args))) => webhook_verify(args),
         Some(Command::Simulator(args)) => serve_simulator(args),
         Some(Command::Migrate) => run_service(cli.config, None, RunArgs::default()),
@@ -148,6 +165,7 @@ fn run_service(file: Option<PathBuf>, role: Option<Role>, args: RunArgs) -> Exit
         config.workers.concurrency = n;
     }
     minipay::telemetry::init(&config.process.log_filter, config.process.log_json);
+    raise_file_limit(config.edge.max_connections);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -166,6 +184,20 @@ fn run_service(file: Option<PathBuf>, role: Option<Role>, args: RunArgs) -> Exit
             eprintln!("minipay: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Raises the soft limit of open files to the hard limit: every connection is a file
+/// descriptor, and so is every database connection.
+fn raise_file_limit(max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < max_connections as u64 + 256 => tracing::warn!(
+            limit,
+            max_connections,
+            "the open-file limit is below MINIPAY_MAX_CONNECTIONS plus room for the database; raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower MINIPAY_MAX_CONNECTIONS"
+        ),
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
 }
 
@@ -213,6 +245,55 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
+    }
+}
+
+/// `minipay bill --date D`: the configured database and WeChat, logs on stderr, the
+/// summary on stdout.
+fn bill(file: Option<PathBuf>, args: BillArgs) -> ExitCode {
+    let day = match bill_cli::parse_date(&args.date) {
+        Ok(day) => day,
+        Err(e) => {
+            eprintln!("minipay bill: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match Config::load(file.as_deref(), std::env::vars()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("minipay: configuration error: {e}");
+            return ExitCode::from(78);
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&config.process.log_filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("minipay bill: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async move {
+        let services = minipay::app::services_for_command(config).await?;
+        let mut stdout = std::io::stdout().lock();
+        let code = bill_cli::run(&services, day, &mut stdout).await?;
+        stdout.flush()?;
+        services.store.close().await;
+        anyhow::Ok(code)
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("minipay bill: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }
 

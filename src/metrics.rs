@@ -1,6 +1,6 @@
 //! Prometheus metrics through the `metrics` facade. Counters and histograms are recorded where
 //! things happen; gauges that describe the database (orders by status, queue backlog) are read
-//! when `/metrics` is scraped.
+//! in the background ([`DbGauges`]) and rendered from memory at a scrape.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -8,9 +8,9 @@ use std::time::Duration;
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use minipay_jobs::OrderStatus;
+use minipay_jobs::bill::MismatchKind;
 
-use crate::store::Store;
-use crate::waiters::Waiters;
+use crate::store::{QueueStats, Store, StoreError};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -50,7 +50,6 @@ pub fn install() -> PrometheusHandle {
 }
 
 fn describe() {
-    describe_gauge!("minipay_orders", "Orders by status.");
     describe_counter!(
         "minipay_orders_created_total",
         "Orders accepted (mini-program and merchant backend)."
@@ -73,16 +72,6 @@ fn describe() {
         Unit::Seconds,
         "From an order's creation (its prepay job's enqueue) to the prepay handler's start, first run only (summary)."
     );
-    describe_gauge!("minipay_queue_depth", "Jobs waiting or running, by queue.");
-    describe_gauge!(
-        "minipay_queue_oldest_pending_age_seconds",
-        Unit::Seconds,
-        "Age of the oldest due job not yet started, by queue."
-    );
-    describe_gauge!(
-        "minipay_jobs_dead",
-        "Jobs that will not run again (killed, or out of runs), by queue."
-    );
     describe_counter!(
         "minipay_notifies_total",
         "Payment notifies by verdict (accepted, duplicate, bad_signature, amount_mismatch, ...)."
@@ -95,10 +84,6 @@ fn describe() {
         "minipay_ready_to_paid_seconds",
         Unit::Seconds,
         "Time from pay params ready to payment applied."
-    );
-    describe_gauge!(
-        "minipay_orders_ready_overdue",
-        "Ready orders past the reconciliation delay with no payment."
     );
     describe_counter!(
         "minipay_reconcile_decisions_total",
@@ -113,67 +98,217 @@ fn describe() {
         Unit::Seconds,
         "HTTP requests by method, route and status."
     );
-    describe_gauge!(
-        "minipay_long_poll_waiters",
-        "Orders with a long-poll waiting in this process."
+    describe_bills();
+    describe_events();
+}
+
+fn describe_events() {
+    describe_counter!(
+        "minipay_event_deliveries_total",
+        "Merchant event delivery attempts by result: delivered, failed (retried), dead."
     );
     describe_gauge!(
-        "minipay_database_up",
-        "1 when the last scrape could read the database."
+        "minipay_events_pending",
+        "Merchant events not delivered yet (refreshed in the background)."
+    );
+    describe_gauge!(
+        "minipay_events_oldest_pending_age_seconds",
+        Unit::Seconds,
+        "Age of the oldest merchant event not delivered yet; 0 when none."
+    );
+    describe_gauge!(
+        "minipay_events_dead",
+        "Merchant events whose every attempt failed: redeliver them once the endpoint is back."
     );
 }
 
-/// What the database-backed gauges are read from, at one scrape.
-pub struct Gauges<'a> {
-    pub store: &'a Store,
-    pub waiters: &'a Waiters,
-    /// The queues to report, each even when it has no rows.
-    pub queues: &'static [&'static str],
-    pub now_ms: i64,
-    /// A ready order unpaid for longer than this is overdue.
-    pub reconcile_delay: Duration,
+/// How often the merchant events gauges are read from the database.
+pub const EVENT_GAUGES_EVERY: Duration = Duration::from_secs(5);
+
+/// Keeps the merchant events gauges current in the background (one small aggregate query per
+/// period, on the `events_state` index), so that a scrape costs nothing.
+pub fn spawn_event_gauges(
+    store: Store,
+    clock: crate::clock::Clock,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    tokio::spawn(async move {
+        loop {
+            if let Ok(stats) = store.event_stats().await {
+                gauge!("minipay_events_pending").set(stats.pending as f64);
+                gauge!("minipay_events_dead").set(stats.dead as f64);
+                let age_ms = stats
+                    .oldest_pending
+                    .map_or(0, |at| (clock.unix_ms() - at).max(0));
+                gauge!("minipay_events_oldest_pending_age_seconds").set(age_ms as f64 / 1000.0);
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(EVENT_GAUGES_EVERY) => {}
+            }
+        }
+    });
 }
 
-impl Gauges<'_> {
-    /// Reads the database-backed gauges.
-    pub async fn refresh(&self) {
-        let store = self.store;
-        let mut up = true;
-        match store.status_counts().await {
-            Ok(counts) => {
-                for status in OrderStatus::ALL {
-                    let n = counts
-                        .iter()
-                        .find(|c| c.status == status)
-                        .map_or(0, |c| c.count);
-                    gauge!("minipay_orders", "status" => status.as_str()).set(n as f64);
-                }
-            }
-            Err(_) => up = false,
-        }
-        match store.queue_stats(chrono::Utc::now().timestamp()).await {
-            Ok(stats) => {
-                for queue in self.queues {
-                    let s = stats
-                        .iter()
-                        .find(|s| s.queue == *queue)
-                        .cloned()
-                        .unwrap_or_default();
-                    let queue: &'static str = queue;
-                    gauge!("minipay_queue_depth", "queue" => queue).set(s.depth as f64);
-                    gauge!("minipay_queue_oldest_pending_age_seconds", "queue" => queue)
-                        .set(s.oldest_pending_secs as f64);
-                    gauge!("minipay_jobs_dead", "queue" => queue).set(s.dead as f64);
-                }
-            }
-            Err(_) => up = false,
-        }
-        let overdue_before = self.now_ms - self.reconcile_delay.as_millis() as i64;
-        match store.ready_overdue(overdue_before).await {
-            Ok(n) => gauge!("minipay_orders_ready_overdue").set(n as f64),
-            Err(_) => up = false,
-        }
-        gauge!("minipay_long_poll_waiters").set(self.waiters.watched() as f64);
-        gauge!("minipay_database_up").set(if up { 1.0 } else { 0.0 });
+fn describe_bills() {
+    describe_gauge!(
+        "minipay_bill_last_reconciled_day",
+        Unit::Seconds,
+        "Start (Unix seconds, 00:00 Beijing) of the last day whose bill was reconciled."
+    );
+    describe_gauge!(
+        "minipay_bill_mismatches",
+        "Mismatches of the last reconciled day, by kind (missing_local, missing_wechat, amount, status); alert when above zero."
+    );
+    describe_gauge!(
+        "minipay_bill_healed_orders",
+        "Orders of the last reconciled day WeChat listed as paid while minipay held them pending or ready (an order query was queued)."
+    );
+    describe_counter!(
+        "minipay_bill_runs_total",
+        "Bill reconciliation attempts by outcome: done, no_bill, retry, failed."
+    );
+    describe_counter!(
+        "minipay_bill_healed_total",
+        "Order queries queued because WeChat's bill lists a payment minipay had not applied."
+    );
+}
+
+/// The database-backed gauges, read in the background (`http::Snapshot`) and rendered by
+/// `/metrics` from memory: a scrape costs no query.
+#[derive(Debug, Clone, Default)]
+pub struct DbGauges {
+    /// Orders of each status (every status, zeros included).
+    pub orders: Vec<(OrderStatus, i64)>,
+    /// Each queue's backlog (every queue, even with no rows).
+    pub queues: Vec<QueueStats>,
+    pub ready_overdue: i64,
+}
+
+impl DbGauges {
+    /// Reads the gauges: three aggregate queries on the reader pool.
+    pub async fn read(
+        store: &Store,
+        queues: &[&str],
+        now_ms: i64,
+        reconcile_delay: Duration,
+    ) -> Result<DbGauges, StoreError> {
+        let counts = store.status_counts().await?;
+        let orders = OrderStatus::ALL
+            .iter()
+            .map(|status| {
+                let n = counts
+                    .iter()
+                    .find(|c| c.status == *status)
+                    .map_or(0, |c| c.count);
+                (*status, n)
+            })
+            .collect();
+        let stats = store.queue_stats(now_ms.div_euclid(1000)).await?;
+        let queues = queues
+            .iter()
+            .map(|queue| {
+                stats
+                    .iter()
+                    .find(|s| s.queue == *queue)
+                    .cloned()
+                    .unwrap_or_else(|| QueueStats {
+                        queue: (*queue).to_owned(),
+                        ..QueueStats::default()
+                    })
+            })
+            .collect();
+        let overdue_before = now_ms - reconcile_delay.as_millis() as i64;
+        let ready_overdue = store.ready_overdue(overdue_before).await?;
+        Ok(DbGauges {
+            orders,
+            queues,
+            ready_overdue,
+        })
     }
+
+    /// Appends the gauges in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        header(out, "minipay_orders", "Orders by status.");
+        for (status, n) in &self.orders {
+            sample(
+                out,
+                "minipay_orders",
+                Some(("status", status.as_str())),
+                *n as f64,
+            );
+        }
+        let per_queue: [PerQueue; 3] = [
+            (
+                "minipay_queue_depth",
+                "Jobs waiting or running, by queue.",
+                |s| s.depth,
+            ),
+            (
+                "minipay_queue_oldest_pending_age_seconds",
+                "Age of the oldest due job not yet started, by queue.",
+                |s| s.oldest_pending_secs,
+            ),
+            (
+                "minipay_jobs_dead",
+                "Jobs that will not run again (killed, or out of runs), by queue.",
+                |s| s.dead,
+            ),
+        ];
+        for (name, help, value) in per_queue {
+            header(out, name, help);
+            for s in &self.queues {
+                sample(out, name, Some(("queue", &s.queue)), value(s) as f64);
+            }
+        }
+        gauge_line(
+            out,
+            "minipay_orders_ready_overdue",
+            "Ready orders past the reconciliation delay with no payment.",
+            self.ready_overdue as f64,
+        );
+    }
+}
+
+/// A per-queue gauge: its name, its help, and its value of a queue's stats.
+type PerQueue = (&'static str, &'static str, fn(&QueueStats) -> i64);
+
+/// One unlabelled gauge with its HELP and TYPE lines.
+pub fn gauge_line(out: &mut String, name: &str, help: &str, value: f64) {
+    header(out, name, help);
+    sample(out, name, None, value);
+}
+
+fn header(out: &mut String, name: &str, help: &str) {
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+}
+
+/// A sample line; label values here are our own names (statuses, queues), never outside text.
+fn sample(out: &mut String, name: &str, label: Option<(&str, &str)>, value: f64) {
+    match label {
+        Some((key, v)) => out.push_str(&format!("{name}{{{key}=\"{v}\"}} {value}\n")),
+        None => out.push_str(&format!("{name} {value}\n")),
+    }
+}
+
+/// The last reconciled day: its date, its mismatches by kind, the orders it healed.
+pub async fn refresh_bills(store: &Store) -> Result<(), StoreError> {
+    let Some(run) = store.last_reconciled_bill().await? else {
+        return Ok(());
+    };
+    let counts = store.bill_mismatch_counts(&run.bill_date).await?;
+    let day_start = chrono::NaiveDate::parse_from_str(&run.bill_date, "%Y-%m-%d")
+        // 00:00 Beijing is 16:00 UTC the day before.
+        .map(|day| day.and_time(chrono::NaiveTime::MIN).and_utc().timestamp() - 8 * 3600)
+        .unwrap_or(0);
+    gauge!("minipay_bill_last_reconciled_day").set(day_start as f64);
+    for kind in MismatchKind::ALL {
+        let n = counts
+            .iter()
+            .find(|(k, _)| k == kind.as_str())
+            .map_or(0, |(_, n)| *n);
+        gauge!("minipay_bill_mismatches", "kind" => kind.as_str()).set(n as f64);
+    }
+    gauge!("minipay_bill_healed_orders").set(run.healed as f64);
+    Ok(())
 }

@@ -6,7 +6,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::store::{Store, WriteHealth};
+use crate::events::Deliverer;
+use crate::store::{Outbox, Store, WriteHealth};
 use crate::waiters::Waiters;
 use crate::wechat::Gateway;
 
@@ -23,4 +24,13 @@ pub struct Services {
     pub stopping: CancellationToken,
     /// Whether writes commit (for `/readyz`), kept current without a request.
     pub write_health: WriteHealth,
+    /// Sends merchant events (signed, bounded); `None` when no webhook endpoint is configured.
+    pub deliverer: Option<Deliverer>,
+}
+
+impl Services {
+    /// Where the events recorded by a change are sent: the configured webhook endpoint, if any.
+    pub fn outbox(&self) -> Outbox {
+        Outbox::new(self.config.events.url.clone())
+    }
 }

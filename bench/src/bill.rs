@@ -27,8 +27,13 @@ fn fee(i: usize) -> i64 {
     1 + (i as i64 * 7919) % 100_000
 }
 
+/// The line index of the `n`-th payment (every tenth line is a refund).
+pub(crate) fn payment_index(n: usize) -> usize {
+    n + n / 9
+}
+
 /// Line `i`: a payment, or (every tenth) a refund of half of payment `i - 1`.
-fn row(i: usize) -> BillRow {
+pub(crate) fn row(i: usize) -> BillRow {
     let time = NaiveDate::from_ymd_opt(2026, 11, 29)
         .and_then(|d| {
             d.and_hms_opt(
@@ -105,7 +110,7 @@ fn local_day(
     (orders, refunds)
 }
 
-fn status_kib(field: &str) -> u64 {
+pub(crate) fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -117,7 +122,7 @@ fn status_kib(field: &str) -> u64 {
 }
 
 /// Resets the peak RSS (VmHWM) to the current RSS (Linux: `clear_refs` with 5).
-fn reset_peak() -> u64 {
+pub(crate) fn reset_peak() -> u64 {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     status_kib("VmRSS:")
 }
@@ -242,8 +247,10 @@ impl<A: Write, B: Write> Write for Tee<A, B> {
     }
 }
 
-/// The statement's directory, removed afterwards.
-pub fn run_in_temp(rows: usize) -> anyhow::Result<()> {
+/// The statement's directory, removed afterwards; then the service's whole path
+/// (`bill_full.rs`) for as many payments.
+pub async fn run_in_temp(rows: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("temporary directory")?;
-    run(rows, dir.path())
+    run(rows, dir.path())?;
+    super::bill_full::run(rows, dir.path()).await
 }

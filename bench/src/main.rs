@@ -6,8 +6,10 @@
 #![allow(clippy::too_many_lines)]
 
 mod bill;
+mod bill_full;
 mod ceilings;
 mod db;
+mod edge;
 mod load;
 mod procs;
 mod report;
@@ -46,6 +48,9 @@ enum Command {
         #[arg(long)]
         write: Option<PathBuf>,
     },
+    /// The edge section: a normal client's latency and the service's memory during slowloris,
+    /// idle-connection, login and metrics-scrape floods (SQLite).
+    Edge,
     /// The hello-world ceiling server.
     Hello {
         #[arg(long)]
@@ -271,7 +276,8 @@ fn main() -> ExitCode {
                     .await?;
                 Ok(())
             }
-            Command::Bill { rows } => bill::run_in_temp(rows),
+            Command::Bill { rows } => bill::run_in_temp(rows).await,
+            Command::Edge => edge::run().await,
             Command::Soak { minutes } => soak::run(Duration::from_secs_f64(minutes * 60.0)).await,
             Command::Run {
                 quick,

@@ -20,6 +20,17 @@ pub fn minipay_binary() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// The rate limits turned off (README, "Rate limits"): a benchmark logs every session in from
+/// one IP and places orders per user far faster than any person; it measures the service's
+/// capacity, not its limits. Benchmarks of the limits themselves set their own.
+pub const NO_RATE_LIMITS: [(&str, &str); 5] = [
+    ("MINIPAY_LIMIT_LOGINS_PER_IP", "0"),
+    ("MINIPAY_LIMIT_ORDERS_PER_USER", "0"),
+    ("MINIPAY_LIMIT_UNPAID_PER_USER", "0"),
+    ("MINIPAY_LIMIT_READS_PER_USER", "0"),
+    ("MINIPAY_LIMIT_ADMIN_FAILURES_PER_IP", "0"),
+];
+
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -85,6 +96,30 @@ impl Proc {
             .find(|l| l.starts_with("VmHWM:"))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
+    }
+
+    /// Resident set size in KiB (VmRSS), now.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// The soft limit of open files, as /proc/PID/limits shows it.
+    pub fn open_file_limit(&self) -> String {
+        std::fs::read_to_string(format!("/proc/{}/limits", self.pid()))
+            .ok()
+            .and_then(|limits| {
+                limits
+                    .lines()
+                    .find(|l| l.starts_with("Max open files"))
+                    .and_then(|l| l.split_whitespace().nth(3))
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| "?".into())
     }
 
     pub fn signal(&self, signal: &str) -> anyhow::Result<()> {

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::db::BenchDb;
 use crate::load::{Run, Samples, closed_loop, open_loop};
 use crate::procs::{
-    Proc, free_port, minipay_binary, set_sim_faults, start_simulator, wait_until_up,
+    NO_RATE_LIMITS, Proc, free_port, minipay_binary, set_sim_faults, start_simulator, wait_until_up,
 };
 
 /// A running minipay (`all`) and its simulator.
@@ -52,6 +52,7 @@ impl Service {
             ("MINIPAY_AUTH_BASE_URL", sim.clone()),
             ("MINIPAY_RECONCILE_DELAY_SECS", "3600".into()),
         ];
+        env.extend(NO_RATE_LIMITS.iter().map(|(k, v)| (*k, (*v).to_owned())));
         env.extend(settings.iter().cloned());
         let mut service = Proc::start(&binary, "minipay", &["all"], &env, dir)?;
         wait_until_up(&client, &format!("{api}/readyz"), &mut service).await?;
@@ -93,6 +94,16 @@ impl Service {
 
     pub fn peak_rss_mib(&self) -> f64 {
         self.service.peak_rss_kib().unwrap_or(0) as f64 / 1024.0
+    }
+
+    /// The service's resident memory now, in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        self.service.rss_kib().unwrap_or(0) as f64 / 1024.0
+    }
+
+    /// The service's soft limit of open files.
+    pub fn service_fd_limit(&self) -> String {
+        self.service.open_file_limit()
     }
 
     pub async fn stop(mut self) -> anyhow::Result<()> {

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::db::{Backend, BenchDb};
 use crate::procs::{
-    Proc, free_port, minipay_binary, set_sim_faults, start_simulator, wait_until_up,
+    NO_RATE_LIMITS, Proc, free_port, minipay_binary, set_sim_faults, start_simulator, wait_until_up,
 };
 
 /// What the load generator did, counted as it went.
@@ -57,7 +57,8 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
     let api_port = free_port()?;
     let api = format!("http://127.0.0.1:{api_port}");
     let env = |port: u16| -> Vec<(&'static str, String)> {
-        vec![
+        let no_limits = NO_RATE_LIMITS.iter().map(|(k, v)| (*k, (*v).to_owned()));
+        let mut env = vec![
             ("MINIPAY_DATABASE_URL", db.url.clone()),
             ("MINIPAY_LISTEN", format!("127.0.0.1:{port}")),
             ("MINIPAY_PAY_BASE_URL", sim.clone()),
@@ -77,7 +78,9 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
             ("MINIPAY_STUCK_PENDING_SECS", "30".into()),
             ("MINIPAY_ORDER_TTL_SECS", ORDER_TTL.as_secs().to_string()),
             ("MINIPAY_SHUTDOWN_TIMEOUT_SECS", "10".into()),
-        ]
+        ];
+        env.extend(no_limits);
+        env
     };
     let mut serve = Proc::start(&binary, "serve", &["serve"], &env(api_port), dir.path())?;
     wait_until_up(&client, &format!("{api}/readyz"), &mut serve).await?;

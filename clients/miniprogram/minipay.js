@@ -38,7 +38,7 @@ class MinipayError extends Error {
    * @param {string} kind one of {@link Kinds}
    * @param {string} message human text
    * @param {object} [details] `status`, `code`, `order`, `errMsg`, `wechatMessage`,
-   *   `idempotencyKey`
+   *   `idempotencyKey`, `retryAfterMs`
    */
   constructor(kind, message, details) {
     super(message);
@@ -58,6 +58,11 @@ class MinipayError extends Error {
     this.wechatMessage = extra.wechatMessage;
     /** The key `createOrder` used: pass it again to retry the same purchase. */
     this.idempotencyKey = extra.idempotencyKey;
+    /**
+     * How long the service asked the caller to wait (`Retry-After`, in ms), e.g. with `429`
+     * `RATE_LIMITED` or `TOO_MANY_UNPAID_ORDERS`: what a page tells the user.
+     */
+    this.retryAfterMs = extra.retryAfterMs;
   }
 }
 
@@ -338,7 +343,7 @@ class MinipayClient {
       }
       const body = parseBody(response.data);
       if (response.statusCode >= 200 && response.statusCode < 300) return body;
-      const error = httpError(response.statusCode, body);
+      const error = httpError(response.statusCode, body, response.header);
       if (RETRYABLE_STATUS.indexOf(response.statusCode) < 0 || attempt >= this.retries) throw error;
       const asked = retryAfterMs(response.header);
       if (asked !== undefined && asked > this.maxRetryAfterMs) throw error;
@@ -364,10 +369,15 @@ class MinipayClient {
   }
 }
 
-function httpError(status, body) {
+function httpError(status, body, headers) {
   const error = (body && body.error) || {};
   const code = error.code || 'HTTP_' + status;
-  return new MinipayError(Kinds.HTTP, error.message || 'HTTP ' + status, { status, code });
+  const retryAfter = retryAfterMs(headers);
+  return new MinipayError(Kinds.HTTP, error.message || 'HTTP ' + status, {
+    status,
+    code,
+    retryAfterMs: retryAfter,
+  });
 }
 
 function timeout(order, what) {

@@ -31,7 +31,11 @@ fuzz_target!(|data: &[u8]| {
     let checked = check_signed_by(&fields, &merchant);
 
     if let Ok(sign_type) = verified {
-        assert_eq!(detected, Ok(sign_type), "verify and detect_sign_type disagree");
+        assert_eq!(
+            detected,
+            Ok(sign_type),
+            "verify and detect_sign_type disagree"
+        );
         let expected = sign(fields.iter(), &key, sign_type);
         assert_eq!(
             Some(expected.as_str()),
@@ -40,7 +44,11 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     if checked.is_ok() {
-        assert_eq!(verified, Ok(SignType::Md5), "check_signed_by accepted what verify did not");
+        assert_eq!(
+            verified,
+            Ok(SignType::Md5),
+            "check_signed_by accepted what verify did not"
+        );
         assert_eq!(fields.get("appid"), Some("wxd930ea5d5a258f4f"));
         assert_eq!(fields.get("mch_id"), Some("10000100"));
     }

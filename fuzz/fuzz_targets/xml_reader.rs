@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
     // is not what this round trip tests, so the re-read allows the rewritten length.
     let limit = DEFAULT_BODY_LIMIT.max(xml.len());
     match parse(xml.as_bytes(), limit) {
-        Ok(again) => assert_eq!(again, fields, "round trip changed the fields; rewritten: {xml:?}"),
+        Ok(again) => assert_eq!(
+            again, fields,
+            "round trip changed the fields; rewritten: {xml:?}"
+        ),
         Err(e) => panic!("to_xml wrote a document the reader refuses ({e}): {xml:?}"),
     }
 });

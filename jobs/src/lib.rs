@@ -34,5 +34,5 @@ pub use gateway::{
 pub use lifecycle::Lifecycle;
 pub use notify::{CheckedNotify, NotifyAck, NotifyCheck, NotifyVerdict, Refusal};
 pub use order::{OrderEvent, OrderStatus};
-pub use payload::{ApplyPayment, Job, PrepayOrder, QueryOrder};
+pub use payload::{ApplyPayment, Job, PrepayOrder, QueryOrder, ReconcileBill};
 pub use refund::{RefundDecision, RefundQueryDecision, RefundResult, RefundStatus};

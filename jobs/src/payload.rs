@@ -83,6 +83,39 @@ impl Job for QueryOrder {
     }
 }
 
+/// `deliver_event` (the payload is [`crate::event::DeliverEvent`]): POST one event to the
+/// merchant's endpoint once. The handler records every attempt and queues the next one itself,
+/// `run_after` the schedule's pause (apalis' own retries are immediate), so apalis only re-runs
+/// after an infrastructure error (database down, crash).
+impl Job for crate::event::DeliverEvent {
+    const QUEUE: &'static str = crate::event::DeliverEvent::QUEUE;
+    const RUNS: usize = 5;
+
+    fn idempotency_key(&self) -> String {
+        crate::event::DeliverEvent::idempotency_key(self)
+    }
+}
+
+/// Reconcile one Beijing day against WeChat's statement (`bill_date` `YYYY-MM-DD`). Queued
+/// when a due bill run is claimed; `claim` is the run's claim count at that moment, so each
+/// attempt has its own key and a job of an older claim finds the run moved on and does nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileBill {
+    pub bill_date: String,
+    pub claim: u32,
+}
+
+impl Job for ReconcileBill {
+    const QUEUE: &'static str = "reconcile_bill";
+    /// The handler reschedules WeChat's "not yet" and transient failures itself (in the bill
+    /// run's row); apalis only re-runs after an infrastructure error.
+    const RUNS: usize = 3;
+
+    fn idempotency_key(&self) -> String {
+        format!("bill:{}:{}", self.bill_date, self.claim)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

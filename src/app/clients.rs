@@ -21,6 +21,9 @@ pub(super) fn wechat(
     local: Option<SocketAddr>,
     embedded: Option<&str>,
 ) -> anyhow::Result<(Gateway, LoginClient, Sealer)> {
+    if let Some(warning) = config.wechat.start_warning() {
+        tracing::warn!("{warning}");
+    }
     let (merchant, app_secret): (Merchant, SecretString) = match &config.wechat.mode {
         Mode::Live(creds) => (
             Merchant {

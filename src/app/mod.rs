@@ -21,7 +21,8 @@ use tasks::{drain, serve_http, serve_simulator, start_workers};
 
 use crate::clock::Clock;
 use crate::config::{Config, Mode};
-use crate::http::{FreeSpaceFloor, HttpState, RefusedNotifies, SessionCache};
+use crate::events::Deliverer;
+use crate::http::{FreeSpaceFloor, HttpState, RateLimits, RefusedNotifies, SessionCache, Snapshot};
 use crate::services::Services;
 use crate::store::{InsertSignal, Store, StoreOptions, WriteHealth};
 use crate::waiters::Waiters;
@@ -54,6 +55,8 @@ const HTTP_CLOSE_GRACE: Duration = Duration::from_millis(1000);
 /// The HTTP side of a serving process.
 struct HttpPart {
     listener: TcpListener,
+    /// `MINIPAY_ADMIN_LISTEN`: the operator endpoints' own listener.
+    admin_listener: Option<TcpListener>,
     state: Arc<HttpState>,
     refused_writer: JoinHandle<()>,
     refused_stop: CancellationToken,
@@ -88,16 +91,7 @@ impl App {
         let signal = InsertSignal::new();
         let clock = Clock::new();
         let store = open_store(&config, role, &signal, &clock).await?;
-        let listener = match role.serves_http() {
-            true => Some(
-                TcpListener::bind(config.http.listen)
-                    .await
-                    .with_context(|| {
-                        format!("MINIPAY_LISTEN: cannot listen on {}", config.http.listen)
-                    })?,
-            ),
-            false => None,
-        };
+        let (listener, admin_listener) = bind(&config, role).await?;
         let local = listener.as_ref().map(TcpListener::local_addr).transpose()?;
         let simulator = match (&config.wechat.mode, role.serves_http()) {
             (Mode::Simulator, true) => Some(SimulatorPart {
@@ -122,6 +116,8 @@ impl App {
         };
         let floor = FreeSpaceFloor::of(&config);
         let services = Arc::new(Services {
+            // Before `config` moves in.
+            deliverer: deliverer(&config)?,
             config,
             store,
             gateway,
@@ -141,10 +137,13 @@ impl App {
                 sessions: SessionCache::new(),
                 refused,
                 metrics,
+                limits: RateLimits::new(&services.config.limits),
+                snapshot: Snapshot::new(),
                 worker_node: worker_node.clone(),
             });
             HttpPart {
                 listener,
+                admin_listener,
                 state,
                 refused_writer,
                 refused_stop,
@@ -175,6 +174,12 @@ impl App {
         listener.local_addr().ok().map(reachable)
     }
 
+    /// The operator endpoints' own address (`MINIPAY_ADMIN_LISTEN`), when they have one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        let listener = self.http.as_ref()?.admin_listener.as_ref()?;
+        listener.local_addr().ok().map(reachable)
+    }
+
     /// Runs until `shutdown` completes, then stops taking requests and jobs, lets in-flight
     /// ones finish within the configured deadline, and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -199,6 +204,7 @@ impl App {
                 let simulator_router = simulator.as_ref().map(|s| s.simulator.router());
                 let server = serve_http(
                     part.listener,
+                    part.admin_listener,
                     part.state,
                     simulator_router,
                     http_close.clone(),
@@ -248,6 +254,60 @@ impl App {
     }
 }
 
+/// The services alone, for a one-off command (`minipay bill`): connected and migrated, with
+/// the configured WeChat (in simulator mode `MINIPAY_PAY_BASE_URL` must name a simulator);
+/// no HTTP server, no workers.
+pub async fn services_for_command(mut config: Config) -> anyhow::Result<Arc<Services>> {
+    // A command calls WeChat Pay only: the login API may be left unset.
+    let wechat_config = &mut config.wechat;
+    if wechat_config.auth_base_urls.is_none() {
+        wechat_config.auth_base_urls = wechat_config.pay_base_urls.clone();
+    }
+    let signal = InsertSignal::new();
+    let clock = Clock::new();
+    let store = open_store(&config, Role::Work, &signal, &clock).await?;
+    let (gateway, _login, _sealer) = wechat(&config, None, None)?;
+    let write_health = match &store {
+        Store::Sqlite(pools) => pools.health.clone(),
+        Store::Postgres(_) => WriteHealth::new(),
+    };
+    Ok(Arc::new(Services {
+        config,
+        store,
+        gateway,
+        clock,
+        waiters: Waiters::new(),
+        stopping: CancellationToken::new(),
+        write_health,
+        // Events this command records are queued for the workers, which deliver them.
+        deliverer: None,
+    }))
+}
+
+/// The serving roles' listeners: the API's, and the operator endpoints' own when
+/// `MINIPAY_ADMIN_LISTEN` is set.
+async fn bind(
+    config: &Config,
+    role: Role,
+) -> anyhow::Result<(Option<TcpListener>, Option<TcpListener>)> {
+    if !role.serves_http() {
+        return Ok((None, None));
+    }
+    let listen = config.http.listen;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("MINIPAY_LISTEN: cannot listen on {listen}"))?;
+    let admin = match config.http.admin_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("MINIPAY_ADMIN_LISTEN: cannot listen on {addr}"))?,
+        ),
+        None => None,
+    };
+    Ok((Some(listener), admin))
+}
+
 /// Connects, migrates, and (serving roles) records the catalog on sale.
 async fn open_store(
     config: &Config,
@@ -270,6 +330,17 @@ async fn open_store(
             .context("writing the catalog")?;
     }
     Ok(store)
+}
+
+/// The merchant events sender, when a webhook endpoint is configured.
+fn deliverer(config: &Config) -> anyhow::Result<Option<Deliverer>> {
+    match (&config.events.url, &config.events.secrets) {
+        (Some(_), Some(secrets)) => Ok(Some(
+            Deliverer::new(secrets.clone(), config.events.timeout)
+                .context("building the webhook client")?,
+        )),
+        _ => Ok(None),
+    }
 }
 
 /// An address clients can dial: a wildcard bind is reached on loopback.

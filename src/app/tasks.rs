@@ -1,7 +1,6 @@
 //! The long-running parts of a process, started and drained: the HTTP server, the embedded
 //! simulator, the workers and the reconciler.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +9,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::SimulatorPart;
-use crate::http::HttpState;
+use crate::config::Edge;
+use crate::http::{HttpState, listener};
 use crate::services::Services;
 use crate::store::InsertSignal;
 
@@ -22,8 +22,11 @@ pub(super) type Workers = (
     JoinHandle<()>,
 );
 
+/// Serves the API on `listener` and, with `MINIPAY_ADMIN_LISTEN`, the operator endpoints on
+/// `admin` (otherwise on `listener` too); both close when `close` fires.
 pub(super) fn serve_http(
     listener: TcpListener,
+    admin: Option<TcpListener>,
     state: Arc<HttpState>,
     simulator: Option<axum::Router>,
     close: CancellationToken,
@@ -35,24 +38,64 @@ pub(super) fn serve_http(
     services
         .write_health
         .spawn_probe(services.store.clone(), services.stopping.clone());
-    let router = crate::http::router(state, simulator);
+    crate::metrics::spawn_event_gauges(
+        services.store.clone(),
+        services.clock.clone(),
+        services.stopping.clone(),
+    );
+    state.limits.spawn_sweeper(services.stopping.clone());
+    let limits = services.config.edge;
+    state.snapshot.spawn(
+        services.clone(),
+        state.worker_node.clone(),
+        services.stopping.clone(),
+    );
+    let (public, operator) = match admin {
+        None => (crate::http::router(state, simulator), None),
+        Some(admin) => (
+            crate::http::public_router(state.clone(), simulator),
+            Some(serve_router(
+                admin,
+                crate::http::operator_router(state),
+                limits,
+                close.clone(),
+            )),
+        ),
+    };
+    let public = serve_router(listener, public, limits, close);
     tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { close.cancelled().await })
-        .await
+        let operator = match operator {
+            Some(server) => server
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            None => Ok(()),
+        };
+        public
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))?;
+        operator
     })
 }
 
+/// One listener serving `router` until `close` fires, then draining its requests.
+fn serve_router(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: Edge,
+    close: CancellationToken,
+) -> Served {
+    tokio::spawn(listener::serve(listener, router, limits, close))
+}
+
+/// The embedded simulator's own loopback listener, with the default limits.
 pub(super) fn serve_simulator(part: SimulatorPart, stop: &CancellationToken) -> Served {
-    let (router, stop) = (part.simulator.router(), stop.clone());
-    tokio::spawn(async move {
-        axum::serve(part.listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-    })
+    let router = part.simulator.router();
+    tokio::spawn(listener::serve(
+        part.listener,
+        router,
+        Edge::default(),
+        stop.clone(),
+    ))
 }
 
 /// The workers and the reconciler, until the services' stop signal.

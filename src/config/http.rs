@@ -15,6 +15,10 @@ settings! {
     pub struct HttpSettings {
         /// HTTP address
         listen: String = "127.0.0.1:8080".into();
+        /// a second address for `/metrics`, `/admin` and the admin API; when set they leave `MINIPAY_LISTEN` (bind it to loopback or a private network)
+        admin_listen: String = String::new();
+        /// how often the database-backed gauges of `/metrics` are read (a scrape reads none)
+        metrics_refresh_ms: u64 = 10_000;
         /// bearer token of the admin endpoints (≥ 16 characters)
         admin_token: Option<SecretString> = None;
         /// IPs/CIDRs whose `X-Forwarded-For` is believed
@@ -30,6 +34,10 @@ settings! {
 #[derive(Debug, Clone)]
 pub struct Http {
     pub listen: SocketAddr,
+    /// `None`: the operator endpoints are served on `listen` with the rest.
+    pub admin_listen: Option<SocketAddr>,
+    /// How often the database-backed gauges are refreshed.
+    pub metrics_refresh: Duration,
     /// `None`: admin endpoints off.
     pub admin_token: Option<SecretString>,
     pub trusted_proxies: Vec<IpNet>,
@@ -47,6 +55,19 @@ impl HttpSettings {
                 self.listen
             ))
         })?;
+        let admin_listen = match self.admin_listen.trim() {
+            "" => None,
+            text => Some(text.parse::<SocketAddr>().map_err(|_| {
+                refuse(format!(
+                    "MINIPAY_ADMIN_LISTEN: {text:?} is not an address like 127.0.0.1:9090"
+                ))
+            })?),
+        };
+        if admin_listen.is_some_and(|a| a == listen && a.port() != 0) {
+            return Err(refuse(
+                "MINIPAY_ADMIN_LISTEN must differ from MINIPAY_LISTEN (the operator endpoints leave it)",
+            ));
+        }
         let admin_token = match self.admin_token.filter(|t| !t.expose_secret().is_empty()) {
             Some(t) if t.expose_secret().len() < 16 => {
                 return Err(refuse("MINIPAY_ADMIN_TOKEN must be at least 16 characters"));
@@ -55,6 +76,8 @@ impl HttpSettings {
         };
         Ok(Http {
             listen,
+            admin_listen,
+            metrics_refresh: Duration::from_millis(self.metrics_refresh_ms.max(100)),
             admin_token,
             trusted_proxies: trusted_proxies(&self.trusted_proxies)?,
             session_ttl: Duration::from_secs(self.session_ttl_secs.max(60)),

@@ -4,11 +4,15 @@
 //!
 //! Each concern declares its settings once — name, type, default, documentation, check — in
 //! its own file with [`settings!`](settings::settings): `database`, `wechat`, `http`,
-//! `orders`, `workers`, `retention`, `process`. This module reads them and keeps no list of names; the
-//! README's settings table is checked against the declarations by a test.
+//! `orders`, `limits`, `workers`, `retention`, `process`, `bills`, `events`. This module reads them and keeps no
+//! list of names; the README's settings table is checked against the declarations by a test.
 
+mod bills;
 mod database;
+mod edge;
+mod events;
 mod http;
+mod limits;
 mod orders;
 mod process;
 mod retention;
@@ -23,8 +27,12 @@ use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::de::DeserializeOwned;
 
+pub use bills::{BillSettings, Bills};
 pub use database::{Database, DatabaseSettings};
+pub use edge::{Edge, EdgeSettings};
+pub use events::{EventSettings, Events};
 pub use http::{Http, HttpSettings};
+pub use limits::{LimitSettings, Limits};
 pub use orders::{OrderSettings, Orders};
 pub use process::{Process, ProcessSettings};
 pub use retention::{Retention, RetentionSettings};
@@ -47,10 +55,14 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub wechat: WechatSettings,
     pub http: HttpSettings,
+    pub edge: EdgeSettings,
     pub orders: OrderSettings,
+    pub limits: LimitSettings,
     pub workers: WorkerSettings,
     pub retention: RetentionSettings,
     pub process: ProcessSettings,
+    pub events: EventSettings,
+    pub bills: BillSettings,
 }
 
 impl Settings {
@@ -60,10 +72,14 @@ impl Settings {
             DatabaseSettings::KEYS,
             WechatSettings::KEYS,
             HttpSettings::KEYS,
+            EdgeSettings::KEYS,
             OrderSettings::KEYS,
+            LimitSettings::KEYS,
             WorkerSettings::KEYS,
             RetentionSettings::KEYS,
             ProcessSettings::KEYS,
+            EventSettings::KEYS,
+            BillSettings::KEYS,
         ]
         .into_iter()
         .flatten()
@@ -75,10 +91,14 @@ impl Settings {
             DatabaseSettings::shown_defaults(),
             WechatSettings::shown_defaults(),
             HttpSettings::shown_defaults(),
+            EdgeSettings::shown_defaults(),
             OrderSettings::shown_defaults(),
+            LimitSettings::shown_defaults(),
             WorkerSettings::shown_defaults(),
             RetentionSettings::shown_defaults(),
             ProcessSettings::shown_defaults(),
+            EventSettings::shown_defaults(),
+            BillSettings::shown_defaults(),
         ]
         .concat()
     }
@@ -88,10 +108,14 @@ impl Settings {
             database: extract(figment)?,
             wechat: extract(figment)?,
             http: extract(figment)?,
+            edge: extract(figment)?,
             orders: extract(figment)?,
+            limits: extract(figment)?,
             workers: extract(figment)?,
             retention: extract(figment)?,
             process: extract(figment)?,
+            events: extract(figment)?,
+            bills: extract(figment)?,
         })
     }
 }
@@ -118,10 +142,14 @@ pub struct Config {
     pub database: Database,
     pub wechat: Wechat,
     pub http: Http,
+    pub edge: Edge,
     pub orders: Orders,
+    pub limits: Limits,
     pub workers: Workers,
     pub retention: Retention,
     pub process: Process,
+    pub events: Events,
+    pub bills: Bills,
 }
 
 impl Config {
@@ -150,10 +178,14 @@ impl Config {
             database: s.database.config()?,
             wechat: s.wechat.config()?,
             http: s.http.config()?,
+            edge: s.edge.config()?,
             orders: s.orders.config()?,
+            limits: s.limits.config()?,
             workers: s.workers.config()?,
             retention: s.retention.config()?,
             process: s.process.config()?,
+            events: s.events.config()?,
+            bills: s.bills.config()?,
         })
     }
 }
@@ -317,6 +349,95 @@ mod tests {
             let message = refused(vars);
             assert!(message.contains(setting), "{setting}: {message}");
         }
+    }
+
+    #[test]
+    fn an_http_notify_url_is_refused_with_wechats_own_hosts() {
+        for base in [
+            "",
+            "https://api2.mch.weixin.qq.com",
+            "https://API.MCH.WEIXIN.QQ.COM/",
+        ] {
+            let message = refused(live(&[
+                (
+                    "MINIPAY_NOTIFY_URL",
+                    "http://pay.example.com/v1/wechat/notify",
+                ),
+                ("MINIPAY_PAY_BASE_URL", base),
+            ]));
+            assert!(message.contains("MINIPAY_NOTIFY_URL"), "{base}: {message}");
+        }
+        let config = Config::load(None, live(&[])).unwrap();
+        assert_eq!(
+            config.wechat.start_warning(),
+            None,
+            "https needs no warning"
+        );
+    }
+
+    #[test]
+    fn an_http_notify_url_is_accepted_with_a_warning_for_a_staging_wechat() {
+        let config = Config::load(
+            None,
+            live(&[
+                (
+                    "MINIPAY_NOTIFY_URL",
+                    "http://10.0.0.5:8080/v1/wechat/notify",
+                ),
+                (
+                    "MINIPAY_PAY_BASE_URL",
+                    "http://wechat-staging.internal:9000",
+                ),
+            ]),
+        )
+        .unwrap();
+        let warning = config.wechat.start_warning().expect("a warning at start");
+        assert!(
+            warning.contains("MINIPAY_NOTIFY_URL") && warning.contains("staging"),
+            "{warning}"
+        );
+        // A list that includes WeChat's own host still calls WeChat: https is required.
+        let message = refused(live(&[
+            (
+                "MINIPAY_NOTIFY_URL",
+                "http://10.0.0.5:8080/v1/wechat/notify",
+            ),
+            (
+                "MINIPAY_PAY_BASE_URL",
+                "http://wechat-staging.internal:9000,https://api.mch.weixin.qq.com",
+            ),
+        ]));
+        assert!(message.contains("MINIPAY_NOTIFY_URL"), "{message}");
+    }
+
+    #[test]
+    fn the_rate_limits_default_to_the_contract_and_zero_turns_one_off() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!(
+            config.limits,
+            Limits {
+                logins_per_ip_per_minute: 60,
+                orders_per_user_per_minute: 30,
+                unpaid_per_user: 20,
+                reads_per_user_per_second: 20,
+                admin_failures_per_ip_per_minute: 10,
+            }
+        );
+        let config = Config::load(
+            None,
+            env(&[
+                ("MINIPAY_LIMIT_LOGINS_PER_IP", "0"),
+                ("MINIPAY_LIMIT_READS_PER_USER", "500"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.limits.logins_per_ip_per_minute, 0);
+        assert_eq!(config.limits.reads_per_user_per_second, 500);
+        let message = refused(env(&[("MINIPAY_LIMIT_ORDERS_PER_USER", "-1")]));
+        assert!(
+            message.contains("MINIPAY_LIMIT_ORDERS_PER_USER"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ settings! {
         api_key: Option<SecretString> = None;
         /// `MD5` or `HMAC-SHA256`
         sign_type: String = "MD5".into(), check |name: &String| sign_type(name).map(|_| ());
-        /// where WeChat posts payment results; must be `https://` in live mode
+        /// where WeChat posts payment results; must be `https://` in live mode with WeChat's own hosts (`http://` is accepted, with a warning, with another `MINIPAY_PAY_BASE_URL`)
         notify_url: Option<String> = None;
         /// WeChat Pay base URL(s), comma-separated, tried in order
         pay_base_url: Option<String> = None;
@@ -76,6 +76,36 @@ impl Wechat {
     pub fn simulator_mode(&self) -> bool {
         matches!(self.mode, Mode::Simulator)
     }
+
+    /// What to warn about at start: an `http://` notify URL in live mode (allowed only with a
+    /// staging WeChat, which is not WeChat's own hosts).
+    pub fn start_warning(&self) -> Option<String> {
+        match (&self.mode, &self.notify_url) {
+            (Mode::Live(_), Some(url)) if !url.starts_with("https://") => Some(format!(
+                "MINIPAY_NOTIFY_URL {url:?} is not https://: accepted because MINIPAY_PAY_BASE_URL \
+                 is not WeChat's own (a staging WeChat); WeChat itself requires https"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// WeChat Pay's own hosts (`api.mch.weixin.qq.com`, its backup `api2.mch.weixin.qq.com`, and
+/// the other `*.mch.weixin.qq.com` regions), where only an https notify URL is accepted:
+/// https://pay.weixin.qq.com/wiki/doc/api/wxa/wxa_api.php?chapter=9_1 (`notify_url`).
+fn is_wechat_host(url: &str) -> bool {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .is_some_and(|host| host == "weixin.qq.com" || host.ends_with(".weixin.qq.com"))
+}
+
+/// Whether the service calls WeChat Pay itself (the default base URLs, or any of WeChat's).
+fn talks_to_wechat(pay_base_urls: Option<&[String]>) -> bool {
+    match pay_base_urls {
+        None => true,
+        Some(urls) => urls.iter().any(|u| is_wechat_host(u)),
+    }
 }
 
 impl WechatSettings {
@@ -89,20 +119,24 @@ impl WechatSettings {
             crate::wechat::v2::params::check_notify_url(url)
                 .map_err(|e| refuse(format!("MINIPAY_NOTIFY_URL: {}", e.reason)))?;
         }
-        if let Mode::Live(_) = mode
-            && !notify_url
-                .as_ref()
-                .is_some_and(|u| u.starts_with("https://"))
-        {
-            return Err(refuse(
-                "MINIPAY_NOTIFY_URL must be set to an https:// URL WeChat can reach in live mode",
-            ));
+        let pay_base_urls = base_urls("MINIPAY_PAY_BASE_URL", self.pay_base_url)?;
+        if let Mode::Live(_) = mode {
+            match &notify_url {
+                Some(url) if url.starts_with("https://") => {}
+                Some(_) if !talks_to_wechat(pay_base_urls.as_deref()) => {}
+                _ => {
+                    return Err(refuse(
+                        "MINIPAY_NOTIFY_URL must be set to an https:// URL WeChat can reach in live mode \
+                         (http:// is accepted only with a staging MINIPAY_PAY_BASE_URL)",
+                    ));
+                }
+            }
         }
         Ok(Wechat {
             mode,
             sign_type,
             notify_url,
-            pay_base_urls: base_urls("MINIPAY_PAY_BASE_URL", self.pay_base_url)?,
+            pay_base_urls,
             auth_base_urls: base_urls("MINIPAY_AUTH_BASE_URL", self.auth_base_url)?,
             connect_timeout: Duration::from_millis(self.wechat_connect_timeout_ms.max(1)),
             timeout: Duration::from_millis(self.wechat_timeout_ms),

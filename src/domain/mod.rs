@@ -6,6 +6,7 @@
 //! Refunds and merchant events are the next operations here: each a store transaction (with
 //! its job or outbox row queued inside it) plus its wake-ups and alerts.
 
+pub mod bill;
 mod notify;
 mod payment;
 mod place;

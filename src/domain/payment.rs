@@ -1,7 +1,8 @@
 //! Applying a verified payment to its order — the one path for notifies, order queries after
-//! `ORDERPAID`, and reconciliation — with the alerts a payment system owes its operators.
+//! `ORDERPAID`, and reconciliation — with the alerts a payment system owes its operators (the
+//! ones that involve money are also `payment.anomaly` events, recorded by the store).
 
-use minipay_jobs::{OrderStatus, Payment};
+use minipay_jobs::Payment;
 
 use super::alert;
 use crate::services::Services;
@@ -17,7 +18,7 @@ pub async fn apply_payment(
     let now_ms = services.clock.unix_ms();
     let applied = services
         .store
-        .apply_payment(payment, source, notify_id, now_ms)
+        .apply_payment(payment, source, notify_id, &services.outbox(), now_ms)
         .await?;
     let out_trade_no = payment.out_trade_no.as_str();
     match &applied {
@@ -32,33 +33,11 @@ pub async fn apply_payment(
         Applied::AlreadyPaid => {
             tracing::debug!(out_trade_no, source, "payment already applied");
         }
-        Applied::NotPayable(status) => alert(
-            out_trade_no,
-            match status {
-                OrderStatus::Closed => "paid_after_close",
-                _ => "paid_after_failure",
-            },
-            &format!(
-                "WeChat took payment {} for a {status} order: refund or reopen it",
-                payment.transaction_id
-            ),
-        ),
-        Applied::PaidTwice { existing } => alert(
-            out_trade_no,
-            "paid_twice",
-            &format!(
-                "second payment {} after {existing}: refund one",
-                payment.transaction_id
-            ),
-        ),
-        Applied::AmountMismatch { expected } => alert(
-            out_trade_no,
-            "amount_mismatch",
-            &format!(
-                "payment of {} fen for an order of {expected} fen",
-                payment.total_fee
-            ),
-        ),
+        Applied::NotPayable(_) | Applied::PaidTwice { .. } | Applied::AmountMismatch { .. } => {
+            if let Some(anomaly) = applied.anomaly(payment) {
+                alert(out_trade_no, anomaly.kind, &anomaly.message);
+            }
+        }
         Applied::UnknownOrder => alert(
             out_trade_no,
             "unknown_order",

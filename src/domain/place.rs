@@ -2,6 +2,8 @@
 //! stored with its prepay job in one transaction. The mini-program's orders (priced from the
 //! catalog) and the merchant backend's orders both come through here.
 
+use std::time::Duration;
+
 use minipay_jobs::{OrderFields, ParamError, PrepayInput};
 
 use crate::services::Services;
@@ -21,6 +23,9 @@ pub struct Draft {
     pub attach: String,
     pub payer_ip: String,
     pub idempotency_key: Option<String>,
+    /// The most unpaid orders the user may hold (checked in the inserting transaction);
+    /// `None`: no cap (the merchant backend's orders).
+    pub unpaid_cap: Option<u32>,
 }
 
 /// Why an order was not placed.
@@ -35,6 +40,9 @@ pub enum PlaceError {
     /// Generated numbers kept colliding (practically never).
     #[error("could not allocate an out_trade_no")]
     NoNumber,
+    /// The user already holds `limit` unpaid orders; the first of them closes after `retry_after`.
+    #[error("the user already holds {limit} unpaid orders")]
+    TooManyUnpaid { limit: u32, retry_after: Duration },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -97,6 +105,7 @@ pub async fn place_order(
             attach: draft.attach.clone(),
             payer_ip: draft.payer_ip.clone(),
             idempotency_key: draft.idempotency_key.clone(),
+            unpaid_cap: draft.unpaid_cap,
             params,
             created_at: now.timestamp_millis(),
             expires_at: expires.timestamp_millis(),
@@ -114,6 +123,19 @@ pub async fn place_order(
                 return Ok(Placed {
                     order,
                     created: false,
+                });
+            }
+            CreateOutcome::TooManyUnpaid { first_expiry_ms } => {
+                let limit = draft.unpaid_cap.unwrap_or_default();
+                tracing::info!(limit, "order refused: too many unpaid orders");
+                metrics::counter!("minipay_rate_limited_total", "limit" => "unpaid_per_user")
+                    .increment(1);
+                let left_ms = first_expiry_ms
+                    .saturating_sub(now.timestamp_millis())
+                    .max(0);
+                return Err(PlaceError::TooManyUnpaid {
+                    limit,
+                    retry_after: Duration::from_millis(left_ms.unsigned_abs()),
                 });
             }
             CreateOutcome::NumberTaken if out_trade_no.is_some() => {

@@ -40,7 +40,7 @@ pub async fn fail_order(
     let now_ms = services.clock.unix_ms();
     let changed = services
         .store
-        .mark_failed(out_trade_no, code, message, now_ms)
+        .mark_failed(out_trade_no, code, message, &services.outbox(), now_ms)
         .await?;
     if changed {
         tracing::warn!(code, message, "order failed");
@@ -58,7 +58,12 @@ pub async fn close_order(
 ) -> Result<bool, StoreError> {
     let changed = services
         .store
-        .mark_closed(out_trade_no, detail, services.clock.unix_ms())
+        .mark_closed(
+            out_trade_no,
+            detail,
+            &services.outbox(),
+            services.clock.unix_ms(),
+        )
         .await?;
     if changed {
         tracing::info!(detail, "order closed");

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use minipay_jobs::OrderEvent;
 use serde::Deserialize;
@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::HttpState;
 use super::auth::AdminAuth;
-use super::error::{ApiError, AppJson};
+use super::error::{ApiError, AppJson, AppPath};
 use super::payer_ip::payer_ip;
 use super::views::{Created, ErrorBody, OrderHistory};
 use crate::domain::{self, Draft};
@@ -62,6 +62,8 @@ pub async fn create_order(
         attach: body.attach.unwrap_or_default(),
         payer_ip: payer_ip(peer, &headers, &services.config.http.trusted_proxies).to_string(),
         idempotency_key: None,
+        // The merchant's backend is trusted with its own orders: no cap.
+        unpaid_cap: None,
     };
     // The merchant's fields are checked before anything else, each named as it was sent.
     domain::check_draft(services, &draft, body.out_trade_no.as_deref()).map_err(|e| {
@@ -97,7 +99,7 @@ pub async fn create_order(
 pub async fn order_history(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
-    Path(out_trade_no): Path<String>,
+    AppPath(out_trade_no): AppPath<String>,
 ) -> Result<AppJson<OrderHistory>, ApiError> {
     let store = &state.services.store;
     let order = store
@@ -124,7 +126,12 @@ pub async fn order_history(
     events.sort_by_key(|e| e.at);
     let notifies = store.notifies_for(&out_trade_no).await?;
     let refused = store.refused_notifies_for(&out_trade_no).await?;
+    let merchant_events = super::events::of_order(store, &out_trade_no).await?;
     Ok(AppJson(OrderHistory::new(
-        &order, events, notifies, refused,
+        &order,
+        events,
+        notifies,
+        refused,
+        merchant_events,
     )))
 }

@@ -1,6 +1,9 @@
 //! Who is calling: a mini-program session (bearer token from `POST /v1/sessions`) or the
-//! merchant's backend (bearer `MINIPAY_ADMIN_TOKEN`).
+//! merchant's backend (bearer `MINIPAY_ADMIN_TOKEN`). Wrong admin tokens are logged (the
+//! client IP, never the token) and limited per client IP: past the budget every admin attempt
+//! from that IP, right or wrong, gets `429` until it refills, so the token cannot be guessed.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
@@ -12,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::HttpState;
 use super::error::ApiError;
+use super::limits::client_ip;
 use crate::store::SessionRow;
 use crate::wechat::v2::sign::constant_time_eq;
 
@@ -66,12 +70,27 @@ impl FromRequestParts<Arc<HttpState>> for AdminAuth {
         parts: &mut Parts,
         state: &Arc<HttpState>,
     ) -> Result<Self, ApiError> {
-        if is_admin(parts, state)? {
-            Ok(AdminAuth)
-        } else {
-            Err(ApiError::AdminRequired)
+        let ip = client_ip(parts, &state.services.config.http.trusted_proxies);
+        state.limits.admin_attempt(ip)?;
+        match admin_check(parts, state)? {
+            AdminCheck::Admin => Ok(AdminAuth),
+            AdminCheck::Absent => Err(ApiError::AdminRequired),
+            AdminCheck::Wrong => {
+                tracing::warn!(client_ip = ?ip, path = ?parts.uri.path(), "wrong admin token");
+                state.limits.admin_failure(ip)?;
+                Err(ApiError::AdminRequired)
+            }
         }
     }
+}
+
+/// What the request presents as the admin token.
+enum AdminCheck {
+    Admin,
+    /// No credentials at all.
+    Absent,
+    /// Credentials, not the admin token.
+    Wrong,
 }
 
 /// The password of HTTP Basic credentials (any user name), for the browser admin page.
@@ -86,7 +105,7 @@ fn basic_password(parts: &Parts) -> Option<String> {
         .map(|(_, password)| password.to_owned())
 }
 
-fn is_admin(parts: &Parts, state: &HttpState) -> Result<bool, ApiError> {
+fn admin_check(parts: &Parts, state: &HttpState) -> Result<AdminCheck, ApiError> {
     let expected = state
         .services
         .config
@@ -98,7 +117,11 @@ fn is_admin(parts: &Parts, state: &HttpState) -> Result<bool, ApiError> {
     let presented = bearer(parts)
         .map(str::to_owned)
         .or_else(|| basic_password(parts));
-    Ok(presented.is_some_and(|token| constant_time_eq(token.as_bytes(), expected)))
+    Ok(match presented {
+        None => AdminCheck::Absent,
+        Some(token) if constant_time_eq(token.as_bytes(), expected) => AdminCheck::Admin,
+        Some(_) => AdminCheck::Wrong,
+    })
 }
 
 /// Either kind of caller (reading an order: its session, or the merchant's backend).
@@ -114,10 +137,35 @@ impl FromRequestParts<Arc<HttpState>> for Caller {
         parts: &mut Parts,
         state: &Arc<HttpState>,
     ) -> Result<Self, ApiError> {
-        if state.services.config.http.admin_token.is_some() && is_admin(parts, state)? {
+        if state.services.config.http.admin_token.is_none() {
+            let SessionAuth(session) = SessionAuth::from_request_parts(parts, state).await?;
+            return Ok(Caller::Session(session));
+        }
+        // A locked-out client is not compared with the admin token at all; its sessions still
+        // work, and what is neither answers 401 as always (an expired session looks the same).
+        let ip = client_ip(parts, &state.services.config.http.trusted_proxies);
+        let locked = state.limits.admin_locked(ip).is_some();
+        let check = match locked {
+            true => AdminCheck::Wrong,
+            false => admin_check(parts, state)?,
+        };
+        if let AdminCheck::Admin = check {
             return Ok(Caller::Admin);
         }
-        let SessionAuth(session) = SessionAuth::from_request_parts(parts, state).await?;
-        Ok(Caller::Session(session))
+        match SessionAuth::from_request_parts(parts, state).await {
+            Ok(SessionAuth(session)) => Ok(Caller::Session(session)),
+            Err(ApiError::SessionRequired) if !locked && bearer(parts).is_some() => {
+                session_or_admin_refused(state, ip);
+                Err(ApiError::SessionRequired)
+            }
+            Err(e) => Err(e),
+        }
     }
+}
+
+/// A bearer token that is neither a live session nor the admin token: a guess at either, or
+/// (most often) an expired session. It spends the client's admin budget, quietly.
+fn session_or_admin_refused(state: &HttpState, ip: IpAddr) {
+    tracing::debug!(client_ip = ?ip, "bearer token neither a session nor the admin token");
+    let _ = state.limits.admin_failure(ip);
 }

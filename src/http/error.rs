@@ -2,9 +2,9 @@
 //! fitting status (docs/http-api.md). The variant picks status and code.
 
 use axum::Json;
-use axum::extract::FromRequest;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::http::header::RETRY_AFTER;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::header::{CONNECTION, RETRY_AFTER};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -27,10 +27,18 @@ pub enum ApiError {
     AdminRequired,
     #[error("admin endpoints are off: set MINIPAY_ADMIN_TOKEN to turn them on")]
     AdminOff,
+    #[error("the form is stale or was sent from another site; reload /admin and try again")]
+    CsrfRejected,
     #[error("no order {0:?}")]
     OrderNotFound(String),
+    #[error("no bill run for {0}: POST /v1/admin/bills/{0}/reconcile to run it")]
+    BillNotFound(String),
     #[error("no product with sku {0:?}")]
     UnknownSku(String),
+    #[error("no event {0:?}")]
+    EventNotFound(String),
+    #[error("no webhook endpoint is configured (MINIPAY_WEBHOOK_URL): there is nowhere to send it")]
+    WebhookNotConfigured,
     #[error("no such endpoint")]
     NoRoute,
     #[error("method not allowed on this endpoint")]
@@ -61,10 +69,20 @@ pub enum ApiError {
     OutTradeNoTaken(String),
     #[error("wait must be an integer number of seconds from 0 to 30")]
     InvalidWait,
+    #[error("the path is not valid: {0}")]
+    InvalidPath(String),
     #[error("storage is temporarily unavailable; nothing was changed, try again shortly")]
     StorageUnavailable(#[source] StoreError),
     #[error("this instance is shutting down; retry (another instance will answer)")]
     ShuttingDown,
+    #[error("too many requests; try again in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error(
+        "this user already holds {limit} unpaid orders, the most allowed; pay one, or try again in {retry_after_secs} s"
+    )]
+    TooManyUnpaidOrders { limit: u32, retry_after_secs: u64 },
+    #[error("the service is busy; retry in a moment")]
+    Overloaded,
     #[error("something went wrong on our side")]
     Internal(#[from] anyhow::Error),
 }
@@ -75,8 +93,12 @@ impl ApiError {
             ApiError::SessionRequired => (StatusCode::UNAUTHORIZED, "SESSION_REQUIRED"),
             ApiError::AdminRequired => (StatusCode::UNAUTHORIZED, "ADMIN_TOKEN_REQUIRED"),
             ApiError::AdminOff => (StatusCode::NOT_FOUND, "ADMIN_DISABLED"),
+            ApiError::CsrfRejected => (StatusCode::FORBIDDEN, "CSRF_REJECTED"),
             ApiError::OrderNotFound(_) => (StatusCode::NOT_FOUND, "ORDER_NOT_FOUND"),
+            ApiError::BillNotFound(_) => (StatusCode::NOT_FOUND, "BILL_NOT_FOUND"),
             ApiError::UnknownSku(_) => (StatusCode::NOT_FOUND, "UNKNOWN_SKU"),
+            ApiError::EventNotFound(_) => (StatusCode::NOT_FOUND, "EVENT_NOT_FOUND"),
+            ApiError::WebhookNotConfigured => (StatusCode::CONFLICT, "WEBHOOK_NOT_CONFIGURED"),
             ApiError::NoRoute => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
             ApiError::WechatLoginFailed(_) => (StatusCode::UNAUTHORIZED, "WECHAT_LOGIN_FAILED"),
@@ -100,10 +122,16 @@ impl ApiError {
             }
             ApiError::OutTradeNoTaken(_) => (StatusCode::CONFLICT, "OUT_TRADE_NO_TAKEN"),
             ApiError::InvalidWait => (StatusCode::BAD_REQUEST, "INVALID_WAIT"),
+            ApiError::InvalidPath(_) => (StatusCode::BAD_REQUEST, "INVALID_PATH"),
             ApiError::StorageUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "STORAGE_UNAVAILABLE")
             }
             ApiError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "SHUTTING_DOWN"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
+            ApiError::TooManyUnpaidOrders { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_UNPAID_ORDERS")
+            }
+            ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "OVERLOADED"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
         }
     }
@@ -128,6 +156,10 @@ impl From<PlaceError> for ApiError {
             },
             PlaceError::NumberTaken(number) => ApiError::OutTradeNoTaken(number),
             PlaceError::Store(e) => ApiError::from(e),
+            PlaceError::TooManyUnpaid { limit, retry_after } => ApiError::TooManyUnpaidOrders {
+                limit,
+                retry_after_secs: retry_after.as_secs().max(1),
+            },
             PlaceError::NoNumber => {
                 ApiError::Internal(anyhow::anyhow!("could not allocate an out_trade_no"))
             }
@@ -152,13 +184,45 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
-        if let ApiError::StorageUnavailable(_) = self {
-            response.headers_mut().insert(
-                RETRY_AFTER,
-                HeaderValue::from_static(STORAGE_RETRY_AFTER_SECS),
-            );
+        let retry_after = match self {
+            ApiError::StorageUnavailable(_) => {
+                Some(HeaderValue::from_static(STORAGE_RETRY_AFTER_SECS))
+            }
+            ApiError::RateLimited { retry_after_secs }
+            | ApiError::TooManyUnpaidOrders {
+                retry_after_secs, ..
+            } => Some(HeaderValue::from(retry_after_secs.max(1))),
+            ApiError::Overloaded => Some(HeaderValue::from_static("1")),
+            _ => None,
+        };
+        if let Some(value) = retry_after {
+            response.headers_mut().insert(RETRY_AFTER, value);
+        }
+        // The rest of the body is not read: the connection cannot be reused.
+        if matches!(self, ApiError::PayloadTooLarge) {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
         }
         response
+    }
+}
+
+/// Longest text from the request that an error message repeats.
+const ECHO_MAX_CHARS: usize = 64;
+
+impl ApiError {
+    /// An unknown sku, repeated back at most [`ECHO_MAX_CHARS`] characters long.
+    pub fn unknown_sku(sku: &str) -> ApiError {
+        ApiError::UnknownSku(echo(sku))
+    }
+}
+
+/// `text` cut to [`ECHO_MAX_CHARS`] characters (with `…` when cut).
+fn echo(text: &str) -> String {
+    match text.char_indices().nth(ECHO_MAX_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
     }
 }
 
@@ -179,6 +243,23 @@ impl From<QueryRejection> for ApiError {
         ApiError::InvalidBody(rejection.body_text())
     }
 }
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::InvalidPath(echo(&rejection.body_text()))
+    }
+}
+
+/// `axum::extract::Path` whose rejections (a segment that is not UTF-8, say) answer in the
+/// contract's error shape.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct AppPath<T>(pub T);
+
+/// `axum::extract::Query` whose rejections answer in the contract's error shape.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct AppQuery<T>(pub T);
 
 /// `axum::Json` whose rejections answer in the contract's error shape.
 #[derive(FromRequest)]

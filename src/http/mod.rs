@@ -4,16 +4,24 @@
 
 mod admin;
 mod auth;
+mod bills;
+mod console;
 pub mod error;
+mod events;
 mod health;
+mod limits;
+pub mod listener;
 mod notify;
 pub mod openapi;
 mod orders;
+mod oversized;
 mod payer_ip;
 mod queues;
 mod refused_notifies;
 mod session_cache;
 mod sessions;
+mod shed;
+mod snapshot;
 mod state;
 mod views;
 
@@ -31,44 +39,101 @@ use axum::routing::{get, post};
 use error::ApiError;
 
 pub use auth::token_hash;
+pub use limits::RateLimits;
 pub use refused_notifies::{FreeSpaceFloor, RefusedNotifies};
 pub use session_cache::SessionCache;
+pub use snapshot::Snapshot;
 pub use state::HttpState;
 
 /// JSON bodies of this API are small; anything larger is refused before parsing.
 const JSON_BODY_LIMIT: usize = 16 * 1024;
 
-/// The whole API; `simulator` (simulator mode) is mounted at `/simulator`.
+/// The whole API on one listener (no `MINIPAY_ADMIN_LISTEN`); `simulator` (simulator mode) is
+/// mounted at `/simulator`.
 pub fn router(state: Arc<HttpState>, simulator: Option<Router>) -> Router {
+    finish(public_routes(simulator).merge(operator_routes()), state)
+}
+
+/// What the public listener serves when the operator endpoints have their own: the
+/// mini-program's and WeChat's endpoints and the health checks. The operator endpoints are
+/// unknown here (404 `NOT_FOUND`).
+pub fn public_router(state: Arc<HttpState>, simulator: Option<Router>) -> Router {
+    finish(public_routes(simulator), state)
+}
+
+/// What `MINIPAY_ADMIN_LISTEN` serves: `/metrics`, the operator console (`/admin`), the admin
+/// API, and the health checks.
+pub fn operator_router(state: Arc<HttpState>) -> Router {
+    finish(operator_routes().merge(health_routes()), state)
+}
+
+type Routes = Router<Arc<HttpState>>;
+
+fn public_routes(simulator: Option<Router>) -> Routes {
     let api = Router::new()
         .route("/v1/sessions", post(sessions::create))
         .route("/v1/orders", post(orders::create))
         .route("/v1/orders/{out_trade_no}", get(orders::show))
-        .route("/v1/admin/orders", post(admin::create_order))
-        .route("/v1/admin/orders/{out_trade_no}", get(admin::order_history))
-        .route("/v1/admin/queues", get(queues::list_queues))
-        .route("/v1/admin/queues/{queue}/jobs", get(queues::list_jobs))
-        .route("/v1/admin/jobs/{id}/retry", post(queues::retry_job))
-        .route("/v1/admin/openapi.json", get(openapi::full_document))
-        .route("/admin", get(queues::page))
-        .route("/admin/jobs/{id}/retry", post(queues::page_retry))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(middleware::from_fn(|request, next| {
+            oversized::refuse_oversized(JSON_BODY_LIMIT, request, next)
+        }))
         // The notify reads its own body, with its own limit, and answers in XML.
         .route(
             "/v1/wechat/notify",
             post(notify::receive).layer(DefaultBodyLimit::disable()),
         )
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::public_document))
-        .fallback(|| async { ApiError::NoRoute })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
-    let api = match simulator {
+        .merge(health_routes());
+    match simulator {
         Some(sim) => api.nest_service("/simulator", sim),
         None => api,
-    };
-    api.layer(middleware::from_fn_with_state(state.clone(), shutting_down))
+    }
+}
+
+fn health_routes() -> Routes {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+}
+
+fn operator_routes() -> Routes {
+    Router::new()
+        .route("/v1/admin/orders", post(admin::create_order))
+        .route("/v1/admin/orders/{out_trade_no}", get(admin::order_history))
+        .route("/v1/admin/bills", get(bills::list))
+        .route("/v1/admin/bills/{date}", get(bills::show))
+        .route("/v1/admin/bills/{date}/reconcile", post(bills::reconcile))
+        .route("/v1/admin/queues", get(queues::list_queues))
+        .route("/v1/admin/queues/{queue}/jobs", get(queues::list_jobs))
+        .route("/v1/admin/jobs/{id}/retry", post(queues::retry_job))
+        .route("/v1/admin/events", get(events::list))
+        .route("/v1/admin/events/{id}/redeliver", post(events::redeliver))
+        .route("/v1/admin/openapi.json", get(openapi::full_document))
+        .merge(
+            Router::new()
+                .route("/admin", get(queues::page))
+                .route("/admin/jobs/{id}/retry", post(queues::page_retry))
+                .route_layer(middleware::from_fn(console::headers)),
+        )
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(middleware::from_fn(|request, next| {
+            oversized::refuse_oversized(JSON_BODY_LIMIT, request, next)
+        }))
+        .route("/metrics", get(health::metrics))
+}
+
+/// The contract's answers for unknown paths and methods, shutdown, and the request metrics.
+fn finish(routes: Routes, state: Arc<HttpState>) -> Router {
+    routes
+        .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn_with_state(state.clone(), shutting_down))
+        // Each listener sheds on its own budget: a public flood never sheds the operator.
+        .layer(middleware::from_fn_with_state(
+            shed::InFlight::new(state.services.config.edge.max_in_flight),
+            shed::shed,
+        ))
         .layer(middleware::from_fn(observe))
         .with_state(state)
 }

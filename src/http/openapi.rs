@@ -40,6 +40,11 @@ use super::views::ErrorBody;
         super::queues::list_queues,
         super::queues::list_jobs,
         super::queues::retry_job,
+        super::bills::list,
+        super::bills::show,
+        super::bills::reconcile,
+        super::events::list,
+        super::events::redeliver,
         super::health::healthz,
         super::health::readyz,
         super::health::metrics,
@@ -119,16 +124,32 @@ impl Modify for Shared {
             for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
                 // No security named: anyone may call it (said explicitly, `security: []`).
                 operation.security.get_or_insert_with(Vec::new);
+                // Answered by the listener before any route (no body).
+                operation.responses.responses.insert(
+                    "431".to_owned(),
+                    RefOr::T(
+                        ResponseBuilder::new()
+                            .description("Request line and headers over MINIPAY_MAX_HEADER_BYTES")
+                            .build(),
+                    ),
+                );
             }
         }
         for (path, item) in doc.paths.paths.iter_mut() {
-            // Health checks answer even while shutting down, and never with an error body.
-            if !path.starts_with("/v1/") && path != "/openapi.json" {
+            // Health checks answer even while shutting down or overloaded, never with an error
+            // body.
+            if path == "/healthz" || path == "/readyz" {
                 continue;
             }
             let admin = is_admin(path);
+            let templated = path.contains('{');
             for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
-                shared_answers(operation, admin);
+                if path == "/metrics" {
+                    error(operation, "503", OVERLOADED);
+                    continue;
+                }
+                shared_answers(operation, admin, templated);
+                retry_after(operation);
             }
         }
     }
@@ -142,9 +163,16 @@ fn bearer(description: &str) -> SecurityScheme {
 
 /// Adds the errors every JSON endpoint can answer (a documented status gains the code in its
 /// description instead).
-fn shared_answers(operation: &mut Operation, admin: bool) {
+fn shared_answers(operation: &mut Operation, admin: bool, templated: bool) {
     if !is_json(operation) {
         return;
+    }
+    if templated {
+        error(
+            operation,
+            "400",
+            "INVALID_PATH: a path segment that is not valid (not UTF-8, say)",
+        );
     }
     if admin {
         operation.security = Some(vec![SecurityRequirement::new(
@@ -160,6 +188,12 @@ fn shared_answers(operation: &mut Operation, admin: bool) {
             operation,
             "404",
             "ADMIN_DISABLED: MINIPAY_ADMIN_TOKEN is not set",
+        );
+        error(
+            operation,
+            "429",
+            "RATE_LIMITED: this client sent too many wrong admin tokens and is locked out for a \
+             while",
         );
     }
     if json_body(operation) {
@@ -187,6 +221,33 @@ fn shared_answers(operation: &mut Operation, admin: bool) {
         "STORAGE_UNAVAILABLE: the database cannot take the request right now; SHUTTING_DOWN: \
          this instance is stopping. Retry after Retry-After seconds.",
     );
+    error(operation, "503", OVERLOADED);
+}
+
+/// Any endpoint but the health checks may be shed when too many requests are in flight
+/// (`MINIPAY_MAX_IN_FLIGHT`).
+const OVERLOADED: &str =
+    "OVERLOADED: too many requests in flight on this listener; retry after Retry-After seconds";
+
+/// Every 429 and 503 with the error body says when to retry (`Retry-After`).
+fn retry_after(operation: &mut Operation) {
+    for (status, response) in operation.responses.responses.iter_mut() {
+        if let RefOr::T(response) = response
+            && (status == "429" || status == "503")
+            && !response.headers.contains_key("Retry-After")
+        {
+            response
+                .headers
+                .insert("Retry-After".to_owned(), RefOr::T(retry_after_header()));
+        }
+    }
+}
+
+fn retry_after_header() -> utoipa::openapi::Header {
+    HeaderBuilder::new()
+        .schema(Some(Object::with_type(Type::Integer)))
+        .description(Some("Seconds to wait before retrying."))
+        .build()
 }
 
 /// Whether the operation answers JSON (its first documented answer does).
@@ -227,13 +288,7 @@ fn error(operation: &mut Operation, status: &str, text: &str) {
         .description(text)
         .content("application/json", Content::new(Some(error_body)));
     if status == "503" || status == "429" {
-        response = response.header(
-            "Retry-After",
-            HeaderBuilder::new()
-                .schema(Some(Object::with_type(Type::Integer)))
-                .description(Some("Seconds to wait before retrying."))
-                .build(),
-        );
+        response = response.header("Retry-After", retry_after_header());
     }
     responses.insert(status.to_owned(), RefOr::T(response.build()));
 }

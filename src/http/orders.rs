@@ -5,15 +5,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::header::CACHE_CONTROL;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use minipay_jobs::OrderStatus;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::HttpState;
 use super::auth::{Caller, SessionAuth};
-use super::error::{ApiError, AppJson};
+use super::error::{ApiError, AppJson, AppPath};
 use super::payer_ip::payer_ip;
 use super::views::{Created, ErrorBody, OrderView};
 use crate::domain::{self, Draft};
@@ -64,13 +66,29 @@ pub async fn create(
         .orders
         .catalog
         .get(&body.sku)
-        .ok_or_else(|| ApiError::UnknownSku(body.sku.clone()))?;
+        .ok_or_else(|| ApiError::unknown_sku(&body.sku))?;
     let total_fee = product
         .price
         .checked_mul(body.quantity)
         .filter(|total| services.gateway.check_total_fee(*total).is_ok())
         .ok_or(ApiError::AmountTooLarge)?;
     let idempotency_key = idempotency_key(&headers)?;
+    if let Err(limited) = state.limits.order(&session.openid) {
+        // A replay (the same Idempotency-Key) creates nothing, so it is answered anyway.
+        let replay = match &idempotency_key {
+            Some(key) => {
+                services
+                    .store
+                    .order_by_idempotency_key(&session.openid, key)
+                    .await?
+            }
+            None => None,
+        };
+        let Some(order) = replay else {
+            return Err(limited.answer());
+        };
+        return replayed(&order, &body);
+    }
     let ip = payer_ip(peer, &headers, &services.config.http.trusted_proxies);
     let draft = Draft {
         session_id: Some(session.id),
@@ -82,12 +100,22 @@ pub async fn create(
         attach: String::new(),
         payer_ip: ip.to_string(),
         idempotency_key,
+        unpaid_cap: state.limits.unpaid_per_user,
     };
     let order = domain::place_order(services, draft, None).await?.order;
+    replayed(&order, &body)
+}
+
+/// The answer for `order`, placed now or earlier under the same Idempotency-Key (which must
+/// then have been for the same product and quantity).
+fn replayed(
+    order: &OrderRow,
+    body: &CreateOrder,
+) -> Result<(StatusCode, AppJson<Created>), ApiError> {
     if order.sku.as_deref() != Some(body.sku.as_str()) || order.quantity != Some(body.quantity) {
         return Err(ApiError::IdempotencyKeyReused);
     }
-    Ok((StatusCode::ACCEPTED, AppJson(Created::from(&order))))
+    Ok((StatusCode::ACCEPTED, AppJson(Created::from(order))))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -126,10 +154,28 @@ pub struct Wait {
 pub async fn show(
     State(state): State<Arc<HttpState>>,
     caller: Caller,
-    Path(out_trade_no): Path<String>,
-    Query(query): Query<Wait>,
-) -> Result<AppJson<OrderView>, ApiError> {
+    AppPath(out_trade_no): AppPath<String>,
+    query: Result<Query<Wait>, QueryRejection>,
+) -> Result<([(HeaderName, HeaderValue); 1], AppJson<OrderView>), ApiError> {
+    // The view may carry pay_params: no cache keeps it.
+    let no_store = [(CACHE_CONTROL, HeaderValue::from_static("no-store"))];
+    let view = show_view(&state, caller, out_trade_no, query).await?;
+    Ok((no_store, AppJson(view)))
+}
+
+async fn show_view(
+    state: &HttpState,
+    caller: Caller,
+    out_trade_no: String,
+    query: Result<Query<Wait>, QueryRejection>,
+) -> Result<OrderView, ApiError> {
     let services = &state.services;
+    // `?wait=1&wait=2` and the like.
+    let Query(query) = query.map_err(|_| ApiError::InvalidWait)?;
+    if let Caller::Session(session) = &caller {
+        // One read, however long it waits.
+        state.limits.read(&session.openid)?;
+    }
     let wait = match query.wait.as_deref() {
         None | Some("") => 0,
         Some(text) => text
@@ -149,7 +195,7 @@ pub async fn show(
     };
     if wait == 0 {
         let order = visible(services.store.order(&out_trade_no).await?)?;
-        return Ok(AppJson(OrderView::from(&order)));
+        return Ok(OrderView::from(&order));
     }
     // Long-poll: register for the wake-up before each read, so that a change between the read
     // and the wait is not missed. Re-read on a timer as well: a wake-up from another process can
@@ -164,12 +210,12 @@ pub async fn show(
         let order = visible(services.store.order(&out_trade_no).await?)?;
         let now = tokio::time::Instant::now();
         if order.status != OrderStatus::Pending || now >= deadline {
-            return Ok(AppJson(OrderView::from(&order)));
+            return Ok(OrderView::from(&order));
         }
         tokio::select! {
             () = &mut notified => {}
             () = tokio::time::sleep(RECHECK.min(deadline - now)) => {}
-            () = services.stopping.cancelled() => return Ok(AppJson(OrderView::from(&order))),
+            () = services.stopping.cancelled() => return Ok(OrderView::from(&order)),
         }
     }
 }

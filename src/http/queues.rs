@@ -1,19 +1,23 @@
 //! The operator's queue view (admin token): depth and age per queue, dead jobs, and retry.
 //! JSON under `/v1/admin/`, and a plain HTML page at `/admin` for a browser (HTTP Basic auth,
-//! any user name, the admin token as password).
+//! any user name, the admin token as password; its retry form carries a CSRF token, see
+//! `console`).
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, State};
 use axum::http::header::{LOCATION, WWW_AUTHENTICATE};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use quick_xml::escape::escape;
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::HttpState;
 use super::auth::AdminAuth;
-use super::error::{ApiError, AppJson};
+use super::console;
+use super::error::{ApiError, AppJson, AppPath, AppQuery};
 use super::views::{ErrorBody, Jobs, Queues, Retried};
 use crate::services::Services;
 use crate::store::{JobState, QueueStats};
@@ -71,8 +75,8 @@ pub struct JobFilter {
 pub async fn list_jobs(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
-    Path(queue): Path<String>,
-    Query(filter): Query<JobFilter>,
+    AppPath(queue): AppPath<String>,
+    AppQuery(filter): AppQuery<JobFilter>,
 ) -> Result<AppJson<Jobs>, ApiError> {
     if !QUEUES.contains(&queue.as_str()) {
         return Err(ApiError::NoRoute);
@@ -99,7 +103,7 @@ pub async fn list_jobs(
 pub async fn retry_job(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<AppJson<Retried>, ApiError> {
     if state.services.store.retry_job(&id).await? {
         tracing::info!(job = %id, "dead job re-queued by an operator");
@@ -127,6 +131,16 @@ fn challenge(e: ApiError) -> Response {
     response
 }
 
+/// The admin token (the page is only reached with it) and the time, for the form token.
+fn csrf_token(state: &HttpState) -> String {
+    console::token(admin_token(state), state.services.clock.unix_ms() / 1000)
+}
+
+fn admin_token(state: &HttpState) -> &[u8] {
+    let token = state.services.config.http.admin_token.as_ref();
+    token.map_or(&[], |t| t.expose_secret().as_bytes())
+}
+
 pub async fn page(
     State(state): State<Arc<HttpState>>,
     admin: Result<AdminAuth, ApiError>,
@@ -134,19 +148,34 @@ pub async fn page(
     if let Err(e) = admin {
         return challenge(e);
     }
-    match render(&state.services).await {
+    match render(&state.services, &csrf_token(&state)).await {
         Ok(html) => Html(html).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
+/// The page's retry form: the token the page embedded.
+#[derive(Deserialize)]
+pub struct RetryForm {
+    csrf: String,
+}
+
 pub async fn page_retry(
     State(state): State<Arc<HttpState>>,
     admin: Result<AdminAuth, ApiError>,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
+    headers: HeaderMap,
+    form: Result<Form<RetryForm>, FormRejection>,
 ) -> Response {
     if let Err(e) = admin {
         return challenge(e);
+    }
+    let now_secs = state.services.clock.unix_ms() / 1000;
+    let token_ok =
+        form.is_ok_and(|Form(f)| console::verify(admin_token(&state), &f.csrf, now_secs));
+    if !token_ok || !console::same_site(&headers) {
+        tracing::warn!(job = ?id, "admin console: a retry without a valid form token or from another site was refused");
+        return ApiError::CsrfRejected.into_response();
     }
     match state.services.store.retry_job(&id).await {
         Ok(_) => (StatusCode::SEE_OTHER, [(LOCATION, "/admin")]).into_response(),
@@ -161,7 +190,7 @@ const STYLE: &str = "body{font-family:sans-serif;margin:1em}table{border-collaps
     .jobs tr:first-child{display:none}.jobs tr{border:1px solid #ccc;margin-bottom:1em}\
     .jobs td{border:none}.jobs td[data-label]::before{content:attr(data-label) \": \";font-weight:bold}}";
 
-async fn render(services: &Services) -> Result<String, ApiError> {
+async fn render(services: &Services, csrf: &str) -> Result<String, ApiError> {
     let mut html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -188,7 +217,8 @@ async fn render(services: &Services) -> Result<String, ApiError> {
             html.push_str(&format!(
                 "<tr><td data-label=\"queue\">{}</td><td data-label=\"id\"><code>{}</code></td>\
                  <td data-label=\"runs\">{}/{}</td><td data-label=\"job\"><code>{}</code></td>\
-                 <td data-label=\"last result\">{}</td><td><form method=\"post\" action=\"/admin/jobs/{}/retry\"><button>retry</button></form></td></tr>",
+                 <td data-label=\"last result\">{}</td><td><form method=\"post\" action=\"/admin/jobs/{}/retry\">\
+                 <input type=\"hidden\" name=\"{}\" value=\"{}\"><button>retry</button></form></td></tr>",
                 escape(job.queue.as_str()),
                 escape(job.id.as_str()),
                 job.attempts,
@@ -196,6 +226,8 @@ async fn render(services: &Services) -> Result<String, ApiError> {
                 escape(job.args.as_str()),
                 escape(job.last_result.as_deref().unwrap_or("")),
                 escape(job.id.as_str()),
+                console::FIELD,
+                escape(csrf),
             ));
         }
     }

@@ -1,10 +1,12 @@
 //! `POST /v1/sessions`: `wx.login` code → `jscode2session` → an opaque token. The openid and
 //! session_key stay on the server, the session_key sealed (`crate::sealed`).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, State};
+use axum::http::header::CACHE_CONTROL;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use base64::Engine;
 use rand::rngs::OsRng;
 use rand::{RngCore, TryRngCore};
@@ -15,6 +17,7 @@ use utoipa::ToSchema;
 use super::HttpState;
 use super::auth::token_hash;
 use super::error::{ApiError, AppJson};
+use super::payer_ip::payer_ip;
 use super::views::ErrorBody;
 use crate::wechat::LoginError;
 
@@ -47,14 +50,26 @@ pub struct Token {
     ))]
 pub async fn create(
     State(state): State<Arc<HttpState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     AppJson(login): AppJson<Login>,
-) -> Result<(StatusCode, AppJson<Token>), ApiError> {
+) -> Result<
+    (
+        StatusCode,
+        [(axum::http::HeaderName, HeaderValue); 1],
+        AppJson<Token>,
+    ),
+    ApiError,
+> {
     if login.code.is_empty() || login.code.len() > 128 {
         return Err(ApiError::InvalidBody(
             "code must be 1 to 128 characters".into(),
         ));
     }
     let services = &state.services;
+    // Before WeChat is called: a flood of codes must not spend the appid's login quota.
+    let ip = payer_ip(peer, &headers, &services.config.http.trusted_proxies);
+    state.limits.login(ip)?;
     let session = match state.login.code_to_session(&login.code).await {
         Ok(session) => session,
         Err(LoginError::Rejected { errcode, errmsg }) => {
@@ -88,6 +103,7 @@ pub async fn create(
         .await?;
     Ok((
         StatusCode::CREATED,
+        [(CACHE_CONTROL, HeaderValue::from_static("no-store"))],
         AppJson(Token {
             token,
             expires_in: ttl.as_secs(),

@@ -1,13 +1,15 @@
 //! What the HTTP handlers hold: the shared [`Services`], plus the state only HTTP needs — the
 //! login API, the session_key sealer, the session cache, the refused-notify writer, the metrics
-//! renderer, and this process's worker name for `/readyz`.
+//! renderer, the rate limits, and this process's worker name for `/readyz`.
 
 use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use super::limits::RateLimits;
 use super::refused_notifies::RefusedNotifies;
 use super::session_cache::SessionCache;
+use super::snapshot::Snapshot;
 use crate::sealed::Sealer;
 use crate::services::Services;
 use crate::wechat::LoginClient;
@@ -24,6 +26,10 @@ pub struct HttpState {
     /// Refused notifies, written in batches off the request path.
     pub refused: RefusedNotifies,
     pub metrics: PrometheusHandle,
+    /// Logins, orders and reads per client or user; wrong admin tokens per client.
+    pub limits: Arc<RateLimits>,
+    /// The gauges and readiness `/metrics` and `/readyz` answer from.
+    pub snapshot: Snapshot,
     /// This process's worker name prefix, when it runs workers (for `/readyz`).
     pub worker_node: Option<String>,
 }

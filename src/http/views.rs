@@ -6,7 +6,9 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::store::{EventRow, NotifyRow, OrderRow, QueueStats, RefusedGroup};
+use crate::store::{
+    AttemptRow, EventRecord, EventRow, NotifyRow, OrderRow, QueueStats, RefusedGroup,
+};
 
 /// What order creation answers.
 #[derive(Debug, Serialize, ToSchema)]
@@ -104,9 +106,10 @@ pub struct OrderHistory {
     pub reconcile_checks: i64,
     /// The frozen prepay request, as the gateway wrote it (its shape is the protocol's).
     pub params: Value,
-    pub created_at: i64,
-    pub ready_at: Option<i64>,
-    pub paid_at: Option<i64>,
+    /// RFC 3339, as every time in the admin views.
+    pub created_at: String,
+    pub ready_at: Option<String>,
+    pub paid_at: Option<String>,
     pub time_end: Option<String>,
     pub cash_fee: Option<i64>,
     pub history: Vec<EventRow>,
@@ -114,6 +117,10 @@ pub struct OrderHistory {
     pub notifies: Vec<NotifyRow>,
     /// The refused notifies naming the order, summarised.
     pub refused_notifies: Vec<RefusedGroup>,
+    /// The merchant events about the order, oldest first.
+    pub events: Vec<EventView>,
+    /// Every delivery attempt of those events (time, status or error, duration), oldest first.
+    pub event_attempts: Vec<AttemptRow>,
 }
 
 impl OrderHistory {
@@ -122,6 +129,7 @@ impl OrderHistory {
         history: Vec<EventRow>,
         notifies: Vec<NotifyRow>,
         refused_notifies: Vec<RefusedGroup>,
+        (events, event_attempts): (Vec<EventView>, Vec<AttemptRow>),
     ) -> Self {
         OrderHistory {
             order: OrderView::from(order),
@@ -133,16 +141,87 @@ impl OrderHistory {
             prepay_attempts: order.prepay_attempts,
             reconcile_checks: order.reconcile_checks,
             params: serde_json::from_str(&order.params).unwrap_or(Value::Null),
-            created_at: order.created_at,
-            ready_at: order.ready_at,
-            paid_at: order.paid_at,
+            created_at: rfc3339(order.created_at),
+            ready_at: order.ready_at.map(rfc3339),
+            paid_at: order.paid_at.map(rfc3339),
             time_end: order.time_end.clone(),
             cash_fee: order.cash_fee,
             history,
             notifies,
             refused_notifies,
+            events,
+            event_attempts,
         }
     }
+}
+
+/// A merchant event, for the operator (`GET /v1/admin/events`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// RFC 3339, as in the envelope.
+    pub created_at: String,
+    /// `pending`, `delivered` or `dead`.
+    pub state: String,
+    pub attempts: i64,
+    /// The last attempt's failure, while the event is not delivered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out_trade_no: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out_refund_no: Option<String>,
+    /// RFC 3339: when the queued attempt is due (pending events being sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<String>,
+}
+
+impl From<EventRecord> for EventView {
+    fn from(e: EventRecord) -> Self {
+        let delivered = e.state == "delivered";
+        EventView {
+            id: e.id,
+            kind: e.kind,
+            created_at: rfc3339(e.created_at),
+            last_error: e.last_error.filter(|_| !delivered),
+            next_attempt_at: e
+                .next_attempt_at
+                .filter(|_| e.state == "pending")
+                .map(rfc3339),
+            last_attempt_at: e.last_attempt_at.map(rfc3339),
+            delivered_at: e.delivered_at.map(rfc3339),
+            state: e.state,
+            attempts: e.attempts,
+            out_trade_no: e.out_trade_no,
+            out_refund_no: e.out_refund_no,
+        }
+    }
+}
+
+/// `GET /v1/admin/events`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Events {
+    pub events: Vec<EventView>,
+}
+
+/// `POST /v1/admin/events/{id}/redeliver`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Redelivered {
+    pub id: String,
+    pub state: &'static str,
+}
+
+/// Unix milliseconds as RFC 3339 in UTC, to the millisecond (the contract's time format).
+pub fn rfc3339(unix_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(unix_ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// `GET /v1/admin/queues`.
@@ -178,6 +257,9 @@ pub struct Readiness {
     /// `ready` or `not_ready`.
     pub status: &'static str,
     pub checks: Checks,
+    /// How long ago the database checks ran (they run in the background, every second).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checked_ms_ago: Option<u64>,
 }
 
 /// What `/readyz` checked.

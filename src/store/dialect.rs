@@ -13,17 +13,33 @@ use super::StoreError;
 /// A queued job row as apalis stores it: JSON args, the job's idempotency key, and its
 /// retry budget (`Job::RUNS`; apalis' default is 25, re-run at once; docs/apalis.md §2.4).
 pub fn job_task<J: Job>(job: &J, run_after: Option<Duration>) -> Result<Task<Vec<u8>>, StoreError> {
-    let args = serde_json::to_vec(job).map_err(|source| StoreError::Encode {
-        what: J::QUEUE,
-        source,
-    })?;
-    let mut builder = TaskBuilder::new(args)
-        .idempotency_key(job.idempotency_key())
-        .max_attempts(J::RUNS);
+    let mut builder = task_builder(job)?;
     if let Some(delay) = run_after {
         builder = builder.run_after(delay);
     }
     Ok(builder.build())
+}
+
+/// [`job_task`] due `pause` from now, never earlier: apalis keeps `run_at` in whole seconds
+/// and its `run_after` rounds down (a 500 ms pause could run at once), so this rounds up.
+pub fn job_task_after<J: Job>(job: &J, pause: Duration) -> Result<Task<Vec<u8>>, StoreError> {
+    let due = std::time::SystemTime::now() + pause;
+    let due_ms = due
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let due_secs = u64::try_from(due_ms.div_ceil(1000)).unwrap_or(u64::MAX);
+    Ok(task_builder(job)?.run_at_timestamp(due_secs).build())
+}
+
+fn task_builder<J: Job>(job: &J) -> Result<TaskBuilder<Vec<u8>>, StoreError> {
+    let args = serde_json::to_vec(job).map_err(|source| StoreError::Encode {
+        what: J::QUEUE,
+        source,
+    })?;
+    Ok(TaskBuilder::new(args)
+        .idempotency_key(job.idempotency_key())
+        .max_attempts(J::RUNS))
 }
 
 /// Operations whose SQL differs per backend, on a connection inside a transaction.
@@ -40,7 +56,18 @@ pub(crate) trait Dialect {
     /// Tells every process that `out_trade_no` changed, at commit (PostgreSQL NOTIFY).
     /// SQLite is single-process: the caller wakes its in-process waiters after commit.
     async fn announce(&mut self, out_trade_no: &str) -> Result<(), StoreError>;
+
+    /// Makes the waiting job of `queue` with `key` due now (a no-op when there is none).
+    async fn run_now(&mut self, queue: &str, key: &str) -> Result<(), StoreError>;
+
+    /// Holds, until the transaction ends, a lock that one user's order placements share
+    /// (PostgreSQL advisory lock); SQLite's single writer already serializes them.
+    async fn lock_user(&mut self, openid: &str) -> Result<(), StoreError>;
 }
+
+/// The first key of the user locks (`pg_advisory_xact_lock(int, int)`), apart from any other
+/// advisory lock.
+const USER_LOCK_CLASS: i32 = 0x6d70_7531; // "mpu1"
 
 /// The PostgreSQL channel carrying order changes; the payload is the out_trade_no.
 pub const ORDER_CHANNEL: &str = "minipay_order";
@@ -59,6 +86,22 @@ impl Dialect for SqliteConnection {
     async fn announce(&mut self, _out_trade_no: &str) -> Result<(), StoreError> {
         Ok(())
     }
+
+    async fn run_now(&mut self, queue: &str, key: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE Jobs SET run_at = strftime('%s', 'now') \
+             WHERE job_type = $1 AND idempotency_key = $2 AND status = 'Pending'",
+        )
+        .bind(queue)
+        .bind(key)
+        .execute(self)
+        .await?;
+        Ok(())
+    }
+
+    async fn lock_user(&mut self, _openid: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl Dialect for PgConnection {
@@ -72,6 +115,27 @@ impl Dialect for PgConnection {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(ORDER_CHANNEL)
             .bind(out_trade_no)
+            .execute(self)
+            .await?;
+        Ok(())
+    }
+
+    async fn run_now(&mut self, queue: &str, key: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE apalis.jobs SET run_at = now() \
+             WHERE job_type = $1 AND idempotency_key = $2 AND status = 'Pending'",
+        )
+        .bind(queue)
+        .bind(key)
+        .execute(self)
+        .await?;
+        Ok(())
+    }
+
+    async fn lock_user(&mut self, openid: &str) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(USER_LOCK_CLASS)
+            .bind(openid)
             .execute(self)
             .await?;
         Ok(())

@@ -8,6 +8,8 @@
 //! Both backends run the same SQL text (`$1` placeholders work in SQLite too); where dialects
 //! differ, the [`Dialect`] trait or a per-backend constant says so.
 
+mod bills;
+mod deliveries;
 mod dialect;
 mod error;
 mod group_commit;
@@ -15,6 +17,7 @@ mod insert_signal;
 mod jobs;
 mod notifies;
 mod orders;
+pub(crate) mod outbox;
 mod process_lock;
 mod refused_notifies;
 mod sessions;
@@ -32,12 +35,17 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use bills::{BillRunRow, BillRunStatus, HealedRow, MismatchRow, RequestedBy, StoredReport};
+pub use deliveries::{
+    AfterAttempt, AttemptRecord, AttemptRow, EventFilter, EventRecord, EventStats, Redelivery,
+};
 pub use dialect::{ORDER_CHANNEL, job_task};
 pub use error::{StoreError, is_unavailable};
 pub use insert_signal::{InsertSignal, JobWake};
 pub use jobs::{JobRow, JobState};
 pub use notifies::{NotifyRow, RecordedNotify, VerifiedNotify};
 pub use orders::{Applied, CreateOutcome, EventRow, NewOrder, OrderRow};
+pub use outbox::{Anomaly, NewEvent, Outbox, rfc3339_ms};
 pub use process_lock::{LockError, lock_for_workers};
 pub use refused_notifies::{RefusedGroup, refusal_window};
 pub use sessions::SessionRow;

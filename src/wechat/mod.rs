@@ -12,6 +12,8 @@ pub mod simulator;
 pub mod v2;
 
 use axum::http::HeaderMap;
+use chrono::NaiveDate;
+use minipay_jobs::bill::{BillDownloaded, BillUnavailable, WechatEntry};
 use minipay_jobs::{
     CheckedNotify, NotifyAck, OrderFields, ParamError, PrepayInput, PrepayOutcome, QueryOutcome,
     Reply, UnreadableParams,
@@ -89,6 +91,19 @@ impl Gateway {
     pub async fn close_order(&self, out_trade_no: &str) -> Reply {
         match self {
             Gateway::V2(v2) => v2.close_order(out_trade_no).await,
+        }
+    }
+
+    /// Downloads one Beijing day's statement (every payment and refund), handing each line to
+    /// `on_entry` as it arrives; the statement's summary is checked against its lines at the
+    /// end. Lines handed over before an error must be discarded.
+    pub async fn download_bill(
+        &self,
+        day: NaiveDate,
+        on_entry: impl FnMut(WechatEntry) + Send,
+    ) -> Result<BillDownloaded, BillUnavailable> {
+        match self {
+            Gateway::V2(v2) => v2.download_bill(day, on_entry).await,
         }
     }
 

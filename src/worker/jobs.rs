@@ -11,6 +11,8 @@ macro_rules! each_job {
             ::minipay_jobs::PrepayOrder => $crate::worker::prepay_order::run,
             ::minipay_jobs::ApplyPayment => $crate::worker::apply_payment::run,
             ::minipay_jobs::QueryOrder => $crate::worker::query_order::run,
+            ::minipay_jobs::ReconcileBill => $crate::worker::reconcile_bill::run,
+            ::minipay_jobs::DeliverEvent => $crate::worker::deliver_event::run,
         )
     };
 }
@@ -31,6 +33,15 @@ mod tests {
 
     #[test]
     fn every_queue_is_listed_once() {
-        assert_eq!(QUEUES, ["prepay_order", "apply_payment", "query_order"]);
+        assert_eq!(
+            QUEUES,
+            [
+                "prepay_order",
+                "apply_payment",
+                "query_order",
+                "reconcile_bill",
+                "deliver_event",
+            ]
+        );
     }
 }

@@ -5,11 +5,14 @@
 
 mod apply_payment;
 mod backend;
+mod bill_schedule;
+mod deliver_event;
 mod guard;
 mod jobs;
 mod pg_wake;
 mod prepay_order;
 mod query_order;
+mod reconcile_bill;
 pub mod reconciler;
 
 use std::sync::Arc;
@@ -43,6 +46,22 @@ pub fn node_name() -> String {
     )
 }
 
+/// How many jobs of `queue` run at once in this process: merchant event deliveries have their
+/// own (small) bound, so that a hanging endpoint holds a few delivery slots and nothing else.
+fn concurrency(config: &crate::config::Config, queue: &str) -> usize {
+    if queue == minipay_jobs::DeliverEvent::QUEUE {
+        config.events.concurrency
+    } else {
+        config.workers.concurrency
+    }
+}
+
+/// Rows claimed per fetch: never more than can run, so that claimed deliveries do not wait
+/// behind a hanging endpoint while another process could take them.
+fn batch(config: &crate::config::Config, queue: &str) -> usize {
+    config.workers.batch_size.min(concurrency(config, queue))
+}
+
 /// Registers one worker per queue on `monitor`; `$make` builds the queue's backend (the
 /// factory runs again on every restart).
 macro_rules! register {
@@ -53,7 +72,7 @@ macro_rules! register {
         $monitor.register(move |run| {
             WorkerBuilder::new(format!("{node}-{}-{run}", $queue).as_str())
                 .backend(make())
-                .concurrency(services.config.workers.concurrency)
+                .concurrency(concurrency(&services.config, $queue))
                 .data(services.clone())
                 .build($handler)
         })
@@ -69,7 +88,7 @@ pub async fn run(
     stop: CancellationToken,
 ) -> Result<(), MonitorError> {
     let config = &services.config;
-    let (heartbeat, batch) = (config.workers.heartbeat, config.workers.batch_size);
+    let heartbeat = config.workers.heartbeat;
     let mut monitor = Monitor::new()
         .should_restart(|worker, error| {
             tracing::error!(worker = worker.name(), %error, "worker stopped; restarting");
@@ -84,7 +103,7 @@ pub async fn run(
                     let make = sqlite_backend::<$job>(
                         pool.clone(),
                         signal.clone(),
-                        sqlite_queue(queue, batch, heartbeat),
+                        sqlite_queue(queue, batch(config, queue), heartbeat),
                     );
                     monitor = register!(monitor, services, node, queue, $run, make);
                 )*};
@@ -99,7 +118,7 @@ pub async fn run(
                     let make = postgres_backend::<$job>(
                         pool.clone(),
                         wakeups.clone(),
-                        postgres_queue(queue, batch, heartbeat),
+                        postgres_queue(queue, batch(config, queue), heartbeat),
                     );
                     monitor = register!(monitor, services, node, queue, $run, make);
                 )*};

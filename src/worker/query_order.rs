@@ -1,6 +1,8 @@
 //! The reconciliation job: asks WeChat about a `ready` order whose notify has not come.
 //! SUCCESS → paid (the notify path); expired and unpaid → closeorder (never within 5 minutes
-//! of creation) → closed; USERPAYING and not-yet-expired → check again later.
+//! of creation) → closed; USERPAYING and not-yet-expired → check again later. A `pending`
+//! order is queried only when the daily bill lists its payment (healing), and only a paid
+//! answer changes it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,8 +35,10 @@ async fn reconcile(services: Arc<Services>, job: QueryOrder) -> Result<(), BoxDy
     let Some(order) = services.store.order(&job.out_trade_no).await? else {
         return Err(AbortError::new(format!("no order {}", job.out_trade_no)).into());
     };
-    if order.status != OrderStatus::Ready {
-        return Ok(());
+    match order.status {
+        OrderStatus::Ready => {}
+        OrderStatus::Pending => return settle_pending(&services, &order).await,
+        _ => return Ok(()),
     }
     let outcome = services.gateway.query_order(&order.out_trade_no).await;
     let trade_state = outcome.trade_state.as_deref();
@@ -79,6 +83,21 @@ async fn reconcile(services: Arc<Services>, job: QueryOrder) -> Result<(), BoxDy
                 &format!("alert {}: {}", failure.code, failure.message),
             )
             .await
+        }
+    }
+}
+
+/// A `pending` order is asked about only when WeChat's bill lists its payment (the prepay
+/// reached WeChat and was paid while its answer was lost): a paid answer settles it; anything
+/// else leaves the order to its prepay job.
+async fn settle_pending(services: &Services, order: &OrderRow) -> Result<(), BoxDynError> {
+    let outcome = services.gateway.query_order(&order.out_trade_no).await;
+    let trade_state = outcome.trade_state.as_deref();
+    match after_order_query(&outcome.reply, trade_state, clock(services, order)) {
+        QueryDecision::Paid => pay(services, outcome, "orderquery (bill)").await,
+        decision => {
+            tracing::info!(decision = ?decision, trade_state = trade_state.unwrap_or("-"), "pending order not paid at WeChat; left to its prepay job");
+            Ok(())
         }
     }
 }

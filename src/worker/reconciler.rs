@@ -1,7 +1,8 @@
 //! The periodic sweep every worker process runs: queue order queries for `ready` orders whose
 //! check is due, re-queue `pending` orders whose prepay job was lost or died, and delete what
-//! is kept only for a while (finished jobs, expired sessions, refused notifies). Claims are
-//! guarded in SQL, so any number of processes can sweep at once.
+//! is kept only for a while (finished jobs, expired sessions, refused notifies), and the bill
+//! schedule (`bill_schedule.rs`). Claims are guarded in SQL, so any number of processes can
+//! sweep at once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +21,7 @@ pub async fn run(services: Arc<Services>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(services.config.workers.reconcile_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_vacuum = Instant::now();
+    let mut bills = super::bill_schedule::BillSchedule::default();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -27,6 +29,9 @@ pub async fn run(services: Arc<Services>, stop: CancellationToken) {
         }
         if let Err(e) = sweep(&services, &mut last_vacuum).await {
             tracing::warn!(error = %e, "reconciliation sweep failed; retrying at the next tick");
+        }
+        if let Err(e) = bills.tick(&services).await {
+            tracing::warn!(error = %e, "bill schedule failed; retrying at the next tick");
         }
     }
 }

@@ -41,3 +41,23 @@ on_both_backends! {
         app.stop().await;
     }
 }
+
+on_both_backends! {
+    async fn the_admin_order_view_gives_times_in_rfc_3339(backend) {
+        let Some(app) = TestApp::spawn(backend).await else { return };
+        let token = app.login("erin#1").await;
+        let created = app.create_order(&token, "sms-100", 1).await;
+        let otn = created["out_trade_no"].as_str().unwrap().to_owned();
+        app.wait_for_status(&token, &otn, "ready").await;
+
+        let history = app.history(&otn).await;
+        for field in ["created_at", "ready_at"] {
+            let text = history[field].as_str().unwrap_or_else(|| panic!("{field} is a string: {history}"));
+            let at = chrono::DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("{field} {text:?}: {e}"));
+            let age = chrono::Utc::now().signed_duration_since(at);
+            assert!(age.num_seconds().abs() < 600, "{field} is about now: {text}");
+        }
+        assert!(history.get("paid_at").is_none_or(serde_json::Value::is_null), "{history}");
+        app.stop().await;
+    }
+}

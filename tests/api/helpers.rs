@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Router;
 use minipay::app::{App, Role};
-use minipay::config::{Config, Settings};
+use minipay::config::{Config, LimitSettings, Settings};
 use minipay::services::Services;
 use minipay::store::Store;
 use minipay::wechat::Gateway;
@@ -214,12 +214,18 @@ pub fn test_settings(database_url: &str) -> Settings {
     s.process.log = "warn".into();
     // Tests assert what is stored, whatever the free space of the machine they run on.
     s.http.refused_notify_min_free_mb = 0;
+    // Tests create many orders per user quickly; the limits' own tests turn them on.
+    s.limits = LimitSettings::off();
+    // The database-backed gauges of /metrics, read in the background.
+    s.http.metrics_refresh_ms = 200;
     s
 }
 
 /// The real app, running in this test's runtime.
 pub struct TestApp {
     pub base: String,
+    /// The operator endpoints' own base URL, with `MINIPAY_ADMIN_LISTEN` set.
+    pub admin_base: Option<String>,
     pub http: reqwest::Client,
     pub services: Arc<Services>,
     /// The embedded WeChat simulator (simulator mode).
@@ -246,6 +252,22 @@ impl TestApp {
         Some(Self::start(db, settings, role).await)
     }
 
+    /// Another process in `role` on `other`'s database (which `other` keeps and drops).
+    pub async fn spawn_beside(
+        other: &TestApp,
+        role: Role,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> TestApp {
+        let db = Database {
+            url: other.db.url.clone(),
+            _dir: None,
+            pg_name: None,
+        };
+        let mut settings = test_settings(&db.url);
+        tweak(&mut settings);
+        Self::start(db, settings, role).await
+    }
+
     async fn start(db: Database, settings: Settings, role: Role) -> TestApp {
         // Logs go through the test harness, so passing tests stay quiet.
         let _ = tracing_subscriber::fmt()
@@ -256,7 +278,12 @@ impl TestApp {
         let app = App::build(config, role).await.unwrap();
         let services = app.services();
         let simulator = app.simulator();
-        let base = format!("http://{}", app.local_addr().unwrap());
+        // A worker-only process serves no HTTP.
+        let base = app
+            .local_addr()
+            .map(|addr| format!("http://{addr}"))
+            .unwrap_or_default();
+        let admin_base = app.admin_addr().map(|addr| format!("http://{addr}"));
         if let Some(sim) = &simulator {
             sim.set_faults(Faults {
                 notify_time_scale: 0.001,
@@ -269,6 +296,7 @@ impl TestApp {
         }));
         TestApp {
             base,
+            admin_base,
             http: http(),
             services,
             simulator,
@@ -352,6 +380,12 @@ impl TestApp {
         self.shutdown().await;
         self.db.drop_now().await;
         assert_eq!(dead, 0, "jobs died during the test");
+    }
+
+    /// Stops the app and drops the database, checking nothing (its database may be gone).
+    pub async fn stop_unchecked(mut self) {
+        self.shutdown().await;
+        self.db.drop_now().await;
     }
 
     pub fn store(&self) -> &Store {

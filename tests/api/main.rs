@@ -3,8 +3,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 mod admin;
+mod admin_listener;
+mod bill_runs;
 mod bills;
+mod console;
+mod edge;
+mod events;
+mod events_crash;
 mod helpers;
+mod limits;
 mod logs;
 mod migrations;
 mod notify;
@@ -16,6 +23,7 @@ mod process;
 mod processes;
 mod reconcile;
 mod refund_protocol;
+mod replies;
 mod retention;
 mod schema;
 mod sign_tool;

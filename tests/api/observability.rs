@@ -4,10 +4,9 @@
 use prometheus_parse::{Scrape, Value};
 use reqwest::StatusCode;
 
-use crate::helpers::{TestApp, on_both_backends};
+use crate::helpers::{TestApp, eventually, on_both_backends};
 
-/// The metrics recorder is process-wide and a scrape sets the gauges from its own app's
-/// database, so two apps scraping at once would read each other's order counts.
+/// The metrics recorder (counters, histograms) is process-wide; one scraping test at a time.
 static ONE_SCRAPER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn scrape(app: &TestApp) -> Scrape {
@@ -66,13 +65,20 @@ on_both_backends! {
         let token = app.login("xena#1").await;
         let otn = app.create_order(&token, "sms-100", 1).await["out_trade_no"].as_str().unwrap().to_owned();
         app.wait_for_status(&token, &otn, "ready").await;
-        let mid = scrape(&app).await;
-        assert_eq!(value(&mid, "minipay_orders", &[("status", "ready")]), 1.0);
+        // The gauges are read in the background (every 200 ms in tests).
+        crate::helpers::eventually("the gauges show the ready order", || async {
+            value(&scrape(&app).await, "minipay_orders", &[("status", "ready")]) == 1.0
+        })
+        .await;
         let genuine = app.pay(&otn, false).notify_xml;
         let forged = genuine.replace("<total_fee>88</total_fee>", "<total_fee>8</total_fee>");
         app.post_notify(forged).await;
         app.post_notify(genuine).await;
         app.wait_for_status(&token, &otn, "paid").await;
+        crate::helpers::eventually("the gauges show the paid order", || async {
+            value(&scrape(&app).await, "minipay_orders", &[("status", "paid")]) == 1.0
+        })
+        .await;
         let after = scrape(&app).await;
 
         assert_eq!(value(&after, "minipay_orders", &[("status", "paid")]), 1.0);
@@ -92,5 +98,40 @@ on_both_backends! {
         assert_eq!(value(&after, "minipay_database_up", &[]), 1.0);
         assert!(after.docs.contains_key("minipay_orders"), "metrics carry HELP text");
         app.stop().await;
+    }
+}
+
+on_both_backends! {
+    async fn a_scrape_reads_memory_not_the_database(backend) {
+        // Gauges read once at start, then not for an hour: what a scrape shows is what the
+        // background refresh read, however many scrapes come.
+        let Some(app) = TestApp::spawn_with(backend, minipay::app::Role::Serve, |s| {
+            s.http.metrics_refresh_ms = 3_600_000;
+        })
+        .await else { return };
+        eventually("ready", || async { app.get_json("/readyz", None).await.0 == StatusCode::OK }).await;
+        let first = scrape(&app).await;
+        assert_eq!(value(&first, "minipay_database_up", &[]), 1.0);
+        assert_eq!(value(&first, "minipay_orders", &[("status", "pending")]), 0.0);
+
+        let token = app.login("yoko#1").await;
+        app.create_order(&token, "sms-100", 1).await; // no workers: it stays pending
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM orders").await, 1);
+        for _ in 0..20 {
+            let scraped = scrape(&app).await;
+            assert_eq!(value(&scraped, "minipay_orders", &[("status", "pending")]), 0.0, "a scrape read the database");
+        }
+
+        // The database goes away: /metrics still answers from memory; /readyz, from its
+        // background probe, turns not ready.
+        app.store().close().await;
+        let scraped = scrape(&app).await;
+        assert!(scraped.samples.iter().any(|s| s.metric == "minipay_queue_depth"));
+        eventually("/readyz reports the database unreachable", || async {
+            let (status, body) = app.get_json("/readyz", None).await;
+            status == StatusCode::SERVICE_UNAVAILABLE && body["checks"]["database"] == false
+        })
+        .await;
+        app.stop_unchecked().await;
     }
 }

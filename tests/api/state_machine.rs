@@ -3,7 +3,7 @@
 //! when `from.can_become(to)`, and leaves the order as it was otherwise.
 
 use minipay::app::Role;
-use minipay::store::{Applied, CreateOutcome, NewOrder, Store};
+use minipay::store::{Applied, CreateOutcome, NewOrder, Outbox, Store};
 use minipay_jobs::{OrderStatus, PayParams, Payment, Prepaid};
 
 use crate::helpers::{TestApp, on_both_backends};
@@ -20,6 +20,7 @@ fn new_order(out_trade_no: &str, now_ms: i64) -> NewOrder {
         attach: String::new(),
         payer_ip: "127.0.0.1".into(),
         idempotency_key: None,
+        unpaid_cap: None,
         params: "{}".into(),
         created_at: now_ms,
         expires_at: now_ms + 1_800_000,
@@ -71,11 +72,11 @@ async fn become_(store: &Store, out_trade_no: &str, to: OrderStatus, now_ms: i64
                 .unwrap()
         }
         OrderStatus::Failed => store
-            .mark_failed(out_trade_no, "CODE", "message", now_ms)
+            .mark_failed(out_trade_no, "CODE", "message", &Outbox::default(), now_ms)
             .await
             .unwrap(),
         OrderStatus::Closed => store
-            .mark_closed(out_trade_no, "closed", now_ms)
+            .mark_closed(out_trade_no, "closed", &Outbox::default(), now_ms)
             .await
             .unwrap(),
         OrderStatus::Paid => {
@@ -88,7 +89,7 @@ async fn become_(store: &Store, out_trade_no: &str, to: OrderStatus, now_ms: i64
             };
             matches!(
                 store
-                    .apply_payment(&payment, "test", None, now_ms)
+                    .apply_payment(&payment, "test", None, &Outbox::default(), now_ms)
                     .await
                     .unwrap(),
                 Applied::Paid { .. }

@@ -43,19 +43,20 @@ describe('expired session', () => {
     assert.deepEqual(seen, [['POST', '/v1/orders', 401]]);
   });
 
-  test(
-    'an order placed before expiry is paid after it, and its key still names it',
-    {
-      todo:
-        'this branch scopes orders and idempotency keys to the session, so the new session ' +
-        'gets 404 ORDER_NOT_FOUND; the contract (and issue 9) make them belong to the openid',
-    },
-    async () => {
-      const { wx, mp, order } = users.payer;
-      assert.equal((await mp.pay(order)).status, 'paid');
-      assert.equal(wx.logins, 2);
-      const again = await mp.createOrder('sms-100', 1, { idempotencyKey: 'payer-tap-1' });
-      assert.equal(again.out_trade_no, order.out_trade_no, 'the key names the same order');
-    }
-  );
+  // Orders (and their idempotency keys) belong to the user (openid), not to one session: after
+  // the re-login the same user sees the same order, and the same key names it.
+  test('an order placed before expiry is paid after it, and its key still names it', async () => {
+    const { wx, mp, order } = users.payer;
+    assert.equal((await mp.pay(order)).status, 'paid');
+    assert.equal(wx.logins, 2, 'one re-login after the expiry');
+    const refused = wx.requests.filter((r) => r.code === 'SESSION_REQUIRED');
+    assert.equal(refused.length, 1, 'the expired token was refused once');
+    assert.ok(
+      !wx.requests.some((r) => r.code === 'ORDER_NOT_FOUND'),
+      'the new session sees the order'
+    );
+    const again = await mp.createOrder('sms-100', 1, { idempotencyKey: 'payer-tap-1' });
+    assert.equal(again.out_trade_no, order.out_trade_no, 'the key names the same order');
+    assert.equal(again.status, 'paid');
+  });
 });

@@ -37,3 +37,19 @@ pub fn classify_bill_failure(return_msg: &str) -> BillFailure {
         BillFailure::Permanent
     }
 }
+
+/// Why the provider handed over no statement: what it means for the day, and the detail for
+/// the run's `last_error` (the provider's message or the transport failure).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct BillUnavailable {
+    pub failure: BillFailure,
+    pub detail: String,
+}
+
+/// A statement read to its end, its summary checked against its lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BillDownloaded {
+    /// Payment and refund lines.
+    pub lines: u64,
+}

@@ -15,6 +15,7 @@
 mod entries;
 mod failure;
 mod report;
+pub mod retry;
 #[cfg(test)]
 mod tests;
 
@@ -25,7 +26,7 @@ use crate::OrderStatus;
 pub use entries::{
     LocalOrder, LocalRefund, LocalRefundStatus, WechatEntry, WechatPayment, WechatRefund,
 };
-pub use failure::{BillFailure, classify_bill_failure};
+pub use failure::{BillDownloaded, BillFailure, BillUnavailable, classify_bill_failure};
 pub use report::{BillReport, Mismatch, MismatchKind, Totals};
 
 /// Money in fen (1/100 yuan), as every amount in minipay.

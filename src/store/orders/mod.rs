@@ -69,6 +69,8 @@ pub struct NewOrder {
     pub attach: String,
     pub payer_ip: String,
     pub idempotency_key: Option<String>,
+    /// Refuse the order when the user already holds this many unpaid orders; `None`: no cap.
+    pub unpaid_cap: Option<u32>,
     /// The frozen prepay request (the gateway's text, stored and sent unchanged).
     pub params: String,
     pub created_at: i64,
@@ -120,6 +122,9 @@ pub enum CreateOutcome {
     Existing(OrderRow),
     /// The out_trade_no is taken by a different order.
     NumberTaken,
+    /// The user holds as many unpaid orders as the cap allows; the first of them expires at
+    /// `first_expiry_ms`.
+    TooManyUnpaid { first_expiry_ms: i64 },
 }
 
 /// Every new order starts `pending` (the status is bound, spelled by the core crate).
@@ -141,6 +146,18 @@ macro_rules! status_sql {
 }
 pub(super) use status_sql;
 
+status_sql!(
+    /// The unpaid orders a user placed (from the catalog: not the merchant backend's) and when
+    /// the first of them expires (`orders_user_status`).
+    COUNT_UNPAID = "SELECT COUNT(*), MIN(expires_at) FROM orders \
+     WHERE openid = $1 AND status IN ('{}', '{}') AND sku IS NOT NULL",
+    OrderStatus::Pending.as_str(),
+    OrderStatus::Ready.as_str()
+);
+
+/// The order a user's Idempotency-Key names.
+const BY_IDEMPOTENCY_KEY: &str = "SELECT * FROM orders WHERE openid = $1 AND idempotency_key = $2";
+
 /// `status = 'ready'`: a guard that keeps an update to orders (or refunds…) in one status.
 pub(super) fn is<S: minipay_jobs::Lifecycle>(status: S) -> String {
     format!("status = '{}'", status.as_str())
@@ -155,6 +172,32 @@ impl Store {
         };
         let order = order.clone();
         write_tx!(self, tx => {
+            if let Some(cap) = order.unpaid_cap {
+                // Placements of one user queue here (PostgreSQL; SQLite has one writer), so two
+                // at once cannot both see room for one more.
+                tx.lock_user(&order.openid).await?;
+                // A replay is answered whatever the user holds now.
+                if let Some(key) = &order.idempotency_key {
+                    let existing: Option<OrderRow> = sqlx::query_as(BY_IDEMPOTENCY_KEY)
+                        .bind(&order.openid)
+                        .bind(key)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some(row) = existing {
+                        return Ok(CreateOutcome::Existing(row));
+                    }
+                }
+                let (unpaid, first_expiry): (i64, Option<i64>) =
+                    sqlx::query_as(COUNT_UNPAID.as_str())
+                        .bind(&order.openid)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                if unpaid >= i64::from(cap) {
+                    return Ok(CreateOutcome::TooManyUnpaid {
+                        first_expiry_ms: first_expiry.unwrap_or_default(),
+                    });
+                }
+            }
             let inserted = sqlx::query(INSERT_ORDER)
                 .bind(&order.out_trade_no)
                 .bind(order.session_id)
@@ -181,7 +224,7 @@ impl Store {
             // An idempotency key is the user's, whichever of their sessions sends it.
             let existing: Option<OrderRow> = match &order.idempotency_key {
                 Some(key) => {
-                    sqlx::query_as("SELECT * FROM orders WHERE openid = $1 AND idempotency_key = $2")
+                    sqlx::query_as(BY_IDEMPOTENCY_KEY)
                         .bind(&order.openid)
                         .bind(key)
                         .fetch_optional(&mut *tx)
@@ -204,6 +247,22 @@ impl Store {
                 None => CreateOutcome::NumberTaken,
             })
         })
+    }
+
+    /// The order `openid` placed with Idempotency-Key `key`, if any.
+    pub async fn order_by_idempotency_key(
+        &self,
+        openid: &str,
+        key: &str,
+    ) -> Result<Option<OrderRow>, StoreError> {
+        let row = on_reader!(self, pool => {
+            sqlx::query_as(BY_IDEMPOTENCY_KEY)
+                .bind(openid)
+                .bind(key)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row)
     }
 
     pub async fn order(&self, out_trade_no: &str) -> Result<Option<OrderRow>, StoreError> {

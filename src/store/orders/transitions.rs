@@ -4,9 +4,10 @@
 //! guard closed and changes nothing. The guard builders take any [`Lifecycle`]: a refund's
 //! statuses use them the same way.
 
-use minipay_jobs::{Lifecycle, OrderEvent, OrderStatus, Payment, Prepaid};
+use minipay_jobs::{EventType, Lifecycle, OrderEvent, OrderStatus, Payment, Prepaid};
 
 use super::super::dialect::Dialect;
+use super::super::outbox::{Anomaly, Outbox, record_order_event};
 use super::super::{Store, StoreError, write_tx};
 use super::{INSERT_EVENT, is, status_sql};
 
@@ -97,6 +98,41 @@ pub enum Applied {
         expected: i64,
     },
     UnknownOrder,
+}
+
+impl Applied {
+    /// The `payment.anomaly` this outcome is (money WeChat took that could not be applied as
+    /// usual), or `None` for a payment applied, a duplicate, or an unknown order.
+    pub fn anomaly(&self, payment: &Payment) -> Option<Anomaly> {
+        let (kind, message) = match self {
+            Applied::NotPayable(status) => (
+                match status {
+                    OrderStatus::Closed => "paid_after_close",
+                    _ => "paid_after_failure",
+                },
+                format!(
+                    "WeChat took payment {} for a {status} order: refund or reopen it",
+                    payment.transaction_id
+                ),
+            ),
+            Applied::PaidTwice { existing } => (
+                "paid_twice",
+                format!(
+                    "second payment {} after {existing}: refund one",
+                    payment.transaction_id
+                ),
+            ),
+            Applied::AmountMismatch { expected } => (
+                "amount_mismatch",
+                format!(
+                    "payment of {} fen for an order of {expected} fen",
+                    payment.total_fee
+                ),
+            ),
+            Applied::Paid { .. } | Applied::AlreadyPaid | Applied::UnknownOrder => return None,
+        };
+        Some(Anomaly::new(kind, payment, message))
+    }
 }
 
 /// The order's standing when a payment could not be applied.
@@ -205,8 +241,10 @@ impl Store {
         out_trade_no: &str,
         code: &str,
         message: &str,
+        outbox: &Outbox,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
+        let outbox = outbox.clone();
         let out_trade_no = out_trade_no.to_owned();
         let code = code.to_owned();
         let message = message.to_owned();
@@ -228,6 +266,7 @@ impl Store {
                     .bind(format!("{code}: {message}"))
                     .execute(&mut *tx)
                     .await?;
+                record_order_event!(tx, &outbox, EventType::OrderFailed, &out_trade_no, None, now_ms);
                 tx.announce(&out_trade_no).await?;
             }
             Ok(changed)
@@ -241,8 +280,10 @@ impl Store {
         payment: &Payment,
         source: &str,
         notify_id: Option<i64>,
+        outbox: &Outbox,
         now_ms: i64,
     ) -> Result<Applied, StoreError> {
+        let outbox = outbox.clone();
         let payment = payment.clone();
         let source = source.to_owned();
         write_tx!(self, tx => {
@@ -263,6 +304,7 @@ impl Store {
                     .bind(format!("transaction {} via {source}", payment.transaction_id))
                     .execute(&mut *tx)
                     .await?;
+                record_order_event!(tx, &outbox, EventType::OrderPaid, &payment.out_trade_no, None, now_ms);
                 if let Some(id) = notify_id {
                     sqlx::query("UPDATE notifies SET applied_at = $2 WHERE id = $1")
                         .bind(id)
@@ -289,6 +331,9 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
+            if let Some(anomaly) = applied.anomaly(&payment) {
+                record_order_event!(tx, &outbox, EventType::PaymentAnomaly, &payment.out_trade_no, Some(anomaly), now_ms);
+            }
             Ok(applied)
         })
     }
@@ -298,8 +343,10 @@ impl Store {
         &self,
         out_trade_no: &str,
         detail: &str,
+        outbox: &Outbox,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
+        let outbox = outbox.clone();
         let out_trade_no = out_trade_no.to_owned();
         let detail = detail.to_owned();
         write_tx!(self, tx => {
@@ -318,6 +365,7 @@ impl Store {
                     .bind(&detail)
                     .execute(&mut *tx)
                     .await?;
+                record_order_event!(tx, &outbox, EventType::OrderClosed, &out_trade_no, None, now_ms);
                 tx.announce(&out_trade_no).await?;
             }
             Ok(changed)

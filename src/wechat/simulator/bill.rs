@@ -2,8 +2,7 @@
 //! statement in WeChat's format (text or gzip, streamed in chunks) built from the simulator's
 //! own trades of that Beijing day, with the differences tests inject (`bill_control.rs`).
 //!
-//! The statement is made from a plain list of [`Trade`]s, payments and refunds alike, so
-//! that refunds join by adding theirs in [`day_trades`].
+//! The statement is made from a plain list of [`Trade`]s, payments and refunds alike.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -18,38 +17,72 @@ use flate2::write::GzEncoder;
 
 use super::Simulator;
 use super::state::{Call, SimState, TradeState};
-use super::trades::{Trade, apply_injections};
+use super::trades::{Trade, TradeRefund, apply_injections};
 use super::wire::return_fail;
 use crate::wechat::v2::bill::{Layout, StatementWriter, beijing_day, beijing_instant};
 use crate::wechat::v2::params::parse_beijing_time;
 use crate::wechat::v2::sign::{SignType, verify};
 use crate::wechat::v2::{Fields, xml};
+use minipay_jobs::RefundResult;
 
 /// The simulator's trades on Beijing day `day`, by time: orders paid that day (by
-/// `time_end`). Refunds applied for that day belong here too once the simulator has them.
+/// `time_end`), and refunds applied for that day with the status they had then (WeChat lists
+/// an accepted refund as `PROCESSING`, or `SUCCESS` when it was done at once).
 pub(super) fn day_trades(state: &SimState, day: NaiveDate) -> Vec<Trade> {
+    let business = |out_trade_no: &str, name: &str| {
+        state
+            .orders
+            .get(out_trade_no)
+            .and_then(|o| o.business.get(name).cloned())
+            .unwrap_or_default()
+    };
     let mut trades: Vec<Trade> = state
         .orders
         .iter()
         .filter(|(_, o)| matches!(o.trade_state, TradeState::Success | TradeState::Refund))
         .filter_map(|(out_trade_no, order)| {
             let paid = parse_beijing_time(order.time_end.as_deref()?)?;
-            let business = |name: &str| order.business.get(name).cloned().unwrap_or_default();
+            let field = |name: &str| business(out_trade_no, name);
             (beijing_day(paid) == day).then(|| Trade {
                 at: paid.naive_utc() + chrono::Duration::hours(8),
                 out_trade_no: out_trade_no.clone(),
                 transaction_id: order.transaction_id.clone().unwrap_or_default(),
-                openid: business("openid"),
-                trade_type: business("trade_type"),
-                body: business("body"),
-                attach: business("attach"),
-                total_fee: business("total_fee").parse().unwrap_or(0),
+                openid: field("openid"),
+                trade_type: field("trade_type"),
+                body: field("body"),
+                attach: field("attach"),
+                total_fee: field("total_fee").parse().unwrap_or(0),
                 coupon_fee: order.coupon_fee.unwrap_or(0),
                 state: "SUCCESS".into(),
                 refund: None,
             })
         })
         .collect();
+    trades.extend(state.refunds.refunds.values().filter_map(|refund| {
+        let applied = chrono::DateTime::from_timestamp(refund.requested_at, 0)?;
+        let field = |name: &str| business(&refund.out_trade_no, name);
+        (beijing_day(applied) == day).then(|| Trade {
+            at: applied.naive_utc() + chrono::Duration::hours(8),
+            out_trade_no: refund.out_trade_no.clone(),
+            transaction_id: refund.transaction_id.clone(),
+            openid: field("openid"),
+            trade_type: field("trade_type"),
+            body: field("body"),
+            attach: field("attach"),
+            total_fee: refund.total_fee,
+            coupon_fee: 0,
+            state: "REFUND".into(),
+            refund: Some(TradeRefund {
+                out_refund_no: refund.out_refund_no.clone(),
+                refund_id: refund.refund_id.clone(),
+                refund_fee: refund.refund_fee,
+                status: match refund.status {
+                    RefundResult::Succeeded => "SUCCESS".into(),
+                    _ => "PROCESSING".into(),
+                },
+            }),
+        })
+    }));
     trades.sort_by(|a, b| (a.at, &a.out_trade_no).cmp(&(b.at, &b.out_trade_no)));
     trades
 }

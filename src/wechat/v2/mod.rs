@@ -1,7 +1,8 @@
 //! WeChat Pay API v2: signatures, XML, request rules, `wx.requestPayment` parameters, the
 //! HTTP client and notify verification — and [`V2`], which puts them behind the gateway seam
 //! (`wechat::Gateway`) in the core crate's protocol-neutral terms. The newer operations are
-//! here too, not yet behind the seam: daily bill statements (`bill`), the refund request and
+//! here too, some not yet behind the seam: daily bill statements (`bill`, behind it as
+//! `download_bill`), the refund request and
 //! query (`refund`, `refund_client`), the refund notify (`refund_notify`), and the merchant API
 //! certificate that `/secapi/` calls present (`tls`).
 
@@ -19,7 +20,8 @@ pub mod sign;
 pub mod tls;
 pub mod xml;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use minipay_jobs::bill::{BillDownloaded, BillUnavailable, WechatEntry};
 use minipay_jobs::{
     CheckedNotify, NotifyAck, OrderFields, ParamError, Prepaid, PrepayInput, PrepayOutcome,
     QueryOutcome, Reply, UnreadableParams,
@@ -144,6 +146,24 @@ impl V2 {
     /// `closeorder` by our order number.
     pub async fn close_order(&self, out_trade_no: &str) -> Reply {
         self.client.close_order(out_trade_no).await.reply()
+    }
+
+    /// `downloadbill` of one day (`bill_type=ALL`, gzip), streamed into `on_entry`.
+    pub async fn download_bill(
+        &self,
+        day: NaiveDate,
+        mut on_entry: impl FnMut(WechatEntry) + Send,
+    ) -> Result<BillDownloaded, BillUnavailable> {
+        let query = bill::BillQuery::new(day);
+        match bill::download_bill(&self.client, &query, |row| on_entry(row.entry())).await {
+            Ok(statement) => Ok(BillDownloaded {
+                lines: statement.summary.count,
+            }),
+            Err(e) => Err(BillUnavailable {
+                failure: e.failure(),
+                detail: e.to_string(),
+            }),
+        }
     }
 
     /// Reads and verifies a notify body.

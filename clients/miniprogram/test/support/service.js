@@ -31,9 +31,9 @@ function binary() {
 /**
  * Runs `minipay all` until `stop()`. `env` adds settings (e.g. MINIPAY_SESSION_TTL_SECS).
  *
- * Rate limits: the suite stays far inside the contract's defaults (per service: under 30 logins
- * from one IP, under 10 orders and reads well below 20/s per user), so it sets no
- * MINIPAY_LIMIT_* — and this branch's config refuses unknown MINIPAY_* names anyway.
+ * Rate limits are off (`0`) unless a test asks for them in `env`: the suite logs every user in
+ * from one IP and polls as fast as the helper lets it, which is not what it tests (except
+ * rate-limits.test.js, which sets low limits on purpose).
  */
 async function startService(env = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'minipay-js-'));
@@ -52,6 +52,10 @@ async function startService(env = {}) {
       // No background order queries during a test: a forced simulator outcome for "*" must
       // reach the unifiedorder call it is meant for.
       MINIPAY_RECONCILE_DELAY_SECS: '3600',
+      MINIPAY_LIMIT_LOGINS_PER_IP: '0',
+      MINIPAY_LIMIT_ORDERS_PER_USER: '0',
+      MINIPAY_LIMIT_UNPAID_PER_USER: '0',
+      MINIPAY_LIMIT_READS_PER_USER: '0',
       ...env,
     },
   });
