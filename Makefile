@@ -9,7 +9,7 @@ FUZZ_SECONDS ?= 60
 SOAK_MINUTES ?= 10
 BILL_ROWS ?= 100000
 
-.PHONY: run test openapi test-js test-postgres test-browser browser-deps screenshots lint fmt bench bench-quick bench-bill bench-edge fuzz soak build clean-db
+.PHONY: run test openapi test-js test-postgres test-browser browser-deps screenshots lint fmt bench bench-quick bench-bill bench-edge bench-events fuzz soak build clean-db
 
 ## run: API + workers + WeChat simulator on sqlite://minipay.db, http://127.0.0.1:8080
 run:
@@ -80,11 +80,17 @@ bench: build
 	target/release/minipay-bench run --write BENCHMARKS.md
 	target/release/minipay-bench bill --rows $(BILL_ROWS)
 	target/release/minipay-bench edge
+	target/release/minipay-bench events
 
 ## bench-edge: a normal client's p99 and the service's RSS during slowloris, idle-connection,
 ## login and metrics-scrape floods (about 4 minutes after the build); prints the table
 bench-edge: build
 	target/release/minipay-bench edge
+
+## bench-events: merchant events delivered per second on each backend; submit → ready and
+## notify rates while every delivery hangs vs no webhook; RSS with 10,000 events for a dead endpoint
+bench-events: build
+	target/release/minipay-bench events
 
 ## bench-bill: parse and reconcile a generated statement of BILL_ROWS lines: time, peak RSS growth
 bench-bill: build

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use minipay_jobs::OrderStatus;
 use minipay_jobs::bill::MismatchKind;
+use minipay_jobs::{OrderStatus, RefundStatus};
 
 use crate::store::{QueueStats, Store, StoreError};
 
@@ -98,8 +98,35 @@ fn describe() {
         Unit::Seconds,
         "HTTP requests by method, route and status."
     );
-    describe_bills();
+    describe_counter!(
+        "minipay_bill_runs_total",
+        "Bill reconciliation attempts by outcome: done, no_bill, retry, failed."
+    );
+    describe_counter!(
+        "minipay_bill_healed_total",
+        "Order queries queued because WeChat's bill lists a payment minipay had not applied."
+    );
     describe_events();
+    describe_refunds();
+}
+
+fn describe_refunds() {
+    describe_counter!(
+        "minipay_refund_attempts_total",
+        "Refund requests sent, by WeChat's answer."
+    );
+    describe_counter!(
+        "minipay_refund_queries_total",
+        "Refund queries made, by WeChat's answer."
+    );
+    describe_counter!(
+        "minipay_refunded_fen_total",
+        "Fen refunded (refunds that succeeded, console refunds included)."
+    );
+    describe_counter!(
+        "minipay_refund_notifies_total",
+        "Refund notifies received, by verdict."
+    );
 }
 
 fn describe_events() {
@@ -150,30 +177,6 @@ pub fn spawn_event_gauges(
     });
 }
 
-fn describe_bills() {
-    describe_gauge!(
-        "minipay_bill_last_reconciled_day",
-        Unit::Seconds,
-        "Start (Unix seconds, 00:00 Beijing) of the last day whose bill was reconciled."
-    );
-    describe_gauge!(
-        "minipay_bill_mismatches",
-        "Mismatches of the last reconciled day, by kind (missing_local, missing_wechat, amount, status); alert when above zero."
-    );
-    describe_gauge!(
-        "minipay_bill_healed_orders",
-        "Orders of the last reconciled day WeChat listed as paid while minipay held them pending or ready (an order query was queued)."
-    );
-    describe_counter!(
-        "minipay_bill_runs_total",
-        "Bill reconciliation attempts by outcome: done, no_bill, retry, failed."
-    );
-    describe_counter!(
-        "minipay_bill_healed_total",
-        "Order queries queued because WeChat's bill lists a payment minipay had not applied."
-    );
-}
-
 /// The database-backed gauges, read in the background (`http::Snapshot`) and rendered by
 /// `/metrics` from memory: a scrape costs no query.
 #[derive(Debug, Clone, Default)]
@@ -183,6 +186,76 @@ pub struct DbGauges {
     /// Each queue's backlog (every queue, even with no rows).
     pub queues: Vec<QueueStats>,
     pub ready_overdue: i64,
+    /// Refunds of each status (every status, zeros included), and those held by `NOTENOUGH`.
+    pub refunds: Vec<(RefundStatus, i64)>,
+    pub refunds_held: i64,
+    /// The last reconciled day's bill, once there is one.
+    pub bill: Option<BillGauges>,
+}
+
+/// The last reconciled day: its start, its mismatches by kind, the orders it healed.
+#[derive(Debug, Clone, Default)]
+pub struct BillGauges {
+    /// Unix seconds of 00:00 Beijing of the day.
+    pub day_start: i64,
+    pub mismatches: Vec<(MismatchKind, i64)>,
+    pub healed: i64,
+}
+
+impl BillGauges {
+    async fn read(store: &Store) -> Result<Option<BillGauges>, StoreError> {
+        let Some(run) = store.last_reconciled_bill().await? else {
+            return Ok(None);
+        };
+        let counts = store.bill_mismatch_counts(&run.bill_date).await?;
+        let day_start = chrono::NaiveDate::parse_from_str(&run.bill_date, "%Y-%m-%d")
+            // 00:00 Beijing is 16:00 UTC the day before.
+            .map(|day| day.and_time(chrono::NaiveTime::MIN).and_utc().timestamp() - 8 * 3600)
+            .unwrap_or(0);
+        let mismatches = MismatchKind::ALL
+            .iter()
+            .map(|kind| {
+                let n = counts
+                    .iter()
+                    .find(|(k, _)| k == kind.as_str())
+                    .map_or(0, |(_, n)| *n);
+                (*kind, n)
+            })
+            .collect();
+        Ok(Some(BillGauges {
+            day_start,
+            mismatches,
+            healed: run.healed,
+        }))
+    }
+
+    fn render(&self, out: &mut String) {
+        gauge_line(
+            out,
+            "minipay_bill_last_reconciled_day",
+            "Start (Unix seconds, 00:00 Beijing) of the last day whose bill was reconciled.",
+            self.day_start as f64,
+        );
+        header(
+            out,
+            "minipay_bill_mismatches",
+            "Mismatches of the last reconciled day, by kind (missing_local, missing_wechat, amount, status); alert when above zero.",
+        );
+        for (kind, n) in &self.mismatches {
+            sample(
+                out,
+                "minipay_bill_mismatches",
+                Some(("kind", kind.as_str())),
+                *n as f64,
+            );
+        }
+        gauge_line(
+            out,
+            "minipay_bill_healed_orders",
+            "Orders of the last reconciled day WeChat listed as paid while minipay held them pending or ready (an order query was queued).",
+            self.healed as f64,
+        );
+    }
 }
 
 impl DbGauges {
@@ -220,15 +293,44 @@ impl DbGauges {
             .collect();
         let overdue_before = now_ms - reconcile_delay.as_millis() as i64;
         let ready_overdue = store.ready_overdue(overdue_before).await?;
+        let (refund_counts, refunds_held) = store.refund_status_counts().await?;
+        let refunds = RefundStatus::ALL
+            .iter()
+            .map(|status| {
+                let n = refund_counts
+                    .iter()
+                    .find(|(name, _)| name == status.as_str())
+                    .map_or(0, |(_, n)| *n);
+                (*status, n)
+            })
+            .collect();
         Ok(DbGauges {
             orders,
             queues,
             ready_overdue,
+            refunds,
+            refunds_held,
+            bill: BillGauges::read(store).await?,
         })
     }
 
     /// Appends the gauges in Prometheus text format.
     pub fn render(&self, out: &mut String) {
+        header(out, "minipay_refunds", "Refunds by status.");
+        for (status, n) in &self.refunds {
+            sample(
+                out,
+                "minipay_refunds",
+                Some(("status", status.as_str())),
+                *n as f64,
+            );
+        }
+        gauge_line(
+            out,
+            "minipay_refunds_held",
+            "Pending refunds held by NOTENOUGH (the merchant's balance), retried slowly.",
+            self.refunds_held as f64,
+        );
         header(out, "minipay_orders", "Orders by status.");
         for (status, n) in &self.orders {
             sample(
@@ -267,6 +369,9 @@ impl DbGauges {
             "Ready orders past the reconciliation delay with no payment.",
             self.ready_overdue as f64,
         );
+        if let Some(bill) = &self.bill {
+            bill.render(out);
+        }
     }
 }
 
@@ -289,26 +394,4 @@ fn sample(out: &mut String, name: &str, label: Option<(&str, &str)>, value: f64)
         Some((key, v)) => out.push_str(&format!("{name}{{{key}=\"{v}\"}} {value}\n")),
         None => out.push_str(&format!("{name} {value}\n")),
     }
-}
-
-/// The last reconciled day: its date, its mismatches by kind, the orders it healed.
-pub async fn refresh_bills(store: &Store) -> Result<(), StoreError> {
-    let Some(run) = store.last_reconciled_bill().await? else {
-        return Ok(());
-    };
-    let counts = store.bill_mismatch_counts(&run.bill_date).await?;
-    let day_start = chrono::NaiveDate::parse_from_str(&run.bill_date, "%Y-%m-%d")
-        // 00:00 Beijing is 16:00 UTC the day before.
-        .map(|day| day.and_time(chrono::NaiveTime::MIN).and_utc().timestamp() - 8 * 3600)
-        .unwrap_or(0);
-    gauge!("minipay_bill_last_reconciled_day").set(day_start as f64);
-    for kind in MismatchKind::ALL {
-        let n = counts
-            .iter()
-            .find(|(k, _)| k == kind.as_str())
-            .map_or(0, |(_, n)| *n);
-        gauge!("minipay_bill_mismatches", "kind" => kind.as_str()).set(n as f64);
-    }
-    gauge!("minipay_bill_healed_orders").set(run.healed as f64);
-    Ok(())
 }

@@ -45,6 +45,8 @@ pub async fn run() -> anyhow::Result<()> {
     let settings = vec![
         ("MINIPAY_WORKER_CONCURRENCY", "64".to_owned()),
         ("MINIPAY_LOG", "error".to_owned()),
+        // The normal users are not limited; the login flood meets the default login limit.
+        ("MINIPAY_LIMIT_LOGINS_PER_IP", "60".to_owned()),
     ];
     let svc = Service::start(&db, dir.path(), &settings, NORMAL_CLIENTS).await?;
     eprintln!("[edge] warming up");

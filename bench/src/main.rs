@@ -10,6 +10,7 @@ mod bill_full;
 mod ceilings;
 mod db;
 mod edge;
+mod events;
 mod load;
 mod procs;
 mod report;
@@ -60,6 +61,17 @@ enum Command {
     Bill {
         #[arg(long, default_value_t = 100_000)]
         rows: usize,
+    },
+    /// Merchant events: delivered per second to a local receiver, payments while every delivery
+    /// hangs against no webhook, and RSS with a backlog for a dead endpoint.
+    Events {
+        /// Backends to measure.
+        #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+        backends: Vec<String>,
+        #[arg(long, default_value_t = 2_000)]
+        orders: usize,
+        #[arg(long, default_value_t = 10_000)]
+        backlog: usize,
     },
     /// Orders and notifies under injected faults, a PostgreSQL restart and a killed worker.
     Soak {
@@ -278,6 +290,21 @@ fn main() -> ExitCode {
             }
             Command::Bill { rows } => bill::run_in_temp(rows).await,
             Command::Edge => edge::run().await,
+            Command::Events {
+                backends,
+                orders,
+                backlog,
+            } => {
+                let backends = backends
+                    .iter()
+                    .map(|name| match name.as_str() {
+                        "sqlite" => Ok(Backend::Sqlite),
+                        "postgres" => Ok(Backend::Postgres),
+                        other => Err(anyhow::anyhow!("unknown backend {other}")),
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                events::run(&backends, orders, backlog).await
+            }
             Command::Soak { minutes } => soak::run(Duration::from_secs_f64(minutes * 60.0)).await,
             Command::Run {
                 quick,

@@ -114,3 +114,50 @@ pub struct QueryOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("stored parameters unreadable: {0}")]
 pub struct UnreadableParams(pub String);
+
+/// A refund as the provider is asked to make it, before any protocol shapes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundInput {
+    pub out_trade_no: String,
+    pub out_refund_no: String,
+    /// The order's amount, as paid.
+    pub total_fee: i64,
+    pub refund_fee: i64,
+    /// Shown to the payer (`refund_desc` in v2); empty for none.
+    pub reason: String,
+}
+
+/// What one refund request came back with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundOutcome {
+    /// A short label of the reply for metrics and history (`Reply::label`).
+    pub label: String,
+    pub decision: crate::refund::RefundDecision,
+    /// The provider's refund id, when it accepted this very refund.
+    pub refund_id: Option<String>,
+}
+
+/// What one refund query about one refund came back with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundQueryOutcome {
+    pub label: String,
+    pub decision: crate::refund::RefundQueryDecision,
+    /// The provider's refund id and amount, when its trusted reply listed the refund.
+    pub refund_id: Option<String>,
+    pub refund_fee: Option<i64>,
+}
+
+/// A refund notify opened with our key: the provider's claim about one refund, to be checked
+/// against a refund we know before it is believed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundNotice {
+    pub out_refund_no: String,
+    pub out_trade_no: String,
+    pub refund_id: String,
+    pub total_fee: i64,
+    pub refund_fee: i64,
+    /// Succeeded, Closed or Abnormal (a notify reports only final results).
+    pub result: crate::refund::RefundResult,
+    /// Made by hand in the provider's merchant console, not requested by us.
+    pub from_console: bool,
+}

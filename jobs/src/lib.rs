@@ -29,10 +29,10 @@ pub use event::{
 };
 pub use gateway::{
     OrderFields, ParamError, PayParams, Payment, Prepaid, PrepayInput, PrepayOutcome, QueryOutcome,
-    UnreadableParams,
+    RefundInput, RefundNotice, RefundOutcome, RefundQueryOutcome, UnreadableParams,
 };
 pub use lifecycle::Lifecycle;
 pub use notify::{CheckedNotify, NotifyAck, NotifyCheck, NotifyVerdict, Refusal};
 pub use order::{OrderEvent, OrderStatus};
-pub use payload::{ApplyPayment, Job, PrepayOrder, QueryOrder, ReconcileBill};
+pub use payload::{ApplyPayment, Job, PrepayOrder, QueryOrder, ReconcileBill, RefundOrder};
 pub use refund::{RefundDecision, RefundQueryDecision, RefundResult, RefundStatus};

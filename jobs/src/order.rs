@@ -22,16 +22,19 @@ pub enum OrderStatus {
     Failed,
     /// Expired unpaid and closed with WeChat.
     Closed,
+    /// Refunds that succeeded add up to the order's total.
+    Refunded,
 }
 
 impl OrderStatus {
     /// Every status, in lifecycle order (used for per-status metrics).
-    pub const ALL: [OrderStatus; 5] = [
+    pub const ALL: [OrderStatus; 6] = [
         OrderStatus::Pending,
         OrderStatus::Ready,
         OrderStatus::Paid,
         OrderStatus::Failed,
         OrderStatus::Closed,
+        OrderStatus::Refunded,
     ];
 
     /// The stored and wire name.
@@ -42,6 +45,7 @@ impl OrderStatus {
             OrderStatus::Paid => "paid",
             OrderStatus::Failed => "failed",
             OrderStatus::Closed => "closed",
+            OrderStatus::Refunded => "refunded",
         }
     }
 
@@ -54,8 +58,13 @@ impl OrderStatus {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            OrderStatus::Paid | OrderStatus::Failed | OrderStatus::Closed
+            OrderStatus::Failed | OrderStatus::Closed | OrderStatus::Refunded
         )
+    }
+
+    /// WeChat took the money for it: `paid`, or `refunded` since.
+    pub fn was_paid(self) -> bool {
+        matches!(self, OrderStatus::Paid | OrderStatus::Refunded)
     }
 
     /// Whether `self → next` is a transition the service may make.
@@ -71,6 +80,7 @@ impl OrderStatus {
                 | (Pending, Paid)
                 | (Ready, Paid)
                 | (Ready, Closed)
+                | (Paid, Refunded)
         )
     }
 
@@ -128,6 +138,10 @@ pub enum OrderEvent {
     Failed,
     Paid,
     Closed,
+    /// A refund requested, sent, answered or settled (with its out_refund_no).
+    Refund,
+    /// The order's refunds add up to its total.
+    Refunded,
     /// A reconciliation decision.
     Reconcile,
     /// The reconciler queued a lost prepay job again.
@@ -137,13 +151,15 @@ pub enum OrderEvent {
 }
 
 impl OrderEvent {
-    pub const ALL: [OrderEvent; 9] = [
+    pub const ALL: [OrderEvent; 11] = [
         OrderEvent::Created,
         OrderEvent::Ready,
         OrderEvent::PrepayAttempt,
         OrderEvent::Failed,
         OrderEvent::Paid,
         OrderEvent::Closed,
+        OrderEvent::Refund,
+        OrderEvent::Refunded,
         OrderEvent::Reconcile,
         OrderEvent::Requeued,
         OrderEvent::Alert,
@@ -158,6 +174,8 @@ impl OrderEvent {
             OrderEvent::Failed => "failed",
             OrderEvent::Paid => "paid",
             OrderEvent::Closed => "closed",
+            OrderEvent::Refund => "refund",
+            OrderEvent::Refunded => "refunded",
             OrderEvent::Reconcile => "reconcile",
             OrderEvent::Requeued => "requeued",
             OrderEvent::Alert => "alert",
@@ -208,6 +226,7 @@ mod tests {
             (Pending, Paid),
             (Ready, Paid),
             (Ready, Closed),
+            (Paid, Refunded),
         ];
         for from in OrderStatus::ALL {
             for to in OrderStatus::ALL {
@@ -225,7 +244,8 @@ mod tests {
         for from in OrderStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
             assert!(OrderStatus::ALL.iter().all(|to| !from.can_become(*to)));
         }
-        assert!(!Ready.is_terminal() && !Pending.is_terminal());
+        assert!(!Ready.is_terminal() && !Pending.is_terminal() && !Paid.is_terminal());
+        assert!(Paid.was_paid() && Refunded.was_paid() && !Ready.was_paid());
     }
 
     #[test]
@@ -267,5 +287,6 @@ mod tests {
         assert!(!OrderStatus::payable().contains(&Failed));
         assert!(!OrderStatus::payable().contains(&Closed));
         assert!(!OrderStatus::payable().contains(&Paid));
+        assert!(!OrderStatus::payable().contains(&Refunded));
     }
 }

@@ -96,6 +96,29 @@ impl Job for crate::event::DeliverEvent {
     }
 }
 
+/// Work on one open refund: send its frozen request while it is `pending` (until WeChat
+/// accepts, refuses, or holds it), or ask WeChat about it while it is `processing`. Queued in
+/// the transaction that creates the refund (run 0), then by the reconciler when the refund's
+/// next check comes due (runs count up, so each has its own key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundOrder {
+    pub out_refund_no: String,
+    pub out_trade_no: String,
+    #[serde(default)]
+    pub run: u32,
+}
+
+impl Job for RefundOrder {
+    const QUEUE: &'static str = "refund_order";
+    /// The handler retries WeChat itself and parks the refund for the reconciler, so apalis
+    /// only re-runs after an infrastructure error.
+    const RUNS: usize = 5;
+
+    fn idempotency_key(&self) -> String {
+        format!("refund:{}:{}", self.out_refund_no, self.run)
+    }
+}
+
 /// Reconcile one Beijing day against WeChat's statement (`bill_date` `YYYY-MM-DD`). Queued
 /// when a due bill run is claimed; `claim` is the run's claim count at that moment, so each
 /// attempt has its own key and a job of an older claim finds the run moved on and does nothing.
@@ -133,6 +156,13 @@ mod tests {
             check,
         };
         assert_ne!(q(0).idempotency_key(), q(1).idempotency_key());
+        let r = |run| RefundOrder {
+            out_refund_no: "R1".into(),
+            out_trade_no: "MP1".into(),
+            run,
+        };
+        assert_eq!(r(0).idempotency_key(), "refund:R1:0");
+        assert_ne!(r(0).idempotency_key(), r(1).idempotency_key());
     }
 
     #[test]

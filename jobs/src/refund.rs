@@ -8,6 +8,7 @@ use crate::decide::{Failure, Reply, ReturnFailKind, Transport, classify_return_m
 
 /// Where a refund stands. Stored as the lowercase name; the same name is on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RefundStatus {
     /// Stored; WeChat has not accepted it yet. Every retry sends the same `out_refund_no` and
@@ -86,6 +87,19 @@ impl crate::lifecycle::Lifecycle for RefundStatus {
 
     fn can_become(self, next: Self) -> bool {
         RefundStatus::can_become(self, next)
+    }
+}
+
+/// A stored refund status name that is not one of ours (the column's CHECK makes this a bug).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown refund status {0:?}")]
+pub struct UnknownRefundStatus(pub String);
+
+impl TryFrom<String> for RefundStatus {
+    type Error = UnknownRefundStatus;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        Self::parse(&name).ok_or(UnknownRefundStatus(name))
     }
 }
 

@@ -16,11 +16,11 @@ use tokio_util::sync::CancellationToken;
 mod clients;
 mod tasks;
 
-use clients::wechat;
+use clients::{EmbeddedTls, wechat};
 use tasks::{drain, serve_http, serve_simulator, start_workers};
 
 use crate::clock::Clock;
-use crate::config::{Config, Mode};
+use crate::config::Config;
 use crate::events::Deliverer;
 use crate::http::{FreeSpaceFloor, HttpState, RateLimits, RefusedNotifies, SessionCache, Snapshot};
 use crate::services::Services;
@@ -67,6 +67,8 @@ struct HttpPart {
 struct SimulatorPart {
     simulator: Simulator,
     listener: TcpListener,
+    /// `/secapi/pay/refund` needs TLS with a client certificate: the same router over TLS.
+    tls_listener: TcpListener,
 }
 
 /// A built service, ready to run.
@@ -93,20 +95,21 @@ impl App {
         let store = open_store(&config, role, &signal, &clock).await?;
         let (listener, admin_listener) = bind(&config, role).await?;
         let local = listener.as_ref().map(TcpListener::local_addr).transpose()?;
-        let simulator = match (&config.wechat.mode, role.serves_http()) {
-            (Mode::Simulator, true) => Some(SimulatorPart {
-                simulator: Simulator::new(SimConfig::demo()),
-                listener: TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .context("binding the simulator")?,
-            }),
-            _ => None,
-        };
+        let simulator = simulator_part(&config, role).await?;
         let embedded = match &simulator {
             Some(part) => Some(format!("http://{}", part.listener.local_addr()?)),
             None => None,
         };
-        let (gateway, login, sealer) = wechat(&config, local.map(reachable), embedded.as_deref())?;
+        let embedded_tls = match &simulator {
+            Some(part) => Some(embedded_tls(part)?),
+            None => None,
+        };
+        let (gateway, login, sealer) = wechat(
+            &config,
+            local.map(reachable),
+            embedded.as_deref(),
+            embedded_tls,
+        )?;
         let worker_node = role.runs_workers().then(crate::worker::node_name);
         let metrics = crate::metrics::install();
         // SQLite's group commit reports every batch; on PostgreSQL the probe alone does.
@@ -137,8 +140,8 @@ impl App {
                 sessions: SessionCache::new(),
                 refused,
                 metrics,
-                limits: RateLimits::new(&services.config.limits),
                 snapshot: Snapshot::new(),
+                limits: RateLimits::new(&services.config.limits),
                 worker_node: worker_node.clone(),
             });
             HttpPart {
@@ -266,7 +269,7 @@ pub async fn services_for_command(mut config: Config) -> anyhow::Result<Arc<Serv
     let signal = InsertSignal::new();
     let clock = Clock::new();
     let store = open_store(&config, Role::Work, &signal, &clock).await?;
-    let (gateway, _login, _sealer) = wechat(&config, None, None)?;
+    let (gateway, _login, _sealer) = wechat(&config, None, None, None)?;
     let write_health = match &store {
         Store::Sqlite(pools) => pools.health.clone(),
         Store::Postgres(_) => WriteHealth::new(),
@@ -341,6 +344,39 @@ fn deliverer(config: &Config) -> anyhow::Result<Option<Deliverer>> {
         )),
         _ => Ok(None),
     }
+}
+
+/// The embedded simulator (simulator mode, serving roles) with its listeners.
+async fn simulator_part(config: &Config, role: Role) -> anyhow::Result<Option<SimulatorPart>> {
+    if !(config.wechat.simulator_mode() && role.serves_http()) {
+        return Ok(None);
+    }
+    Ok(Some(SimulatorPart {
+        simulator: Simulator::new(SimConfig::demo()),
+        listener: TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the simulator")?,
+        tls_listener: TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the simulator's TLS listener")?,
+    }))
+}
+
+/// The embedded simulator's HTTPS base URL, CA and merchant certificate.
+fn embedded_tls(part: &SimulatorPart) -> anyhow::Result<EmbeddedTls> {
+    let sim = &part.simulator;
+    let tls = sim.tls().map_err(anyhow::Error::msg)?;
+    let pems = tls.pems();
+    let identity = crate::wechat::v2::tls::ClientIdentity::from_pem(
+        pems.client_cert_pem.as_bytes(),
+        pems.client_key_pem.as_bytes(),
+        &sim.config().mch_id,
+    )?;
+    Ok(EmbeddedTls {
+        base: format!("https://{}", part.tls_listener.local_addr()?),
+        ca: tls.ca_certificates(),
+        identity,
+    })
 }
 
 /// An address clients can dial: a wildcard bind is reached on loopback.

@@ -44,25 +44,25 @@ pub(super) fn serve_http(
         services.stopping.clone(),
     );
     state.limits.spawn_sweeper(services.stopping.clone());
-    let limits = services.config.edge;
     state.snapshot.spawn(
         services.clone(),
         state.worker_node.clone(),
         services.stopping.clone(),
     );
+    let limits = services.config.edge;
     let (public, operator) = match admin {
         None => (crate::http::router(state, simulator), None),
         Some(admin) => (
             crate::http::public_router(state.clone(), simulator),
-            Some(serve_router(
+            Some(tokio::spawn(listener::serve(
                 admin,
                 crate::http::operator_router(state),
                 limits,
                 close.clone(),
-            )),
+            ))),
         ),
     };
-    let public = serve_router(listener, public, limits, close);
+    let public = tokio::spawn(listener::serve(listener, public, limits, close));
     tokio::spawn(async move {
         let operator = match operator {
             Some(server) => server
@@ -77,19 +77,16 @@ pub(super) fn serve_http(
     })
 }
 
-/// One listener serving `router` until `close` fires, then draining its requests.
-fn serve_router(
-    listener: TcpListener,
-    router: axum::Router,
-    limits: Edge,
-    close: CancellationToken,
-) -> Served {
-    tokio::spawn(listener::serve(listener, router, limits, close))
-}
-
 /// The embedded simulator's own loopback listener, with the default limits.
 pub(super) fn serve_simulator(part: SimulatorPart, stop: &CancellationToken) -> Served {
     let router = part.simulator.router();
+    let (simulator, tls_listener, tls_stop) = (part.simulator, part.tls_listener, stop.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            served = simulator.serve_tls(tls_listener) => served,
+            () = tls_stop.cancelled() => Ok(()),
+        }
+    });
     tokio::spawn(listener::serve(
         part.listener,
         router,

@@ -4,8 +4,9 @@
 //!
 //! Each concern declares its settings once — name, type, default, documentation, check — in
 //! its own file with [`settings!`](settings::settings): `database`, `wechat`, `http`,
-//! `orders`, `limits`, `workers`, `retention`, `process`, `bills`, `events`. This module reads them and keeps no
-//! list of names; the README's settings table is checked against the declarations by a test.
+//! `orders`, `limits`, `workers`, `retention`, `process`, `bills`, `events`, `refunds`. This
+//! module reads them and keeps no list of names; the README's settings table is checked
+//! against the declarations by a test.
 
 mod bills;
 mod database;
@@ -15,6 +16,7 @@ mod http;
 mod limits;
 mod orders;
 mod process;
+mod refunds;
 mod retention;
 pub(crate) mod settings;
 mod wechat;
@@ -35,6 +37,7 @@ pub use http::{Http, HttpSettings};
 pub use limits::{LimitSettings, Limits};
 pub use orders::{OrderSettings, Orders};
 pub use process::{Process, ProcessSettings};
+pub use refunds::{ClientCertificate, RefundSettings, Refunds, refund_notify_url};
 pub use retention::{Retention, RetentionSettings};
 pub use settings::Key;
 pub use wechat::{Credentials, Mode, Wechat, WechatSettings};
@@ -63,6 +66,7 @@ pub struct Settings {
     pub process: ProcessSettings,
     pub events: EventSettings,
     pub bills: BillSettings,
+    pub refunds: RefundSettings,
 }
 
 impl Settings {
@@ -80,6 +84,7 @@ impl Settings {
             ProcessSettings::KEYS,
             EventSettings::KEYS,
             BillSettings::KEYS,
+            RefundSettings::KEYS,
         ]
         .into_iter()
         .flatten()
@@ -99,6 +104,7 @@ impl Settings {
             ProcessSettings::shown_defaults(),
             EventSettings::shown_defaults(),
             BillSettings::shown_defaults(),
+            RefundSettings::shown_defaults(),
         ]
         .concat()
     }
@@ -116,6 +122,7 @@ impl Settings {
             process: extract(figment)?,
             events: extract(figment)?,
             bills: extract(figment)?,
+            refunds: extract(figment)?,
         })
     }
 }
@@ -150,6 +157,7 @@ pub struct Config {
     pub process: Process,
     pub events: Events,
     pub bills: Bills,
+    pub refunds: Refunds,
 }
 
 impl Config {
@@ -186,6 +194,7 @@ impl Config {
             process: s.process.config()?,
             events: s.events.config()?,
             bills: s.bills.config()?,
+            refunds: s.refunds.config()?,
         })
     }
 }

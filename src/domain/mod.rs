@@ -3,18 +3,23 @@
 //! transaction plus what follows it — the long-poll wake-up, the log line with the order
 //! number, the metric, the alert — so no caller has to remember them.
 //!
-//! Refunds and merchant events are the next operations here: each a store transaction (with
-//! its job or outbox row queued inside it) plus its wake-ups and alerts.
+//! Refunds are here too: requested (stored with their job), settled, and received by notify.
 
 pub mod bill;
 mod notify;
 mod payment;
 mod place;
+mod refund;
+mod refund_notify;
 mod transitions;
 
 pub use notify::{Arrival, Received, Refused, receive_notify};
 pub use payment::apply_payment;
 pub use place::{Draft, PlaceError, Placed, check_draft, place_order};
+pub use refund::{
+    RefundError, RefundRequest, Requested, lease_ms, refund_alert, request_refund, settle_refund,
+};
+pub use refund_notify::receive_refund_notify;
 pub use transitions::{close_order, fail_order, mark_ready};
 
 /// An operator must look at this: one ERROR line with the order number and a counter.

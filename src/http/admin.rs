@@ -127,11 +127,13 @@ pub async fn order_history(
     let notifies = store.notifies_for(&out_trade_no).await?;
     let refused = store.refused_notifies_for(&out_trade_no).await?;
     let merchant_events = super::events::of_order(store, &out_trade_no).await?;
+    let refunds = store.refunds_of(&out_trade_no).await?;
     Ok(AppJson(OrderHistory::new(
         &order,
         events,
         notifies,
         refused,
         merchant_events,
+        &refunds,
     )))
 }

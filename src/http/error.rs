@@ -67,6 +67,22 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("out_trade_no {0:?} is already used by a different order")]
     OutTradeNoTaken(String),
+    #[error("no refund {0:?}")]
+    RefundNotFound(String),
+    #[error("{0}")]
+    OrderNotPaid(String),
+    #[error("{0}")]
+    RefundExceedsPaid(String),
+    #[error("the order already has the 50 refunds WeChat allows")]
+    RefundLimitReached,
+    #[error("the order was paid over 365 days ago: WeChat no longer refunds it")]
+    RefundWindowClosed,
+    #[error(
+        "refunds are not configured: set MINIPAY_CLIENT_CERT and MINIPAY_CLIENT_KEY (or MINIPAY_CLIENT_P12)"
+    )]
+    RefundsNotConfigured,
+    #[error("this Idempotency-Key was used for a different refund of this order")]
+    RefundKeyReused,
     #[error("wait must be an integer number of seconds from 0 to 30")]
     InvalidWait,
     #[error("the path is not valid: {0}")]
@@ -122,6 +138,15 @@ impl ApiError {
             }
             ApiError::OutTradeNoTaken(_) => (StatusCode::CONFLICT, "OUT_TRADE_NO_TAKEN"),
             ApiError::InvalidWait => (StatusCode::BAD_REQUEST, "INVALID_WAIT"),
+            ApiError::RefundNotFound(_) => (StatusCode::NOT_FOUND, "REFUND_NOT_FOUND"),
+            ApiError::OrderNotPaid(_) => (StatusCode::CONFLICT, "ORDER_NOT_PAID"),
+            ApiError::RefundExceedsPaid(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "REFUND_EXCEEDS_PAID")
+            }
+            ApiError::RefundLimitReached => (StatusCode::CONFLICT, "REFUND_LIMIT_REACHED"),
+            ApiError::RefundWindowClosed => (StatusCode::CONFLICT, "REFUND_WINDOW_CLOSED"),
+            ApiError::RefundsNotConfigured => (StatusCode::CONFLICT, "REFUNDS_NOT_CONFIGURED"),
+            ApiError::RefundKeyReused => (StatusCode::CONFLICT, "IDEMPOTENCY_KEY_REUSED"),
             ApiError::InvalidPath(_) => (StatusCode::BAD_REQUEST, "INVALID_PATH"),
             ApiError::StorageUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "STORAGE_UNAVAILABLE")

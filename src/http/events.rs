@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use minipay_jobs::DeliveryState;
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use utoipa::IntoParams;
 
 use super::HttpState;
 use super::auth::AdminAuth;
-use super::error::{ApiError, AppJson};
+use super::error::{ApiError, AppJson, AppPath, AppQuery};
 use super::views::{ErrorBody, EventView, Events, Redelivered};
 use crate::store::{AttemptRow, EventFilter, Redelivery, Store, StoreError};
 
@@ -33,13 +33,12 @@ pub struct ListQuery {
 #[utoipa::path(get, path = "/v1/admin/events", operation_id = "list_events", tag = "admin", params(ListQuery),
     responses(
         (status = 200, description = "Merchant events, newest first", body = Events),
-        (status = 400, description = "A query parameter of the wrong type (limit not an integer)", body = String, content_type = "text/plain"),
-        (status = 422, description = "INVALID_PARAMETER: an unknown state, or limit out of range", body = ErrorBody),
+        (status = 422, description = "INVALID_PARAMETER: an unknown state, or limit out of range; INVALID_BODY: a mistyped query parameter", body = ErrorBody),
     ))]
 pub async fn list(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
-    Query(query): Query<ListQuery>,
+    AppQuery(query): AppQuery<ListQuery>,
 ) -> Result<AppJson<Events>, ApiError> {
     let delivery_state = match query.state.as_deref().filter(|s| !s.is_empty()) {
         None => None,
@@ -82,7 +81,7 @@ pub async fn list(
 pub async fn redeliver(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<(StatusCode, AppJson<Redelivered>), ApiError> {
     let services = &state.services;
     let outcome = services

@@ -30,7 +30,10 @@ pub async fn healthz() -> Json<Health> {
     ))]
 pub async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
     let services = &state.services;
-    let checked = state.snapshot.checked(Instant::now());
+    let checked = state
+        .snapshot
+        .checked_or_probe(services, state.worker_node.as_deref())
+        .await;
     // The last write's outcome and the write probe (store::WriteHealth).
     let writes = services.write_health.is_ok();
     let ready = checked.ok() && writes && !services.stopping.is_cancelled();
@@ -57,6 +60,7 @@ pub async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
     responses((status = 200, description = "Prometheus text format 0.0.4", body = String,
         content_type = "text/plain")))]
 pub async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
+    state.snapshot.refresh_if_never(&state.services).await;
     let mut text = state.metrics.render();
     text.push_str(
         &state

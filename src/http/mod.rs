@@ -17,6 +17,8 @@ mod orders;
 mod oversized;
 mod payer_ip;
 mod queues;
+mod refund_notify;
+mod refunds;
 mod refused_notifies;
 mod session_cache;
 mod sessions;
@@ -84,6 +86,10 @@ fn public_routes(simulator: Option<Router>) -> Routes {
             post(notify::receive).layer(DefaultBodyLimit::disable()),
         )
         .route("/openapi.json", get(openapi::public_document))
+        .route(
+            "/v1/wechat/refund-notify",
+            post(refund_notify::receive).layer(DefaultBodyLimit::disable()),
+        )
         .merge(health_routes());
     match simulator {
         Some(sim) => api.nest_service("/simulator", sim),
@@ -101,6 +107,11 @@ fn operator_routes() -> Routes {
     Router::new()
         .route("/v1/admin/orders", post(admin::create_order))
         .route("/v1/admin/orders/{out_trade_no}", get(admin::order_history))
+        .route(
+            "/v1/admin/orders/{out_trade_no}/refunds",
+            post(refunds::create).get(refunds::list),
+        )
+        .route("/v1/admin/refunds/{out_refund_no}", get(refunds::show))
         .route("/v1/admin/bills", get(bills::list))
         .route("/v1/admin/bills/{date}", get(bills::show))
         .route("/v1/admin/bills/{date}/reconcile", post(bills::reconcile))
@@ -123,17 +134,16 @@ fn operator_routes() -> Routes {
         .route("/metrics", get(health::metrics))
 }
 
-/// The contract's answers for unknown paths and methods, shutdown, and the request metrics.
+/// The contract's answers for unknown paths and methods, shutdown, load shedding (each
+/// listener's router sheds on its own: a flood of the public port leaves the operator's room)
+/// and the request metrics.
 fn finish(routes: Routes, state: Arc<HttpState>) -> Router {
+    let in_flight = shed::InFlight::new(state.services.config.edge.max_in_flight);
     routes
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(state.clone(), shutting_down))
-        // Each listener sheds on its own budget: a public flood never sheds the operator.
-        .layer(middleware::from_fn_with_state(
-            shed::InFlight::new(state.services.config.edge.max_in_flight),
-            shed::shed,
-        ))
+        .layer(middleware::from_fn_with_state(in_flight, shed::shed))
         .layer(middleware::from_fn(observe))
         .with_state(state)
 }

@@ -8,17 +8,16 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::{ConnectInfo, State};
-use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use minipay_jobs::{CheckedNotify, NotifyCheck, NotifyVerdict, Refusal};
 use tracing::Instrument;
 
 use super::HttpState;
 use super::payer_ip::payer_ip;
+use super::refund_notify::answer;
 use super::refused_notifies::RefusedNotify;
 use crate::domain::{self, Arrival};
-use crate::wechat::NotifyReply;
 
 /// WeChat Pay's payment-result notify (XML, signed). `SUCCESS` only once the notify is verified
 /// and durably recorded with its status-update job; otherwise `FAIL` and WeChat retries. A
@@ -41,6 +40,10 @@ pub async fn receive(
     };
     let limit = services.gateway.notify_body_limit();
     let (raw, checked) = match to_bytes(body, limit).await {
+        // Merchants often give WeChat one URL for payments and refunds.
+        Ok(raw) if services.gateway.is_refund_notify(&raw) => {
+            return super::refund_notify::handle(services, &raw).await;
+        }
         Ok(raw) => {
             let checked = services.gateway.verify_notify(&raw, &headers);
             (raw, checked)
@@ -72,9 +75,4 @@ pub async fn receive(
         ));
     }
     answer(services.gateway.notify_reply(&received.ack))
-}
-
-fn answer(reply: NotifyReply) -> Response {
-    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
-    (status, [(CONTENT_TYPE, reply.content_type)], reply.body).into_response()
 }

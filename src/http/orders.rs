@@ -118,7 +118,7 @@ fn replayed(
     Ok((StatusCode::ACCEPTED, AppJson(Created::from(order))))
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };

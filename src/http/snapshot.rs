@@ -1,6 +1,7 @@
 //! What `/metrics` and `/readyz` answer from: a background task reads the database-backed
 //! gauges every `MINIPAY_METRICS_REFRESH_MS` and probes readiness (database, migrations, this
-//! process's workers) every second; the endpoints only read memory. A scrape flood then costs
+//! process's workers) every second (every 100 ms while not ready); the endpoints only read
+//! memory. A scrape flood then costs
 //! the database nothing, and `/readyz` answers at once however busy the pools are.
 
 use std::sync::{Arc, RwLock};
@@ -9,13 +10,16 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{DbGauges, gauge_line, refresh_bills};
+use crate::metrics::{DbGauges, gauge_line};
 use crate::services::Services;
 use crate::store::StoreError;
 use crate::worker::QUEUES;
 
 /// How often readiness is probed.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How often while it fails (at start, until the workers' first heartbeat; during an outage):
+/// an instance that can serve says so at once.
+const PROBE_WHILE_NOT_READY: Duration = Duration::from_millis(100);
 /// A probe step that takes longer than this counts as failed.
 const STEP_TIMEOUT: Duration = Duration::from_secs(2);
 /// A readiness probe older than this is not believed: the probing itself is stuck.
@@ -25,6 +29,8 @@ pub const STALE_AFTER: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     inner: Arc<RwLock<Inner>>,
+    /// Held by the one request that probes or reads before the background task has (at start).
+    first: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Debug, Default)]
@@ -123,6 +129,37 @@ impl Snapshot {
         out
     }
 
+    /// Like [`Snapshot::checked`], but before the first background probe one request probes
+    /// (the others wait for it): a process just started answers at once, not a second later.
+    pub async fn checked_or_probe(
+        &self,
+        services: &Services,
+        worker_node: Option<&str>,
+    ) -> Checked {
+        let checked = self.checked(Instant::now());
+        if checked.age.is_some() {
+            return checked;
+        }
+        let _first = self.first.lock().await;
+        if self.checked(Instant::now()).age.is_none() {
+            self.probe(services, worker_node).await;
+        }
+        self.checked(Instant::now())
+    }
+
+    /// Before the first background read of the gauges, one scrape reads them (the others wait
+    /// for it), so the first scrape of a process just started has them.
+    pub async fn refresh_if_never(&self, services: &Services) {
+        let never = |s: &Self| s.inner.read().is_ok_and(|i| i.refreshed.is_none());
+        if !never(self) {
+            return;
+        }
+        let _first = self.first.lock().await;
+        if never(self) {
+            self.refresh(services).await;
+        }
+    }
+
     /// Reads the gauges now.
     pub async fn refresh(&self, services: &Services) {
         let read = DbGauges::read(
@@ -132,9 +169,7 @@ impl Snapshot {
             services.config.workers.reconcile_delay,
         );
         let read = tokio::time::timeout(STEP_TIMEOUT * 5, read).await;
-        // The bill gauges live in the recorder: set here, in the background, like the rest.
-        let bills = tokio::time::timeout(STEP_TIMEOUT, refresh_bills(&services.store)).await;
-        let ok = matches!(read, Ok(Ok(_))) && matches!(bills, Ok(Ok(())));
+        let ok = matches!(read, Ok(Ok(_)));
         if let Ok(mut inner) = self.inner.write() {
             if let Ok(Ok(gauges)) = read {
                 inner.gauges = Some(gauges);
@@ -175,15 +210,20 @@ impl Snapshot {
     ) -> JoinHandle<()> {
         let snapshot = self.clone();
         let every = services.config.http.metrics_refresh;
-        let tick = every.min(PROBE_EVERY);
         tokio::spawn(async move {
             let mut next_refresh = Instant::now();
             loop {
+                snapshot.probe(&services, worker_node.as_deref()).await;
                 if Instant::now() >= next_refresh {
                     snapshot.refresh(&services).await;
                     next_refresh = Instant::now() + every;
                 }
-                snapshot.probe(&services, worker_node.as_deref()).await;
+                let probe_every = match snapshot.checked(Instant::now()).ok() {
+                    true => PROBE_EVERY,
+                    false => PROBE_WHILE_NOT_READY,
+                };
+                let until_refresh = next_refresh.saturating_duration_since(Instant::now());
+                let tick = probe_every.min(until_refresh);
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(tick) => {}

@@ -26,10 +26,10 @@ pub struct HttpState {
     /// Refused notifies, written in batches off the request path.
     pub refused: RefusedNotifies,
     pub metrics: PrometheusHandle,
-    /// Logins, orders and reads per client or user; wrong admin tokens per client.
-    pub limits: Arc<RateLimits>,
     /// The gauges and readiness `/metrics` and `/readyz` answer from.
     pub snapshot: Snapshot,
+    /// Logins, orders and reads per client or user; wrong admin tokens per client.
+    pub limits: Arc<RateLimits>,
     /// This process's worker name prefix, when it runs workers (for `/readyz`).
     pub worker_node: Option<String>,
 }

@@ -1,13 +1,13 @@
 //! The JSON bodies the API answers with, as typed structs (docs/http-api.md). A field that
 //! only some statuses have is absent, not null, for the others.
 
-use minipay_jobs::{OrderStatus, PayParams};
+use minipay_jobs::{OrderStatus, PayParams, RefundStatus};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::store::{
-    AttemptRow, EventRecord, EventRow, NotifyRow, OrderRow, QueueStats, RefusedGroup,
+    AttemptRow, EventRecord, EventRow, NotifyRow, OrderRow, QueueStats, RefundRow, RefusedGroup,
 };
 
 /// What order creation answers.
@@ -56,6 +56,9 @@ pub struct OrderView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub error: Option<OrderError>,
+    /// The refunds that succeeded, in fen, once above 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refunded_fee: Option<i64>,
 }
 
 impl From<&OrderRow> for OrderView {
@@ -69,6 +72,7 @@ impl From<&OrderRow> for OrderView {
             pay_params: None,
             transaction_id: None,
             error: None,
+            refunded_fee: (order.refunded_fee > 0).then_some(order.refunded_fee),
         };
         match order.status {
             OrderStatus::Ready => {
@@ -77,7 +81,7 @@ impl From<&OrderRow> for OrderView {
                     .as_deref()
                     .and_then(|p| serde_json::from_str(p).ok());
             }
-            OrderStatus::Paid => {
+            OrderStatus::Paid | OrderStatus::Refunded => {
                 view.transaction_id = Some(order.transaction_id.clone().unwrap_or_default());
             }
             OrderStatus::Failed => {
@@ -121,6 +125,8 @@ pub struct OrderHistory {
     pub events: Vec<EventView>,
     /// Every delivery attempt of those events (time, status or error, duration), oldest first.
     pub event_attempts: Vec<AttemptRow>,
+    /// The order's refunds, oldest first.
+    pub refunds: Vec<RefundView>,
 }
 
 impl OrderHistory {
@@ -130,6 +136,7 @@ impl OrderHistory {
         notifies: Vec<NotifyRow>,
         refused_notifies: Vec<RefusedGroup>,
         (events, event_attempts): (Vec<EventView>, Vec<AttemptRow>),
+        refunds: &[RefundRow],
     ) -> Self {
         OrderHistory {
             order: OrderView::from(order),
@@ -151,6 +158,7 @@ impl OrderHistory {
             refused_notifies,
             events,
             event_attempts,
+            refunds: refunds.iter().map(RefundView::from).collect(),
         }
     }
 }
@@ -204,6 +212,27 @@ impl From<EventRecord> for EventView {
     }
 }
 
+/// What refund creation answers (the same body again for a replayed Idempotency-Key).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundCreated {
+    pub out_refund_no: String,
+    pub out_trade_no: String,
+    pub refund_fee: i64,
+    pub status: RefundStatus,
+}
+
+impl From<&RefundRow> for RefundCreated {
+    fn from(refund: &RefundRow) -> Self {
+        RefundCreated {
+            out_refund_no: refund.out_refund_no.clone(),
+            out_trade_no: refund.out_trade_no.clone(),
+            refund_fee: refund.refund_fee,
+            // Created pending: a replay answers what the first request was answered.
+            status: RefundStatus::Pending,
+        }
+    }
+}
+
 /// `GET /v1/admin/events`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Events {
@@ -217,11 +246,75 @@ pub struct Redelivered {
     pub state: &'static str,
 }
 
+/// One refund.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundView {
+    pub out_refund_no: String,
+    pub out_trade_no: String,
+    pub refund_fee: i64,
+    pub status: RefundStatus,
+    /// Once WeChat accepted it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refund_id: Option<String>,
+    /// RFC 3339, only when succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub succeeded_at: Option<String>,
+    /// When failed or abnormal, or while held (`NOTENOUGH`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<OrderError>,
+    /// `true` for a refund made in WeChat's merchant console (recorded from its notify).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub external: bool,
+    pub reason: String,
+    /// Refund requests sent to WeChat so far.
+    pub attempts: i64,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
 /// Unix milliseconds as RFC 3339 in UTC, to the millisecond (the contract's time format).
 pub fn rfc3339(unix_ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(unix_ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl From<&RefundRow> for RefundView {
+    fn from(refund: &RefundRow) -> Self {
+        let shows_error = matches!(
+            refund.status,
+            RefundStatus::Failed | RefundStatus::Abnormal | RefundStatus::Pending
+        );
+        let error = match (&refund.error_code, shows_error) {
+            (Some(code), true) => Some(OrderError {
+                code: code.clone(),
+                message: refund.error_message.clone().unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        RefundView {
+            out_refund_no: refund.out_refund_no.clone(),
+            out_trade_no: refund.out_trade_no.clone(),
+            refund_fee: refund.refund_fee,
+            status: refund.status,
+            refund_id: refund.refund_id.clone(),
+            succeeded_at: match refund.status {
+                RefundStatus::Succeeded => refund.succeeded_at.map(rfc3339),
+                _ => None,
+            },
+            error,
+            external: refund.source == "console",
+            reason: refund.reason.clone(),
+            attempts: refund.attempts,
+            created_at: rfc3339(refund.created_at),
+        }
+    }
+}
+
+/// `GET /v1/admin/orders/{out_trade_no}/refunds`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundList {
+    pub refunds: Vec<RefundView>,
 }
 
 /// `GET /v1/admin/queues`.

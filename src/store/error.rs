@@ -35,6 +35,9 @@ pub enum StoreError {
     /// The committing task is gone (the store is shutting down).
     #[error("the store is closed")]
     Closed,
+    /// A unique value was taken by another row (a generated number that collided).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
 }
 
 impl StoreError {

@@ -19,6 +19,7 @@ mod notifies;
 mod orders;
 pub(crate) mod outbox;
 mod process_lock;
+mod refunds;
 mod refused_notifies;
 mod sessions;
 mod stats;
@@ -47,6 +48,10 @@ pub use notifies::{NotifyRow, RecordedNotify, VerifiedNotify};
 pub use orders::{Applied, CreateOutcome, EventRow, NewOrder, OrderRow};
 pub use outbox::{Anomaly, NewEvent, Outbox, rfc3339_ms};
 pub use process_lock::{LockError, lock_for_workers};
+pub use refunds::{
+    ConsoleRefund, CreateRefund, MAX_REFUNDS_PER_ORDER, NewRefund, RefundChange, RefundRefusal,
+    RefundRow, Settled,
+};
 pub use refused_notifies::{RefusedGroup, refusal_window};
 pub use sessions::SessionRow;
 pub use stats::{QueueStats, StatusCount};

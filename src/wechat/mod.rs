@@ -16,7 +16,8 @@ use chrono::NaiveDate;
 use minipay_jobs::bill::{BillDownloaded, BillUnavailable, WechatEntry};
 use minipay_jobs::{
     CheckedNotify, NotifyAck, OrderFields, ParamError, PrepayInput, PrepayOutcome, QueryOutcome,
-    Reply, UnreadableParams,
+    RefundInput, RefundNotice, RefundOutcome, RefundQueryOutcome, RefundStatus, Reply,
+    UnreadableParams,
 };
 
 pub use login::{LoginClient, LoginError, WechatSession, http_client};
@@ -91,6 +92,56 @@ impl Gateway {
     pub async fn close_order(&self, out_trade_no: &str) -> Reply {
         match self {
             Gateway::V2(v2) => v2.close_order(out_trade_no).await,
+        }
+    }
+
+    /// Whether refunds can be sent (v2: a merchant API certificate is configured).
+    pub fn refunds_enabled(&self) -> bool {
+        match self {
+            Gateway::V2(v2) => v2.refunds().is_some(),
+        }
+    }
+
+    /// Builds, checks and freezes a refund request: the text stored with the refund and sent,
+    /// unchanged, on every attempt.
+    pub fn freeze_refund(&self, refund: &RefundInput) -> Result<String, ParamError> {
+        match self {
+            Gateway::V2(v2) => v2.freeze_refund(refund),
+        }
+    }
+
+    /// One refund request with the frozen parameters.
+    pub async fn refund(&self, frozen: &str) -> Result<RefundOutcome, UnreadableParams> {
+        match self {
+            Gateway::V2(v2) => v2.refund(frozen).await,
+        }
+    }
+
+    /// Asks the provider where one refund stands (`current`: its status here).
+    pub async fn query_refund(
+        &self,
+        out_refund_no: &str,
+        current: RefundStatus,
+    ) -> RefundQueryOutcome {
+        match self {
+            Gateway::V2(v2) => v2.query_refund(out_refund_no, current).await,
+        }
+    }
+
+    /// Whether a notify body is a refund notify (posted to either notify URL).
+    pub fn is_refund_notify(&self, body: &[u8]) -> bool {
+        match self {
+            Gateway::V2(_) => v2::refund_client::looks_like_refund_notify(body),
+        }
+    }
+
+    /// Opens a refund notify: the provider's claim about one refund, or why it was refused
+    /// (a short kind for metrics, and a detail).
+    pub fn open_refund_notify(&self, body: &[u8]) -> Result<RefundNotice, (&'static str, String)> {
+        match self {
+            Gateway::V2(v2) => v2
+                .open_refund_notify(body)
+                .map_err(|e| (e.kind(), e.to_string())),
         }
     }
 

@@ -11,6 +11,7 @@ macro_rules! each_job {
             ::minipay_jobs::PrepayOrder => $crate::worker::prepay_order::run,
             ::minipay_jobs::ApplyPayment => $crate::worker::apply_payment::run,
             ::minipay_jobs::QueryOrder => $crate::worker::query_order::run,
+            ::minipay_jobs::RefundOrder => $crate::worker::refund_order::run,
             ::minipay_jobs::ReconcileBill => $crate::worker::reconcile_bill::run,
             ::minipay_jobs::DeliverEvent => $crate::worker::deliver_event::run,
         )
@@ -39,6 +40,7 @@ mod tests {
                 "prepay_order",
                 "apply_payment",
                 "query_order",
+                "refund_order",
                 "reconcile_bill",
                 "deliver_event",
             ]

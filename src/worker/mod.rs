@@ -14,6 +14,8 @@ mod prepay_order;
 mod query_order;
 mod reconcile_bill;
 pub mod reconciler;
+mod refund_check;
+mod refund_order;
 
 use std::sync::Arc;
 

@@ -1,8 +1,9 @@
 //! The periodic sweep every worker process runs: queue order queries for `ready` orders whose
-//! check is due, re-queue `pending` orders whose prepay job was lost or died, and delete what
-//! is kept only for a while (finished jobs, expired sessions, refused notifies), and the bill
-//! schedule (`bill_schedule.rs`). Claims are guarded in SQL, so any number of processes can
-//! sweep at once.
+//! check is due, queue the job of open refunds whose next step is due (a send, a held
+//! refund's retry, or a refundquery for a `processing` one without its notify), re-queue
+//! `pending` orders whose prepay job was lost or died, and delete what is kept only for a while
+//! (finished jobs, expired sessions, refused notifies), and the bill schedule
+//! (`bill_schedule.rs`). Claims are guarded in SQL, so any number of processes can sweep at once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,6 +46,9 @@ async fn sweep(services: &Services, last_vacuum: &mut Instant) -> Result<(), Sto
     let lease_ms = (config.wechat.timeout.as_millis() as i64 * 10).max(60_000);
     for job in store.claim_due_checks(now_ms, lease_ms, 200).await? {
         tracing::info!(out_trade_no = %job.out_trade_no, check = job.check, "no notify yet; order query queued");
+    }
+    for job in store.claim_due_refunds(now_ms, lease_ms, 200).await? {
+        tracing::info!(out_trade_no = %job.out_trade_no, out_refund_no = %job.out_refund_no, run = job.run, "refund job queued");
     }
     let stuck_before = now_ms - config.workers.stuck_pending.as_millis() as i64;
     for out_trade_no in store

@@ -149,8 +149,12 @@ on_both_backends! {
         assert_eq!(csv.text().await.unwrap(), "date,kind,out_trade_no,out_refund_no,wechat,local,healable\r\n");
 
         // The metrics show the day and no mismatch.
-        let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
-        assert!(metrics.contains("minipay_bill_mismatches{kind=\"amount\"} 0"), "{metrics}");
+        // (read in the background, every 200 ms in tests)
+        eventually("the metrics show the day", || async {
+            let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+            metrics.contains("minipay_bill_mismatches{kind=\"amount\"} 0")
+        })
+        .await;
         app.stop().await;
     }
 }
@@ -217,8 +221,12 @@ on_both_backends! {
         assert_eq!(report["healed"], json!([]));
 
         // The metrics show the last day's mismatches by kind.
-        let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
-        assert!(metrics.contains("minipay_bill_mismatches{kind=\"missing_local\"} 1"), "{metrics}");
+        // (read in the background, every 200 ms in tests)
+        eventually("the metrics show the day", || async {
+            let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+            metrics.contains("minipay_bill_mismatches{kind=\"missing_local\"} 1")
+        })
+        .await;
         app.stop().await;
     }
 }

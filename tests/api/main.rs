@@ -23,6 +23,7 @@ mod process;
 mod processes;
 mod reconcile;
 mod refund_protocol;
+mod refunds;
 mod replies;
 mod retention;
 mod schema;

@@ -28,8 +28,10 @@ fn new_order(out_trade_no: &str, now_ms: i64) -> NewOrder {
 }
 
 /// Puts the order in `status` behind the store's back, as the only way to reach every `from`.
+/// Its refunds are made to add up to the total, so that `paid → refunded` is possible.
 async fn force(store: &Store, out_trade_no: &str, status: OrderStatus) {
-    let sql = "UPDATE orders SET status = $1 WHERE out_trade_no = $2";
+    let sql = "UPDATE orders SET status = $1, refund_reserved = total_fee, refunded_fee = total_fee \
+               WHERE out_trade_no = $2";
     match store {
         Store::Sqlite(p) => {
             sqlx::query(sql)
@@ -79,6 +81,7 @@ async fn become_(store: &Store, out_trade_no: &str, to: OrderStatus, now_ms: i64
             .mark_closed(out_trade_no, "closed", &Outbox::default(), now_ms)
             .await
             .unwrap(),
+        OrderStatus::Refunded => store.mark_refunded(out_trade_no, now_ms).await.unwrap(),
         OrderStatus::Paid => {
             let payment = Payment {
                 out_trade_no: out_trade_no.to_owned(),
@@ -121,7 +124,7 @@ on_both_backends! {
                 }
             }
         }
-        assert_eq!(allowed, ["pending->ready", "pending->paid", "pending->failed", "ready->paid", "ready->closed"]);
+        assert_eq!(allowed, ["pending->ready", "pending->paid", "pending->failed", "ready->paid", "ready->closed", "paid->refunded"]);
         app.stop().await;
     }
 }

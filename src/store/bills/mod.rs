@@ -5,6 +5,7 @@
 
 mod report;
 
+use futures::TryStreamExt;
 use minipay_jobs::bill::{LocalOrder, LocalRefund};
 use minipay_jobs::{OrderStatus, ReconcileBill};
 use serde::Serialize;
@@ -138,7 +139,12 @@ struct LocalOrderRow {
 
 impl LocalOrderRow {
     fn into_local(self) -> Option<LocalOrder> {
-        let status = OrderStatus::parse(&self.status)?;
+        // A refunded order was paid: its payment line compares as paid (its refunds are lines
+        // of their own).
+        let status = match self.status.as_str() {
+            "refunded" => OrderStatus::Paid,
+            name => OrderStatus::parse(name)?,
+        };
         Some(LocalOrder {
             out_trade_no: self.out_trade_no,
             total_fee: self.total_fee,
@@ -314,17 +320,17 @@ impl Store {
         yyyymmdd: &str,
         next_yyyymmdd: &str,
     ) -> Result<(Vec<LocalOrder>, Vec<LocalRefund>), StoreError> {
-        let rows: Vec<LocalOrderRow> = on_reader!(self, pool => {
-            sqlx::query_as(LOCAL_DAY)
+        // Streamed into the list: a day's rows are never held twice.
+        let mut orders = Vec::new();
+        on_reader!(self, pool => {
+            let mut rows = sqlx::query_as::<_, LocalOrderRow>(LOCAL_DAY)
                 .bind(yyyymmdd)
                 .bind(next_yyyymmdd)
-                .fetch_all(pool)
-                .await?
+                .fetch(pool);
+            while let Some(row) = rows.try_next().await? {
+                orders.extend(row.into_local());
+            }
         });
-        let orders = rows
-            .into_iter()
-            .filter_map(LocalOrderRow::into_local)
-            .collect();
         Ok((orders, Vec::new()))
     }
 

@@ -7,6 +7,7 @@ mod transitions;
 use minipay_jobs::{OrderEvent, OrderStatus, PrepayOrder};
 
 pub use transitions::Applied;
+pub(super) use transitions::{from, set};
 
 use super::dialect::Dialect;
 use super::{Store, StoreError, on_pool, on_reader, write_tx};
@@ -45,6 +46,11 @@ pub struct OrderRow {
     pub ready_at: Option<i64>,
     pub paid_at: Option<i64>,
     pub expires_at: i64,
+    /// The refunds that succeeded, in fen.
+    pub refunded_fee: i64,
+    /// Every refund not failed, in fen (never above `total_fee`).
+    pub refund_reserved: i64,
+    pub refund_count: i64,
 }
 
 /// One line of an order's history.
@@ -109,6 +115,9 @@ impl NewOrder {
             ready_at: None,
             paid_at: None,
             expires_at: self.expires_at,
+            refunded_fee: 0,
+            refund_reserved: 0,
+            refund_count: 0,
         }
     }
 }
@@ -132,7 +141,7 @@ const INSERT_ORDER: &str = "INSERT INTO orders (out_trade_no, session_id, openid
      description, attach, payer_ip, idempotency_key, params, status, created_at, updated_at, expires_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $14, $12, $12, $13) ON CONFLICT DO NOTHING";
 
-pub(super) const INSERT_EVENT: &str =
+pub(in crate::store) const INSERT_EVENT: &str =
     "INSERT INTO order_events (out_trade_no, at, kind, detail) VALUES ($1, $2, $3, $4)";
 
 /// SQL text whose order statuses are spelled by the core crate's enum, built once on first
@@ -144,7 +153,7 @@ macro_rules! status_sql {
             std::sync::LazyLock::new(|| format!($($fmt)*));
     };
 }
-pub(super) use status_sql;
+pub(in crate::store) use status_sql;
 
 status_sql!(
     /// The unpaid orders a user placed (from the catalog: not the merchant backend's) and when
@@ -159,7 +168,7 @@ status_sql!(
 const BY_IDEMPOTENCY_KEY: &str = "SELECT * FROM orders WHERE openid = $1 AND idempotency_key = $2";
 
 /// `status = 'ready'`: a guard that keeps an update to orders (or refunds…) in one status.
-pub(super) fn is<S: minipay_jobs::Lifecycle>(status: S) -> String {
+pub(in crate::store) fn is<S: minipay_jobs::Lifecycle>(status: S) -> String {
     format!("status = '{}'", status.as_str())
 }
 

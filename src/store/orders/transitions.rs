@@ -152,12 +152,13 @@ impl Standing {
             };
         }
         match self.status {
-            OrderStatus::Paid
-                if self.transaction_id.as_deref() == Some(payment.transaction_id.as_str()) =>
+            status
+                if status.was_paid()
+                    && self.transaction_id.as_deref() == Some(payment.transaction_id.as_str()) =>
             {
                 Applied::AlreadyPaid
             }
-            OrderStatus::Paid => Applied::PaidTwice {
+            status if status.was_paid() => Applied::PaidTwice {
                 existing: self.transaction_id.unwrap_or_default(),
             },
             other => Applied::NotPayable(other),

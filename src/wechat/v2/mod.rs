@@ -46,11 +46,27 @@ pub struct V2 {
     client: PayClient,
     /// Where WeChat posts payment results for orders created by this process.
     notify_url: String,
+    /// `None`: no merchant API certificate, so no refunds.
+    refunds: Option<refund_client::Refunds>,
 }
 
 impl V2 {
     pub fn new(client: PayClient, notify_url: String) -> Self {
-        V2 { client, notify_url }
+        V2 {
+            client,
+            notify_url,
+            refunds: None,
+        }
+    }
+
+    /// With refunds: `client` presents the merchant API certificate.
+    pub fn with_refunds(mut self, client: refund_client::RefundClient, notify_url: String) -> Self {
+        self.refunds = Some(refund_client::Refunds { client, notify_url });
+        self
+    }
+
+    pub fn refunds(&self) -> Option<&refund_client::Refunds> {
+        self.refunds.as_ref()
     }
 
     pub fn client(&self) -> &PayClient {

@@ -5,11 +5,16 @@
 use minipay_jobs::refund::{
     RefundDecision, RefundQueryDecision, RefundStatus, after_refund, after_refund_query,
 };
+use minipay_jobs::{
+    ParamError, RefundInput, RefundNotice, RefundOutcome, RefundQueryOutcome, UnreadableParams,
+};
 
 use super::refund::{RefundAccepted, RefundParams, RefundQueryKey, RefundQueryReply, RefundRecord};
 use crate::wechat::v2::client::PayClient;
+use crate::wechat::v2::refund_notify::{RefundNotifyError, is_refund_notify, read_refund_notify};
 use crate::wechat::v2::reply::Answer;
 use crate::wechat::v2::sign::nonce;
+use crate::wechat::v2::xml;
 
 /// A [`PayClient`] whose HTTP client presents the merchant API certificate (see
 /// [`super::tls::https_client`]); refunds need it, refund queries do not mind it.
@@ -99,4 +104,89 @@ impl RefundClient {
             record,
         }
     }
+}
+
+/// Refunds behind the gateway seam: the client that presents the merchant certificate, and
+/// where WeChat posts refund results.
+#[derive(Clone, Debug)]
+pub struct Refunds {
+    pub client: RefundClient,
+    pub notify_url: String,
+}
+
+impl super::V2 {
+    /// The refund request of `input`, checked as WeChat checks it and frozen as JSON: every
+    /// attempt sends it unchanged. Refused when refunds are not configured.
+    pub fn freeze_refund(&self, input: &RefundInput) -> Result<String, ParamError> {
+        let refunds = self
+            .refunds()
+            .ok_or_else(|| ParamError::new("refunds", "no merchant API certificate"))?;
+        let merchant = self.merchant();
+        let params = RefundParams {
+            appid: merchant.appid.clone(),
+            mch_id: merchant.mch_id.clone(),
+            sign_type: merchant.sign_type,
+            out_trade_no: input.out_trade_no.clone(),
+            out_refund_no: input.out_refund_no.clone(),
+            total_fee: input.total_fee,
+            refund_fee: input.refund_fee,
+            refund_desc: input.reason.clone(),
+            notify_url: refunds.notify_url.clone(),
+        };
+        params.validate()?;
+        serde_json::to_string(&params).map_err(|e| ParamError::new("params", e.to_string()))
+    }
+
+    /// One `/secapi/pay/refund` call with the frozen request, decided.
+    pub async fn refund(&self, frozen: &str) -> Result<RefundOutcome, UnreadableParams> {
+        let params: RefundParams =
+            serde_json::from_str(frozen).map_err(|e| UnreadableParams(e.to_string()))?;
+        let refunds = self
+            .refunds()
+            .ok_or_else(|| UnreadableParams("refunds are not configured".into()))?;
+        let attempt = refunds.client.request_refund(&params).await;
+        Ok(RefundOutcome {
+            label: attempt.answer.reply().label(),
+            decision: attempt.decision,
+            refund_id: attempt.accepted.map(|a| a.refund_id),
+        })
+    }
+
+    /// `/pay/refundquery` about one refund (no certificate needed), decided given its
+    /// status here.
+    pub async fn query_refund(
+        &self,
+        out_refund_no: &str,
+        current: RefundStatus,
+    ) -> RefundQueryOutcome {
+        let check = RefundClient::new(self.client().clone())
+            .check_refund(out_refund_no, current)
+            .await;
+        RefundQueryOutcome {
+            label: check.answer.reply().label(),
+            decision: check.decision,
+            refund_id: check.record.as_ref().map(|r| r.refund_id.clone()),
+            refund_fee: check.record.as_ref().map(|r| r.refund_fee),
+        }
+    }
+
+    /// Opens a refund notify body with our key: our appid and mch_id, `req_info` decrypted
+    /// and read. Not yet believed: the caller matches it to a refund it knows.
+    pub fn open_refund_notify(&self, body: &[u8]) -> Result<RefundNotice, RefundNotifyError> {
+        let info = read_refund_notify(body, self.merchant())?;
+        Ok(RefundNotice {
+            from_console: info.from_merchant_console(),
+            out_refund_no: info.out_refund_no,
+            out_trade_no: info.out_trade_no,
+            refund_id: info.refund_id,
+            total_fee: info.total_fee,
+            refund_fee: info.refund_fee,
+            result: info.refund_status,
+        })
+    }
+}
+
+/// A body that carries `req_info` is a refund notify, whichever URL it was posted to.
+pub fn looks_like_refund_notify(body: &[u8]) -> bool {
+    xml::parse(body, xml::DEFAULT_BODY_LIMIT).is_ok_and(|fields| is_refund_notify(&fields))
 }
