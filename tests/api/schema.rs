@@ -249,8 +249,9 @@ mod tests {
             "out_trade_no": "T1", "status": "pending", "total_fee": 88, "description": "d",
             "expires_at": 1, "openid": "o", "sku": null, "quantity": null, "payer_ip": "127.0.0.1",
             "prepay_id": null, "prepay_attempts": 0, "reconcile_checks": 0, "params": {},
-            "created_at": 1, "ready_at": null, "paid_at": null, "time_end": null, "cash_fee": null,
+            "created_at": "2026-11-30T00:00:00.000Z", "ready_at": null, "paid_at": null, "time_end": null, "cash_fee": null,
             "history": [], "notifies": [], "refused_notifies": [], "events": [], "event_attempts": [],
+            "refunds": [],
         })
     }
 
