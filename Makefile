@@ -9,7 +9,7 @@ FUZZ_SECONDS ?= 60
 SOAK_MINUTES ?= 10
 BILL_ROWS ?= 100000
 
-.PHONY: run test test-js test-postgres test-browser browser-deps screenshots lint fmt bench bench-quick bench-bill bench-edge bench-events fuzz soak build clean-db
+.PHONY: run test openapi test-js test-postgres test-browser browser-deps screenshots lint fmt bench bench-quick bench-bill bench-edge bench-events fuzz soak build clean-db
 
 ## run: API + workers + WeChat simulator on sqlite://minipay.db, http://127.0.0.1:8080
 run:
@@ -52,6 +52,12 @@ screenshots:
 ## test-postgres: the same, failing if PostgreSQL is unreachable
 test-postgres:
 	CI=true MINIPAY_TEST_POSTGRES_URL=$(PG_URL) $(CARGO) test --workspace --locked
+
+## openapi: write docs/openapi.json, the OpenAPI 3.1 document generated from the code (a test
+## fails when the committed file differs)
+openapi:
+	$(CARGO) run --quiet --locked --bin minipay -- openapi > docs/openapi.json.tmp
+	mv docs/openapi.json.tmp docs/openapi.json
 
 ## lint: formatting, clippy (warnings are errors; no function over 80 lines, clippy.toml), and
 ## modcheck (no import cycle between modules, no production file over 400 lines)

@@ -49,6 +49,9 @@ enum Command {
     Simulator(SimulatorArgs),
     /// Sign fields, or check a document's sign (`--check`), the way WeChat Pay v2 does.
     Sign(SignArgs),
+    /// Print the OpenAPI 3.1 document of the JSON API (every endpoint; `make openapi` writes it
+    /// to docs/openapi.json).
+    Openapi,
     /// Reconcile one Beijing day's WeChat bill now and print the summary (exit 0: no
     /// mismatch, 1: mismatches, 3: no statement yet, 4: failed).
     Bill(BillArgs),
@@ -129,6 +132,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Sign(args)) => sign(args),
+        Some(Command::Openapi) => {
+            print!("{}", minipay::http::openapi::document_json());
+            ExitCode::SUCCESS
+        }
         Some(Command::Bill(args)) => bill(cli.config, args),
         Some(Command::Webhook(WebhookCommand::Verify(args))) => webhook_verify(args),
         Some(Command::Simulator(args)) => serve_simulator(args),

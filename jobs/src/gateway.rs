@@ -25,6 +25,7 @@ pub struct Payment {
 /// that made the prepay call. `appId` is signed but not sent: the running mini-program's own
 /// AppID is used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PayParams {
     /// Unix time in seconds, as a string (not milliseconds, not a number).
     #[serde(rename = "timeStamp")]

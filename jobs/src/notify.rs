@@ -8,6 +8,7 @@ use crate::gateway::Payment;
 /// Why a notify was accepted or refused: stored with every recorded notify (the name is the
 /// stored text), and the label of `minipay_notifies_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum NotifyVerdict {
     /// Verified, recorded with its status-update job.

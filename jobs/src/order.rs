@@ -9,6 +9,7 @@ use crate::lifecycle::Lifecycle;
 
 /// Where an order stands. Stored as the lowercase name in the `orders.status` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum OrderStatus {
     /// Stored, prepay job queued.
@@ -125,6 +126,7 @@ impl TryFrom<String> for OrderStatus {
 
 /// What a line of an order's history records. Stored as the lowercase name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OrderEvent {
     /// Stored (from the order's own columns, not an event row).

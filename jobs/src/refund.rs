@@ -8,6 +8,7 @@ use crate::decide::{Failure, Reply, ReturnFailKind, Transport, classify_return_m
 
 /// Where a refund stands. Stored as the lowercase name; the same name is on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RefundStatus {
     /// Stored; WeChat has not accepted it yet. Every retry sends the same `out_refund_no` and

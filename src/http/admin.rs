@@ -8,27 +8,42 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use minipay_jobs::OrderEvent;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::HttpState;
 use super::auth::AdminAuth;
 use super::error::{ApiError, AppJson, AppPath};
 use super::payer_ip::payer_ip;
-use super::views::{Created, EventView, OrderHistory};
+use super::views::{Created, ErrorBody, EventView, OrderHistory};
 use crate::domain::{self, Draft};
 use crate::store::{AttemptRow, EventRow, NotifyRow, OrderRow, RefundRow, RefusedGroup, Store};
 
-#[derive(Deserialize)]
+/// An order priced by the merchant's backend.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminOrder {
+    /// The payer's openid (for this mini-program).
     openid: String,
+    /// WeChat's `body`: at most 127 UTF-8 bytes.
     description: String,
+    /// Fen.
+    #[schema(minimum = 1)]
     total_fee: i64,
+    /// Returned unchanged by WeChat.
     #[serde(default)]
     attach: Option<String>,
+    /// The merchant's own number; minipay picks one when absent.
     #[serde(default)]
     out_trade_no: Option<String>,
 }
 
+/// Create an order priced by the merchant's backend.
+#[utoipa::path(post, path = "/v1/admin/orders", operation_id = "admin_create_order", tag = "admin", request_body = AdminOrder,
+    responses(
+        (status = 202, description = "The order and its prepay job are stored (or the same order under the same out_trade_no)", body = Created),
+        (status = 409, description = "OUT_TRADE_NO_TAKEN: the number names a different order", body = ErrorBody),
+        (status = 422, description = "INVALID_PARAMETER: a field WeChat would refuse (the message names it)", body = ErrorBody),
+    ))]
 pub async fn create_order(
     State(state): State<Arc<HttpState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -125,6 +140,12 @@ pub(super) async fn history(store: &Store, out_trade_no: &str) -> Result<History
 /// The order with everything that happened to it: status changes, prepay attempts,
 /// reconciliation decisions, alerts, every verified notify, and the refused ones naming it
 /// (summarised).
+#[utoipa::path(get, path = "/v1/admin/orders/{out_trade_no}", operation_id = "admin_get_order", tag = "admin",
+    params(("out_trade_no" = String, Path, description = "The order's number")),
+    responses(
+        (status = 200, description = "The order with its history", body = OrderHistory),
+        (status = 404, description = "ORDER_NOT_FOUND", body = ErrorBody),
+    ))]
 pub async fn order_history(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,

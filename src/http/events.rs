@@ -7,25 +7,34 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use minipay_jobs::DeliveryState;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::HttpState;
 use super::auth::AdminAuth;
 use super::error::{ApiError, AppJson, AppPath, AppQuery};
-use super::views::{EventView, Events, Redelivered};
+use super::views::{ErrorBody, EventView, Events, Redelivered};
 use crate::store::{AttemptRow, EventFilter, Redelivery, Store, StoreError};
 
 /// Events per page unless `limit` says otherwise, and the most it may say.
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 pub struct ListQuery {
+    /// Only this order's events.
     out_trade_no: Option<String>,
+    /// `pending`, `delivered` or `dead`.
     state: Option<String>,
+    /// 1 to 1000 (default 100).
     limit: Option<i64>,
 }
 
 /// `GET /v1/admin/events?out_trade_no=...&state=pending|delivered|dead&limit=N`, newest first.
+#[utoipa::path(get, path = "/v1/admin/events", operation_id = "list_events", tag = "admin", params(ListQuery),
+    responses(
+        (status = 200, description = "Merchant events, newest first", body = Events),
+        (status = 422, description = "INVALID_PARAMETER: an unknown state, or limit out of range; INVALID_BODY: a mistyped query parameter", body = ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
@@ -62,6 +71,13 @@ pub async fn list(
 
 /// `POST /v1/admin/events/{id}/redeliver` → `202`: sent again with the same id, on a fresh
 /// schedule; a `dead` event is tried again.
+#[utoipa::path(post, path = "/v1/admin/events/{id}/redeliver", operation_id = "redeliver_event", tag = "admin",
+    params(("id" = String, Path, description = "The event's id")),
+    responses(
+        (status = 202, description = "Queued for delivery again, with the same id", body = Redelivered),
+        (status = 404, description = "EVENT_NOT_FOUND", body = ErrorBody),
+        (status = 409, description = "WEBHOOK_NOT_CONFIGURED: no MINIPAY_WEBHOOK_URL to send to", body = ErrorBody),
+    ))]
 pub async fn redeliver(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,

@@ -14,11 +14,20 @@ use axum::response::{IntoResponse, Response};
 use super::HttpState;
 use super::views::{Checks, Health, Readiness};
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive", body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// From memory: the last readiness probe ([`super::Snapshot`]), the write health, shutdown.
+/// Readiness, from memory: the last readiness probe (database reachable, migrations applied,
+/// workers heartbeating in worker roles), writes committing; not ready while shutting down.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready; the checks say why", body = Readiness),
+    ))]
 pub async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
     let services = &state.services;
     let checked = state
@@ -46,8 +55,10 @@ pub async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// The recorder's counters and histograms and the snapshot's gauges; no database query (but
-/// for the first scrape of a process, when the background task has not read them yet).
+/// Prometheus metrics (text format; the metrics are listed in the README).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format 0.0.4", body = String,
+        content_type = "text/plain")))]
 pub async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
     state.snapshot.refresh_if_never(&state.services).await;
     let mut text = state.metrics.render();

@@ -13,6 +13,7 @@ mod health;
 mod limits;
 pub mod listener;
 mod notify;
+pub mod openapi;
 mod orders;
 mod oversized;
 mod payer_ip;
@@ -85,6 +86,7 @@ fn public_routes(simulator: Option<Router>) -> Routes {
             "/v1/wechat/notify",
             post(notify::receive).layer(DefaultBodyLimit::disable()),
         )
+        .route("/openapi.json", get(openapi::public_document))
         .route(
             "/v1/wechat/refund-notify",
             post(refund_notify::receive).layer(DefaultBodyLimit::disable()),
@@ -119,6 +121,7 @@ fn operator_routes() -> Routes {
         .route("/v1/admin/jobs/{id}/retry", post(queues::retry_job))
         .route("/v1/admin/events", get(events::list))
         .route("/v1/admin/events/{id}/redeliver", post(events::redeliver))
+        .route("/v1/admin/openapi.json", get(openapi::full_document))
         .merge(console::routes())
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(middleware::from_fn(|request, next| {

@@ -19,6 +19,14 @@ use super::refund_notify::answer;
 use super::refused_notifies::RefusedNotify;
 use crate::domain::{self, Arrival};
 
+/// WeChat Pay's payment-result notify (XML, signed). `SUCCESS` only once the notify is verified
+/// and durably recorded with its status-update job; otherwise `FAIL` and WeChat retries. A
+/// refund notify posted here is recognised by its `req_info`.
+#[utoipa::path(post, path = "/v1/wechat/notify", operation_id = "wechat_notify", tag = "wechat",
+    request_body(content = String, content_type = "text/xml",
+        description = "WeChat Pay v2 notify XML (docs/wechat-pay-v2.md)"),
+    responses((status = 200, content_type = "text/xml", body = String,
+        description = "<xml><return_code>SUCCESS or FAIL</return_code><return_msg>...</return_msg></xml>")))]
 pub async fn receive(
     State(state): State<Arc<HttpState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

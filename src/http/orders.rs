@@ -11,12 +11,13 @@ use axum::http::header::CACHE_CONTROL;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use minipay_jobs::OrderStatus;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::HttpState;
 use super::auth::{Caller, SessionAuth};
 use super::error::{ApiError, AppJson, AppPath};
 use super::payer_ip::payer_ip;
-use super::views::{Created, OrderView};
+use super::views::{Created, ErrorBody, OrderView};
 use crate::domain::{self, Draft};
 use crate::store::OrderRow;
 
@@ -26,13 +27,29 @@ pub const MAX_QUANTITY: i64 = 9_999;
 /// Longest `?wait=` in seconds (docs/http-api.md).
 const MAX_WAIT_SECS: u64 = 30;
 
-#[derive(Deserialize)]
+/// An order of a catalog product; the price comes from the catalog.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrder {
+    /// A sku of the catalog.
     sku: String,
+    #[schema(minimum = 1, maximum = 9999)]
     quantity: i64,
 }
 
+/// Create an order; its prepay with WeChat happens in the background.
+#[utoipa::path(post, path = "/v1/orders", operation_id = "create_order", tag = "mini-program", request_body = CreateOrder,
+    security(("session" = [])),
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1 to 128 visible ASCII characters: the same key from the same user returns the same order")),
+    responses(
+        (status = 202, description = "The order and its prepay job are stored", body = Created),
+        (status = 400, description = "INVALID_IDEMPOTENCY_KEY", body = ErrorBody),
+        (status = 401, description = "SESSION_REQUIRED: no, unknown or expired session", body = ErrorBody),
+        (status = 404, description = "UNKNOWN_SKU", body = ErrorBody),
+        (status = 422, description = "INVALID_QUANTITY (1..9999); AMOUNT_TOO_LARGE; IDEMPOTENCY_KEY_REUSED: the key named a different order", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED; TOO_MANY_UNPAID_ORDERS", body = ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<Arc<HttpState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -119,6 +136,21 @@ pub struct Wait {
     wait: Option<String>,
 }
 
+/// One of the caller's orders; `?wait=` long-polls while it is `pending`.
+#[utoipa::path(get, path = "/v1/orders/{out_trade_no}", operation_id = "get_order", tag = "mini-program",
+    security(("session" = []), ("admin_token" = [])),
+    params(
+        ("out_trade_no" = String, Path, description = "The order's number"),
+        ("wait" = Option<u32>, Query, minimum = 0, maximum = 30,
+            description = "Seconds to hold the request while the order is pending"),
+    ),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 400, description = "INVALID_WAIT: not an integer from 0 to 30", body = ErrorBody),
+        (status = 401, description = "SESSION_REQUIRED", body = ErrorBody),
+        (status = 404, description = "ORDER_NOT_FOUND: no such order, or another user's", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many reads", body = ErrorBody),
+    ))]
 pub async fn show(
     State(state): State<Arc<HttpState>>,
     caller: Caller,

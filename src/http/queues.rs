@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::HttpState;
 use super::auth::AdminAuth;
 use super::error::{ApiError, AppJson, AppPath, AppQuery};
-use super::views::{Jobs, Queues, Retried};
+use super::views::{ErrorBody, Jobs, Queues, Retried};
 use crate::services::Services;
 use crate::store::{JobState, QueueStats};
 use crate::worker::QUEUES;
@@ -36,6 +36,9 @@ pub(super) async fn stats(services: &Services) -> Result<Vec<QueueStats>, ApiErr
         .collect())
 }
 
+/// Depth, age and dead jobs of every queue.
+#[utoipa::path(get, path = "/v1/admin/queues", tag = "admin",
+    responses((status = 200, description = "Every queue", body = Queues)))]
 pub async fn list_queues(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
@@ -49,6 +52,17 @@ pub struct JobFilter {
     state: Option<String>,
 }
 
+/// Jobs of one queue (at most 100).
+#[utoipa::path(get, path = "/v1/admin/queues/{queue}/jobs", tag = "admin",
+    params(
+        ("queue" = String, Path, description = "A queue name from GET /v1/admin/queues"),
+        ("state" = Option<String>, Query, description = "dead (the default), waiting or running"),
+    ),
+    responses(
+        (status = 200, description = "The jobs", body = Jobs),
+        (status = 404, description = "NOT_FOUND: no such queue", body = ErrorBody),
+        (status = 422, description = "INVALID_PARAMETER: an unknown state", body = ErrorBody),
+    ))]
 pub async fn list_jobs(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
@@ -70,6 +84,13 @@ pub async fn list_jobs(
     Ok(AppJson(Jobs { queue, jobs }))
 }
 
+/// Re-queue a dead job (every job re-checks its order first, so this is safe).
+#[utoipa::path(post, path = "/v1/admin/jobs/{id}/retry", tag = "admin",
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "Queued again", body = Retried),
+        (status = 422, description = "INVALID_PARAMETER: no such job, or not dead", body = ErrorBody),
+    ))]
 pub async fn retry_job(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,

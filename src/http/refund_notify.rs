@@ -16,6 +16,11 @@ use crate::domain;
 use crate::services::Services;
 use crate::wechat::NotifyReply;
 
+/// WeChat's refund result notify (XML; `req_info` encrypted with the API key).
+#[utoipa::path(post, path = "/v1/wechat/refund-notify", operation_id = "receive_refund_notify", tag = "wechat",
+    request_body(content = String, content_type = "text/xml"),
+    responses((status = 200, content_type = "text/xml", body = String,
+        description = "<xml><return_code>SUCCESS</return_code>...</xml>, or FAIL with a reason (WeChat retries)")))]
 pub async fn receive(State(state): State<Arc<HttpState>>, body: Body) -> Response {
     let services = &state.services;
     let limit = services.gateway.notify_body_limit();

@@ -5,17 +5,20 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::HttpState;
 use super::auth::AdminAuth;
 use super::error::{ApiError, AppJson};
 use super::orders::idempotency_key;
-use super::views::{RefundCreated, RefundList, RefundView};
+use super::views::{ErrorBody, RefundCreated, RefundList, RefundView};
 use crate::domain::{self, RefundError, RefundRequest};
 
-#[derive(Deserialize)]
+/// A refund of part or all of a paid order.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRefundBody {
+    /// Fen, at most what is left of the payment.
     refund_fee: i64,
     #[serde(default)]
     reason: Option<String>,
@@ -23,6 +26,18 @@ pub struct NewRefundBody {
 
 /// `POST /v1/admin/orders/{out_trade_no}/refunds`: `202` once the refund and its job are
 /// stored; `200` with the same body for a replayed Idempotency-Key.
+#[utoipa::path(post, path = "/v1/admin/orders/{out_trade_no}/refunds", operation_id = "create_refund", tag = "admin",
+    params(("out_trade_no" = String, Path, description = "The paid order"),
+        ("Idempotency-Key" = Option<String>, Header, description = "The same key answers the same refund again")),
+    request_body = NewRefundBody,
+    responses(
+        (status = 200, description = "A replayed Idempotency-Key: the refund it made", body = RefundCreated),
+        (status = 202, description = "The refund and its job are stored", body = RefundCreated),
+        (status = 400, description = "INVALID_IDEMPOTENCY_KEY", body = ErrorBody),
+        (status = 404, description = "ORDER_NOT_FOUND", body = ErrorBody),
+        (status = 409, description = "ORDER_NOT_PAID; REFUND_LIMIT_REACHED; REFUND_WINDOW_CLOSED; REFUNDS_NOT_CONFIGURED; IDEMPOTENCY_KEY_REUSED", body = ErrorBody),
+        (status = 422, description = "REFUND_EXCEEDS_PAID; INVALID_PARAMETER: a field WeChat would refuse", body = ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
@@ -46,6 +61,12 @@ pub async fn create(
 }
 
 /// `GET /v1/admin/refunds/{out_refund_no}`.
+#[utoipa::path(get, path = "/v1/admin/refunds/{out_refund_no}", operation_id = "show_refund", tag = "admin",
+    params(("out_refund_no" = String, Path, description = "The refund")),
+    responses(
+        (status = 200, description = "The refund", body = RefundView),
+        (status = 404, description = "REFUND_NOT_FOUND", body = ErrorBody),
+    ))]
 pub async fn show(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
@@ -61,6 +82,12 @@ pub async fn show(
 }
 
 /// `GET /v1/admin/orders/{out_trade_no}/refunds`, oldest first.
+#[utoipa::path(get, path = "/v1/admin/orders/{out_trade_no}/refunds", operation_id = "list_order_refunds", tag = "admin",
+    params(("out_trade_no" = String, Path, description = "The order")),
+    responses(
+        (status = 200, description = "The order's refunds, oldest first", body = RefundList),
+        (status = 404, description = "ORDER_NOT_FOUND", body = ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,

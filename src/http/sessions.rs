@@ -12,25 +12,42 @@ use rand::rngs::OsRng;
 use rand::{RngCore, TryRngCore};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::HttpState;
 use super::auth::token_hash;
 use super::error::{ApiError, AppJson};
 use super::payer_ip::payer_ip;
+use super::views::ErrorBody;
 use crate::wechat::LoginError;
 
-#[derive(Deserialize)]
+/// A `wx.login` code.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
+    /// The code `wx.login` gave the mini-program (1 to 128 characters).
+    #[schema(min_length = 1, max_length = 128)]
     code: String,
 }
 
-#[derive(Serialize)]
+/// A session.
+#[derive(Serialize, ToSchema)]
 pub struct Token {
+    /// Opaque; send it back as `Authorization: Bearer <token>`.
     token: String,
+    /// Seconds until the session expires.
     expires_in: u64,
 }
 
+/// Log in: exchange a `wx.login` code for a session token.
+#[utoipa::path(post, path = "/v1/sessions", operation_id = "create_session", tag = "mini-program", request_body = Login,
+    responses(
+        (status = 201, description = "A new session", body = Token),
+        (status = 401, description = "WECHAT_LOGIN_FAILED: WeChat refused the code (call wx.login again)", body = ErrorBody),
+        (status = 422, description = "INVALID_BODY: no code, or over 128 characters", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many logins from this IP", body = ErrorBody),
+        (status = 503, description = "WECHAT_UNAVAILABLE: WeChat could not be reached", body = ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<Arc<HttpState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

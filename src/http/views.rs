@@ -4,13 +4,14 @@
 use minipay_jobs::{OrderStatus, PayParams, RefundStatus};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::store::{
     AttemptRow, EventRecord, EventRow, NotifyRow, OrderRow, QueueStats, RefundRow, RefusedGroup,
 };
 
 /// What order creation answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Created {
     pub out_trade_no: String,
     pub status: OrderStatus,
@@ -28,14 +29,14 @@ impl From<&OrderRow> for Created {
 }
 
 /// A failed order's error: WeChat's code and message (or ours).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OrderError {
     pub code: String,
     pub message: String,
 }
 
 /// The order as the mini-program sees it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OrderView {
     pub out_trade_no: String,
     pub status: OrderStatus,
@@ -45,12 +46,15 @@ pub struct OrderView {
     pub expires_at: i64,
     /// `ready` only: what `wx.requestPayment` takes.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub pay_params: Option<PayParams>,
     /// `paid` only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub transaction_id: Option<String>,
     /// `failed` only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub error: Option<OrderError>,
     /// The refunds that succeeded, in fen, once above 0.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,7 +97,7 @@ impl From<&OrderRow> for OrderView {
 }
 
 /// The order with everything that happened to it, for the operator.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OrderHistory {
     #[serde(flatten)]
     pub order: OrderView,
@@ -160,7 +164,7 @@ impl OrderHistory {
 }
 
 /// A merchant event, for the operator (`GET /v1/admin/events`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EventView {
     pub id: String,
     #[serde(rename = "type")]
@@ -209,7 +213,7 @@ impl From<EventRecord> for EventView {
 }
 
 /// What refund creation answers (the same body again for a replayed Idempotency-Key).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RefundCreated {
     pub out_refund_no: String,
     pub out_trade_no: String,
@@ -230,20 +234,20 @@ impl From<&RefundRow> for RefundCreated {
 }
 
 /// `GET /v1/admin/events`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Events {
     pub events: Vec<EventView>,
 }
 
 /// `POST /v1/admin/events/{id}/redeliver`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Redelivered {
     pub id: String,
     pub state: &'static str,
 }
 
 /// One refund.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RefundView {
     pub out_refund_no: String,
     pub out_trade_no: String,
@@ -308,26 +312,26 @@ impl From<&RefundRow> for RefundView {
 }
 
 /// `GET /v1/admin/orders/{out_trade_no}/refunds`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RefundList {
     pub refunds: Vec<RefundView>,
 }
 
 /// `GET /v1/admin/queues`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Queues {
     pub queues: Vec<QueueStats>,
 }
 
 /// `GET /v1/admin/queues/{queue}/jobs`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Jobs {
     pub queue: String,
     pub jobs: Vec<crate::store::JobRow>,
 }
 
 /// `POST /v1/admin/jobs/{id}/retry`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Retried {
     pub id: String,
     /// apalis' status of the re-queued row.
@@ -335,13 +339,13 @@ pub struct Retried {
 }
 
 /// `GET /healthz`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
     pub status: &'static str,
 }
 
 /// `GET /readyz`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
     /// `ready` or `not_ready`.
     pub status: &'static str,
@@ -352,7 +356,7 @@ pub struct Readiness {
 }
 
 /// What `/readyz` checked.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Checks {
     pub database: bool,
     pub migrations: bool,
@@ -360,17 +364,22 @@ pub struct Checks {
     pub writes: bool,
     /// Worker roles only: this process's workers are heartbeating.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub workers: Option<bool>,
 }
 
 /// The error body of every JSON endpoint.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody<'a> {
     pub error: ErrorDetail<'a>,
 }
 
-#[derive(Debug, Serialize)]
+/// The code and message of an error.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail<'a> {
+    /// SNAKE_CASE, stable: clients branch on it (docs/http-api.md, "Error codes").
+    #[schema(example = "ORDER_NOT_FOUND", pattern = "^[A-Z][A-Z0-9_]*$")]
     pub code: &'a str,
+    /// For people; may change between versions.
     pub message: String,
 }

@@ -37,7 +37,7 @@ pub struct EventRecord {
 }
 
 /// One delivery attempt, as recorded.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct AttemptRow {
     pub event_id: String,
     #[sqlx(rename = "type")]

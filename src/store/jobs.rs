@@ -5,7 +5,7 @@
 use super::{SqlitePools, Store, StoreError};
 
 /// One job row, for the admin view.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct JobRow {
     pub id: String,
     pub queue: String,

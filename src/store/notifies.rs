@@ -17,7 +17,7 @@ pub struct VerifiedNotify {
 }
 
 /// A stored notify.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct NotifyRow {
     pub id: i64,
     pub received_at: i64,

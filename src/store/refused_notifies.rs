@@ -8,7 +8,7 @@ use minipay_jobs::NotifyVerdict;
 use super::{Store, StoreError, on_reader, write_tx};
 
 /// Refused notifies of one verdict from one client within one minute.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct RefusedGroup {
     /// Unix ms: the start of the minute.
     pub window_start: i64,

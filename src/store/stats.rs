@@ -14,7 +14,7 @@ pub struct StatusCount {
 }
 
 /// One apalis queue's backlog.
-#[derive(Debug, Clone, Default, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, Default, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct QueueStats {
     pub queue: String,
     /// Jobs waiting or running (including failed runs that will be retried).

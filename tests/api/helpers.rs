@@ -450,9 +450,7 @@ impl TestApp {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+        Self::checked("POST", path, request).await
     }
 
     pub async fn get_json(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
@@ -460,9 +458,21 @@ impl TestApp {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
+        Self::checked("GET", path, request).await
+    }
+
+    /// Sends `request` (`method path` on this app) and checks the answer against the OpenAPI
+    /// document (`crate::schema`): its status must be documented and its JSON body match.
+    pub async fn checked(
+        method: &str,
+        path: &str,
+        request: reqwest::RequestBuilder,
+    ) -> (StatusCode, Value) {
         let response = request.send().await.unwrap();
         let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+        let body = response.json().await.unwrap_or(Value::Null);
+        crate::schema::check(method, path, status.as_u16(), &body);
+        (status, body)
     }
 
     /// `POST /v1/orders`, expecting 202.

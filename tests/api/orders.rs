@@ -60,18 +60,16 @@ on_both_backends! {
         assert_eq!((status, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY"));
 
         let raw = |body: &'static str, content_type: &'static str| {
-            app.http.post(&orders).bearer_auth(&token).header("content-type", content_type).body(body).send()
+            TestApp::checked("POST", "/v1/orders", app.http.post(&orders).bearer_auth(&token).header("content-type", content_type).body(body))
         };
-        let response = raw("{\"sku\": \"sms-100\", ", "application/json").await.unwrap();
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(code(&response.json().await.unwrap()), "MALFORMED_JSON");
-        let response = raw("sku=sms-100", "application/x-www-form-urlencoded").await.unwrap();
-        assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-        assert_eq!(code(&response.json().await.unwrap()), "UNSUPPORTED_MEDIA_TYPE");
+        let (status, body) = raw("{\"sku\": \"sms-100\", ", "application/json").await;
+        assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "MALFORMED_JSON"));
+        let (status, body) = raw("sku=sms-100", "application/x-www-form-urlencoded").await;
+        assert_eq!((status, code(&body)), (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE"));
         let huge = format!("{{\"sku\": \"{}\", \"quantity\": 1}}", "x".repeat(64 * 1024));
-        let response = app.http.post(&orders).bearer_auth(&token).header("content-type", "application/json").body(huge).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(code(&response.json().await.unwrap()), "PAYLOAD_TOO_LARGE");
+        let request = app.http.post(&orders).bearer_auth(&token).header("content-type", "application/json").body(huge);
+        let (status, body) = TestApp::checked("POST", "/v1/orders", request).await;
+        assert_eq!((status, code(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"));
 
         // no token, a made-up token
         let (status, body) = app.post_json("/v1/orders", None, json!({ "sku": "sms-100", "quantity": 1 })).await;
@@ -142,12 +140,11 @@ on_both_backends! {
         let post = |key: &'static str, sku: &'static str, token: String| {
             let app = &app;
             async move {
-                let response = app.http.post(format!("{}/v1/orders", app.base))
+                let request = app.http.post(format!("{}/v1/orders", app.base))
                     .bearer_auth(token)
                     .header("idempotency-key", key)
-                    .json(&json!({ "sku": sku, "quantity": 1 }))
-                    .send().await.unwrap();
-                (response.status(), response.json::<Value>().await.unwrap())
+                    .json(&json!({ "sku": sku, "quantity": 1 }));
+                TestApp::checked("POST", "/v1/orders", request).await
             }
         };
         // Five concurrent retries of the same tap: one order.

@@ -31,11 +31,9 @@ async fn post_order(app: &TestApp, token: &str) -> (StatusCode, Value, Option<St
         .headers()
         .get("retry-after")
         .map(|v| v.to_str().unwrap().to_owned());
-    (
-        status,
-        response.json().await.unwrap_or(Value::Null),
-        retry_after,
-    )
+    let body = response.json().await.unwrap_or(Value::Null);
+    crate::schema::check("POST", "/v1/orders", status.as_u16(), &body);
+    (status, body, retry_after)
 }
 
 /// The PostgreSQL database's name and an admin connection to the server.
@@ -215,7 +213,9 @@ async fn a_connection_cut_mid_transaction_answers_503_on_postgres() {
                 .send()
                 .await
                 .unwrap();
-            (response.status(), response.json::<Value>().await.unwrap())
+            let (status, body) = (response.status(), response.json::<Value>().await.unwrap());
+            crate::schema::check("POST", "/v1/orders", status.as_u16(), &body);
+            (status, body)
         }
     });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -12,3 +12,7 @@ mod harness;
 #[path = "../api/helpers.rs"]
 #[allow(dead_code, unused_imports, unused_macros)]
 mod helpers;
+// The helpers check JSON answers against the OpenAPI document.
+#[path = "../api/schema.rs"]
+#[allow(dead_code)]
+mod schema;

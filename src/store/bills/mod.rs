@@ -16,7 +16,7 @@ use super::{Store, StoreError, on_pool, on_reader, write_tx};
 pub use report::{HealedRow, MismatchRow, StoredReport};
 
 /// Where a day's run stands: the contract's statuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BillRunStatus {
     /// Waiting for its next attempt, or running.

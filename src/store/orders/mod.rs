@@ -54,7 +54,7 @@ pub struct OrderRow {
 }
 
 /// One line of an order's history.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct EventRow {
     pub at: i64,
     #[sqlx(try_from = "String")]

@@ -8,169 +8,21 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
-use minipay_jobs::bill::{Totals, retry};
-use serde::{Deserialize, Serialize};
+use minipay_jobs::bill::retry;
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::HttpState;
 use super::auth::AdminAuth;
 use super::error::{ApiError, AppJson, AppPath, AppQuery};
-use crate::store::{BillRunRow, BillRunStatus, HealedRow, MismatchRow, RequestedBy};
+use super::views::ErrorBody;
+use crate::store::{MismatchRow, RequestedBy};
 use crate::wechat::v2::bill::beijing_day;
 
-/// `POST /v1/admin/bills/{date}/reconcile`'s answer.
-#[derive(Debug, Serialize)]
-pub struct Requested {
-    pub date: String,
-    pub status: BillRunStatus,
-}
+use views::sides;
+use views::{BillList, BillSummary, BillView, HealedView, MismatchView, Requested, RunView};
 
-/// One day's run and report (`GET /v1/admin/bills/{date}`).
-#[derive(Debug, Serialize)]
-pub struct BillView {
-    pub date: String,
-    pub status: BillRunStatus,
-    pub wechat: Totals,
-    pub local: Totals,
-    pub mismatches: Vec<MismatchView>,
-    /// Orders WeChat's statement lists as paid that minipay held as `pending` or `ready`: an
-    /// order query was queued for each (`status` is where the order stands now).
-    pub healed: Vec<HealedView>,
-    #[serde(flatten)]
-    pub run: RunView,
-}
-
-/// A day in the list (`GET /v1/admin/bills`): the totals and the number of mismatches.
-#[derive(Debug, Serialize)]
-pub struct BillSummary {
-    pub date: String,
-    pub status: BillRunStatus,
-    pub wechat: Totals,
-    pub local: Totals,
-    pub mismatch_count: i64,
-    pub healed_count: i64,
-    #[serde(flatten)]
-    pub run: RunView,
-}
-
-/// How the run went.
-#[derive(Debug, Serialize)]
-pub struct RunView {
-    /// `schedule`, `admin` or `cli`.
-    pub requested_by: String,
-    pub requested_at: String,
-    /// Downloads tried in the current run.
-    pub attempts: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    /// `pending` only: when the next attempt is due.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_attempt_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<String>,
-    /// Lines of WeChat's statement (absent when WeChat had no bill).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub statement_rows: Option<i64>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct MismatchView {
-    pub kind: String,
-    pub out_trade_no: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub out_refund_no: Option<String>,
-    pub wechat: String,
-    pub local: String,
-    /// WeChat lists the payment and minipay held the order as `pending` or `ready`.
-    pub healable: bool,
-}
-
-#[derive(Debug, Serialize)]
-pub struct HealedView {
-    pub out_trade_no: String,
-    /// `pending` or `ready` when the order query was queued.
-    pub status_before: String,
-    /// Where the order stands now (`paid` once the query settled it).
-    pub status: Option<String>,
-    pub queued_at: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct BillList {
-    pub bills: Vec<BillSummary>,
-}
-
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn totals(payments: i64, payment_fee: i64, refunds: i64, refund_fee: i64) -> Totals {
-    Totals {
-        payments: u64::try_from(payments).unwrap_or(0),
-        payment_fee,
-        refunds: u64::try_from(refunds).unwrap_or(0),
-        refund_fee,
-    }
-}
-
-impl From<&BillRunRow> for RunView {
-    fn from(run: &BillRunRow) -> Self {
-        RunView {
-            requested_by: run.requested_by.clone(),
-            requested_at: rfc3339(run.requested_at),
-            attempts: run.attempts,
-            last_error: run.last_error.clone(),
-            next_attempt_at: (run.status == BillRunStatus::Pending)
-                .then_some(run.next_attempt_at)
-                .flatten()
-                .map(rfc3339),
-            finished_at: run.finished_at.map(rfc3339),
-            statement_rows: run.statement_rows,
-        }
-    }
-}
-
-fn sides(run: &BillRunRow) -> (Totals, Totals) {
-    (
-        totals(
-            run.wechat_payments,
-            run.wechat_payment_fee,
-            run.wechat_refunds,
-            run.wechat_refund_fee,
-        ),
-        totals(
-            run.local_payments,
-            run.local_payment_fee,
-            run.local_refunds,
-            run.local_refund_fee,
-        ),
-    )
-}
-
-impl From<MismatchRow> for MismatchView {
-    fn from(m: MismatchRow) -> Self {
-        MismatchView {
-            kind: m.kind,
-            out_trade_no: m.out_trade_no,
-            out_refund_no: m.out_refund_no,
-            wechat: m.wechat,
-            local: m.local,
-            healable: m.healable,
-        }
-    }
-}
-
-impl From<HealedRow> for HealedView {
-    fn from(h: HealedRow) -> Self {
-        HealedView {
-            out_trade_no: h.out_trade_no,
-            status_before: h.status_before,
-            status: h.status_now,
-            queued_at: rfc3339(h.queued_at),
-        }
-    }
-}
+mod views;
 
 /// The day in the path: `YYYY-MM-DD`, a real date.
 fn bill_date(text: &str) -> Result<NaiveDate, ApiError> {
@@ -187,6 +39,12 @@ fn bill_date(text: &str) -> Result<NaiveDate, ApiError> {
 }
 
 /// Reconciles the day (again) as soon as a worker sweeps; a day in progress is left alone.
+#[utoipa::path(post, path = "/v1/admin/bills/{date}/reconcile", operation_id = "reconcile_bill", tag = "admin",
+    params(("date" = String, Path, description = "A Beijing day, YYYY-MM-DD, already over")),
+    responses(
+        (status = 202, description = "The day's run, queued (or already under way)", body = Requested),
+        (status = 422, description = "INVALID_PARAMETER: not a day, or not over yet", body = ErrorBody),
+    ))]
 pub async fn reconcile(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
@@ -223,14 +81,25 @@ pub async fn reconcile(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct Format {
+    /// `json` (the default) or `csv` (the mismatches, one a line, for finance).
     #[serde(default)]
     format: Option<String>,
 }
 
 /// One day's report, as JSON or (`?format=csv`) its mismatches as CSV.
+#[utoipa::path(get, path = "/v1/admin/bills/{date}", operation_id = "show_bill", tag = "admin",
+    params(("date" = String, Path, description = "A Beijing day, YYYY-MM-DD"), Format),
+    responses(
+        (status = 200, description = "The day's report (JSON), or its mismatches (CSV)", content(
+            (BillView = "application/json"),
+            (String = "text/csv", example = "date,kind,out_trade_no,out_refund_no,wechat,local,healable\r\n"),
+        )),
+        (status = 404, description = "BILL_NOT_FOUND: the day was never reconciled", body = ErrorBody),
+        (status = 422, description = "INVALID_PARAMETER: not a day, or an unknown format; INVALID_BODY: an unknown query parameter", body = ErrorBody),
+    ))]
 pub async fn show(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
@@ -271,14 +140,20 @@ pub async fn show(
     Ok(AppJson(view).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// 1 to 366 (default 31).
     #[serde(default)]
     limit: Option<i64>,
 }
 
 /// The most recent days (`?limit=`, 1..=366, default 31), newest first.
+#[utoipa::path(get, path = "/v1/admin/bills", operation_id = "list_bills", tag = "admin", params(ListQuery),
+    responses(
+        (status = 200, description = "The days, newest first", body = BillList),
+        (status = 422, description = "INVALID_PARAMETER: limit out of range; INVALID_BODY: an unknown or mistyped query parameter", body = ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
