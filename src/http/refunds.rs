@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::HttpState;
 use super::auth::AdminAuth;
-use super::error::{ApiError, AppJson};
+use super::error::{ApiError, AppJson, AppPath};
 use super::orders::idempotency_key;
 use super::views::{ErrorBody, RefundCreated, RefundList, RefundView};
 use crate::domain::{self, RefundError, RefundRequest};
@@ -41,7 +41,7 @@ pub struct NewRefundBody {
 pub async fn create(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
-    Path(out_trade_no): Path<String>,
+    AppPath(out_trade_no): AppPath<String>,
     headers: HeaderMap,
     AppJson(body): AppJson<NewRefundBody>,
 ) -> Result<(StatusCode, AppJson<RefundCreated>), ApiError> {
@@ -70,7 +70,7 @@ pub async fn create(
 pub async fn show(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
-    Path(out_refund_no): Path<String>,
+    AppPath(out_refund_no): AppPath<String>,
 ) -> Result<AppJson<RefundView>, ApiError> {
     let refund = state
         .services
@@ -91,7 +91,7 @@ pub async fn show(
 pub async fn list(
     State(state): State<Arc<HttpState>>,
     _admin: AdminAuth,
-    Path(out_trade_no): Path<String>,
+    AppPath(out_trade_no): AppPath<String>,
 ) -> Result<AppJson<RefundList>, ApiError> {
     let store = &state.services.store;
     if store.order(&out_trade_no).await?.is_none() {

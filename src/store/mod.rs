@@ -215,10 +215,13 @@ impl Store {
                 })
                 .connect_with(options.clone())
                 .await?;
+            // Readers connect on first use, after `migrate`: a connection opened before a
+            // migration that rebuilds a table keeps the old schema when it prepares a
+            // statement, and sqlx then reads rows with the old column count (an upgrade that
+            // adds columns would panic on the first read).
             let reader = SqlitePoolOptions::new()
                 .max_connections(pool_size.min(4))
-                .connect_with(options)
-                .await?;
+                .connect_lazy_with(options);
             let health = WriteHealth::new();
             let group = group_commit::GroupCommit::start(writer.clone(), health.clone());
             Ok(Store::Sqlite(SqlitePools {

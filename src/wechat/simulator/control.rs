@@ -227,6 +227,7 @@ pub(super) async fn calls(State(sim): State<Simulator>) -> Response {
 pub struct Stats {
     pub orders: usize,
     pub paid: usize,
+    /// Every call received (`/sim/calls` keeps only the most recent).
     pub calls: usize,
     pub close_violations: Vec<String>,
 }
@@ -240,7 +241,7 @@ pub(super) async fn stats(State(sim): State<Simulator>) -> Json<Stats> {
             .values()
             .filter(|o| o.trade_state == TradeState::Success)
             .count(),
-        calls: state.calls.len(),
+        calls: state.calls_total,
         close_violations: state.close_violations.clone(),
     })
 }

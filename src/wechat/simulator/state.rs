@@ -185,13 +185,19 @@ pub struct SimOrderView {
     pub deliveries: Vec<Delivery>,
 }
 
+/// How many of the most recent calls the simulator keeps for `/sim/calls` and the order views.
+pub const KEPT_CALLS: usize = 100_000;
+
 /// A [`ForceRule`] for this `out_trade_no` applies to the next calls of any order.
 pub const ANY_ORDER: &str = "*";
 
 #[derive(Default)]
 pub(super) struct SimState {
     pub orders: HashMap<String, SimOrder>,
+    /// The most recent calls ([`KEPT_CALLS`] at most: a long run must not grow without end).
     pub calls: Vec<Call>,
+    /// Every call ever recorded, also those no longer kept.
+    pub calls_total: usize,
     pub faults: Faults,
     pub forced: HashMap<String, VecDeque<Forced>>,
     pub used_codes: HashSet<String>,
@@ -245,6 +251,12 @@ impl SimState {
 
     pub fn record(&mut self, call: Call) {
         self.calls.push(call);
+        self.calls_total += 1;
+        // Forget the oldest tenth at a time, so that recording stays cheap.
+        if self.calls.len() > KEPT_CALLS + KEPT_CALLS / 10 {
+            let over = self.calls.len() - KEPT_CALLS;
+            self.calls.drain(..over);
+        }
     }
 }
 
@@ -314,4 +326,34 @@ pub(super) fn transaction_id(now: chrono::DateTime<chrono::Utc>, serial: u64) ->
         &beijing_time(now)[..14],
         serial % 10_000_000_000
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(n: usize) -> Call {
+        Call {
+            api: "orderquery".into(),
+            out_trade_no: Some(format!("T{n}")),
+            business: BTreeMap::new(),
+            at_ms: 0,
+            outcome: "SUCCESS".into(),
+            client_cert: None,
+        }
+    }
+
+    #[test]
+    fn only_the_most_recent_calls_are_kept_and_all_are_counted() {
+        let mut state = SimState::default();
+        let total = KEPT_CALLS * 2 + 7;
+        for n in 0..total {
+            state.record(call(n));
+        }
+        assert_eq!(state.calls_total, total);
+        assert!(state.calls.len() <= KEPT_CALLS + KEPT_CALLS / 10);
+        assert!(state.calls.len() >= KEPT_CALLS);
+        let last = state.calls.last().unwrap().out_trade_no.clone();
+        assert_eq!(last, Some(format!("T{}", total - 1)), "the newest is kept");
+    }
 }
