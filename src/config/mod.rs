@@ -516,9 +516,9 @@ mod tests {
     fn the_readme_settings_table_is_true() {
         let readme = include_str!("../../README.md");
         let section = readme
-            .split("\n## Settings")
+            .split("\n### Settings")
             .nth(1)
-            .and_then(|s| s.split("\n## ").next())
+            .and_then(|s| s.split("\n### ").next())
             .unwrap_or_default();
         let rows: Vec<&str> = section
             .lines()
