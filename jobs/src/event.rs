@@ -2,9 +2,8 @@
 //! delivers one event to one endpoint, and when a failed delivery is tried again. The wire format
 //! and the signing live in the service (`minipay::events`); this module holds the rules only.
 //!
-//! The schedule follows the example in the Standard Webhooks specification
-//! (<https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md>,
-//! "Deliverability and reliability"), cut after the seventh retry.
+//! The schedule follows the Standard Webhooks specification's example, cut after the seventh
+//! retry (docs/webhooks.md, "Retries").
 
 use std::fmt;
 use std::time::Duration;

@@ -1,6 +1,5 @@
-//! Standard Webhooks signatures, symmetric scheme `v1`
-//! (<https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md>,
-//! "Signature scheme" and "Webhook headers"): HMAC-SHA256 over `{webhook-id}.{webhook-timestamp}.{body}`
+//! Standard Webhooks signatures, symmetric scheme `v1` (docs/webhooks.md, "Verifying a
+//! delivery" and "Rotating the secret"): HMAC-SHA256 over `{webhook-id}.{webhook-timestamp}.{body}`
 //! keyed with the bytes of a `whsec_` secret, sent as `v1,<base64>`; several secrets give several
 //! space-separated signatures so that a merchant can roll keys without downtime.
 //!

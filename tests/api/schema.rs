@@ -1,4 +1,4 @@
-//! Checks real answers against the OpenAPI document (docs/openapi-testing.md): every JSON answer
+//! Checks real answers against the OpenAPI document (docs/openapi.md): every JSON answer
 //! that goes through [`TestApp::get_json`](crate::helpers::TestApp::get_json),
 //! [`TestApp::post_json`](crate::helpers::TestApp::post_json) or
 //! [`TestApp::checked`](crate::helpers::TestApp::checked) must be documented for its path,
