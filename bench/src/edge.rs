@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::db::{Backend, BenchDb};
 use crate::load::{Run, closed_loop};
-use crate::scenarios::Service;
+use crate::scenarios::{Service, create_order};
 
 /// Clients of the normal user load, each with one order in flight.
 const NORMAL_CLIENTS: usize = 4;
@@ -262,19 +262,7 @@ async fn normal_load(svc: &Service, window: Duration) -> Run {
         let (client, api, sim, tokens) = (client.clone(), api.clone(), sim.clone(), tokens.clone());
         async move {
             let token = &tokens[i % tokens.len()];
-            let created: Value = client
-                .post(format!("{api}/v1/orders"))
-                .bearer_auth(token)
-                .json(&json!({ "sku": "sms-100", "quantity": 1 }))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            let otn = created["out_trade_no"]
-                .as_str()
-                .context("out_trade_no")?
-                .to_owned();
+            let otn = create_order(&client, &api, token).await?;
             wait_for(&client, &api, token, &otn, "ready").await?;
             client
                 .post(format!("{sim}/sim/pay"))

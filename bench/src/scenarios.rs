@@ -183,19 +183,7 @@ fn order_trip(
             (client.clone(), api.clone(), tokens.clone(), sink.clone());
         async move {
             let token = &tokens[i % tokens.len()];
-            let created: Value = client
-                .post(format!("{api}/v1/orders"))
-                .bearer_auth(token)
-                .json(&json!({ "sku": "sms-100", "quantity": 1 }))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            let otn = created["out_trade_no"]
-                .as_str()
-                .context("out_trade_no")?
-                .to_owned();
+            let otn = create_order(&client, &api, token).await?;
             loop {
                 let order: Value = client
                     .get(format!("{api}/v1/orders/{otn}?wait=30"))
@@ -382,4 +370,25 @@ pub async fn hammer(
         }
     })
     .await
+}
+
+/// One order of the demo catalog's cheapest product, as a mini-program places it; its number.
+pub async fn create_order(
+    client: &reqwest::Client,
+    api: &str,
+    token: &str,
+) -> anyhow::Result<String> {
+    let created: Value = client
+        .post(format!("{api}/v1/orders"))
+        .bearer_auth(token)
+        .json(&json!({ "sku": "sms-100", "quantity": 1 }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(created["out_trade_no"]
+        .as_str()
+        .context("out_trade_no")?
+        .to_owned())
 }
