@@ -184,7 +184,10 @@ fn new_out_refund_no(now: chrono::DateTime<chrono::Utc>) -> String {
 /// Moves a refund to `change.to` (a duplicate changes nothing); logs, counts, alerts and
 /// wakes the order's long-polls. True when it changed.
 pub async fn settle_refund(services: &Services, change: RefundChange) -> Result<bool, StoreError> {
-    let settled = services.store.change_refund(&change).await?;
+    let settled = services
+        .store
+        .change_refund(&change, &services.outbox())
+        .await?;
     if !settled.changed {
         tracing::debug!(to = %change.to, "refund already settled; nothing changed");
         return Ok(false);

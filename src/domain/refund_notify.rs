@@ -115,14 +115,17 @@ async fn console_refund(services: &Services, notice: RefundNotice) -> NotifyAck 
     }
     let recorded = services
         .store
-        .record_console_refund(&ConsoleRefund {
-            out_refund_no: notice.out_refund_no.clone(),
-            out_trade_no: notice.out_trade_no.clone(),
-            total_fee: notice.total_fee,
-            refund_fee: notice.refund_fee,
-            refund_id: notice.refund_id.clone(),
-            now_ms: services.clock.unix_ms(),
-        })
+        .record_console_refund(
+            &ConsoleRefund {
+                out_refund_no: notice.out_refund_no.clone(),
+                out_trade_no: notice.out_trade_no.clone(),
+                total_fee: notice.total_fee,
+                refund_fee: notice.refund_fee,
+                refund_id: notice.refund_id.clone(),
+                now_ms: services.clock.unix_ms(),
+            },
+            &services.outbox(),
+        )
         .await;
     match recorded {
         Ok(settled) if settled.changed => {

@@ -231,6 +231,50 @@ on_both_backends! {
 }
 
 on_both_backends! {
+    /// A full refund sends `refund.succeeded` (the refund) and `order.refunded` (the order with
+    /// `refunded_fee`), each once, signed, after `order.paid`.
+    async fn a_refund_sends_refund_succeeded_and_order_refunded(backend) {
+        let receiver = Receiver::start(|_| Answer::Status(200)).await;
+        let Some(app) = app_with_webhook(backend, &receiver.url, CURRENT, "1", 10).await else {
+            return;
+        };
+        let out_trade_no = paid_order(&app).await;
+        let (status, body) = app
+            .post_json(
+                &format!("/v1/admin/orders/{out_trade_no}/refunds"),
+                Some(ADMIN_TOKEN),
+                serde_json::json!({"refund_fee": 88, "reason": "缺货"}),
+            )
+            .await;
+        assert_eq!(status, Status::ACCEPTED, "{body}");
+        let out_refund_no = body["out_refund_no"].as_str().unwrap().to_owned();
+        let got = receiver.wait_for(3).await;
+        let by_kind = |kind: EventType| {
+            let found: Vec<Envelope> =
+                got.iter().map(Delivery::envelope).filter(|e| e.kind == kind).collect();
+            assert_eq!(found.len(), 1, "one {kind}: {got:?}");
+            found[0].clone()
+        };
+        assert!(got.iter().all(|d| d.verifies_with(CURRENT)));
+        let refund = by_kind(EventType::RefundSucceeded).data;
+        assert_eq!(refund["out_refund_no"], out_refund_no.as_str());
+        assert_eq!(refund["out_trade_no"], out_trade_no.as_str());
+        assert_eq!((refund["refund_fee"].as_i64(), refund["status"].as_str()), (Some(88), Some("succeeded")));
+        assert_eq!(refund["reason"], "缺货");
+        assert!(refund["refund_id"].as_str().is_some_and(|id| !id.is_empty()), "{refund}");
+        assert!(refund["succeeded_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{refund}");
+        assert!(refund.get("error").is_none() && refund.get("external").is_none(), "{refund}");
+        let order = by_kind(EventType::OrderRefunded).data;
+        assert_eq!((order["status"].as_str(), order["refunded_fee"].as_i64()), (Some("refunded"), Some(88)), "{order}");
+        let paid = by_kind(EventType::OrderPaid).data;
+        assert!(paid.get("refunded_fee").is_none(), "absent before a refund: {paid}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(receiver.deliveries().len(), 3, "nothing sent twice");
+        app.stop().await;
+    }
+}
+
+on_both_backends! {
     /// A 500 is retried with the same `webhook-id`, after the schedule's first pause (5 s ±20 %,
     /// scaled by 0.1 here: 400 to 600 ms, as recorded).
     async fn a_failed_delivery_is_retried_with_the_same_id(backend) {

@@ -109,6 +109,25 @@ fn sim_refund_calls(app: &TestApp) -> Vec<minipay::wechat::simulator::Call> {
         .collect()
 }
 
+/// The merchant events recorded about the order, as (type, out_refund_no), sorted.
+async fn events_of(app: &TestApp, otn: &str) -> Vec<(String, String)> {
+    let mut list: Vec<(String, String)> =
+        crate::events::events(app, &format!("out_trade_no={otn}"))
+            .await
+            .iter()
+            .map(|e| {
+                let no = e["out_refund_no"].as_str().unwrap_or_default();
+                (e["type"].as_str().unwrap().to_owned(), no.to_owned())
+            })
+            .collect();
+    list.sort();
+    list
+}
+
+fn pair(kind: &str, no: &str) -> (String, String) {
+    (kind.to_owned(), no.to_owned())
+}
+
 async fn metrics(app: &TestApp) -> String {
     app.http
         .get(format!("{}/metrics", app.base))
@@ -145,6 +164,11 @@ on_both_backends! {
         assert_eq!(order["refunds"][0]["out_refund_no"], no.as_str());
         let kinds: Vec<&str> = order["history"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
         assert!(kinds.contains(&"refund") && kinds.contains(&"refunded"), "{kinds:?}");
+        // One merchant event per change: paid, the refund's success, the order fully refunded.
+        assert_eq!(
+            events_of(&app, &otn).await,
+            vec![pair("order.paid", ""), pair("order.refunded", ""), pair("refund.succeeded", &no)]
+        );
 
         // WeChat saw one refund, with the frozen fields, over a client certificate.
         let sim = app.sim().refunds();
@@ -307,6 +331,10 @@ on_both_backends! {
         let order = app.history(&otn).await;
         assert_eq!(order["status"], "paid");
         assert!(order.get("refunded_fee").is_none(), "{order}");
+        assert_eq!(
+            events_of(&app, &otn).await,
+            vec![pair("order.paid", ""), pair("refund.abnormal", &abnormal), pair("refund.failed", &closed)]
+        );
         refund_ok(&app, &otn, 70).await;
         app.stop().await;
     }
@@ -447,6 +475,19 @@ on_both_backends! {
         wait_status(&app, &rest, "succeeded").await;
         let order = wait_order(&app, &otn, "refunded").await;
         assert_eq!(order["refunded_fee"], 88);
+        assert_eq!(
+            events_of(&app, &otn).await,
+            {
+                let mut expected = vec![
+                    pair("order.paid", ""),
+                    pair("order.refunded", ""),
+                    pair("refund.succeeded", &console.out_refund_no),
+                    pair("refund.succeeded", &rest),
+                ];
+                expected.sort();
+                expected
+            }
+        );
         app.stop().await;
     }
 }

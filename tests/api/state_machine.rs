@@ -81,7 +81,10 @@ async fn become_(store: &Store, out_trade_no: &str, to: OrderStatus, now_ms: i64
             .mark_closed(out_trade_no, "closed", &Outbox::default(), now_ms)
             .await
             .unwrap(),
-        OrderStatus::Refunded => store.mark_refunded(out_trade_no, now_ms).await.unwrap(),
+        OrderStatus::Refunded => store
+            .mark_refunded(out_trade_no, &Outbox::default(), now_ms)
+            .await
+            .unwrap(),
         OrderStatus::Paid => {
             let payment = Payment {
                 out_trade_no: out_trade_no.to_owned(),

@@ -1,10 +1,11 @@
 //! Refunds made by hand in WeChat's merchant console, learnt from their notify and confirmed
 //! by refundquery: recorded as external, succeeded refunds, so that `refunded_fee` stays true.
 
-use minipay_jobs::{OrderEvent, OrderStatus, RefundStatus};
+use minipay_jobs::{EventType, OrderEvent, OrderStatus, RefundStatus};
 
 use super::super::dialect::Dialect;
 use super::super::orders::{INSERT_EVENT, is, status_sql};
+use super::super::outbox::{Outbox, record_order_event, record_refund_event};
 use super::super::{Store, StoreError, write_tx};
 use super::Settled;
 use super::settle::mark_refunded_sql;
@@ -35,8 +36,10 @@ impl Store {
     pub async fn record_console_refund(
         &self,
         refund: &ConsoleRefund,
+        outbox: &Outbox,
     ) -> Result<Settled, StoreError> {
         let r = refund.clone();
+        let outbox = outbox.clone();
         write_tx!(self, tx => {
             let inserted = sqlx::query(
                 "INSERT INTO refunds (out_refund_no, out_trade_no, total_fee, refund_fee, reason, \
@@ -87,6 +90,10 @@ impl Store {
             ));
             if order_refunded {
                 event!(tx, &r.out_trade_no, r.now_ms, OrderEvent::Refunded, "refunds reached the total".to_owned());
+            }
+            record_refund_event!(tx, &outbox, EventType::RefundSucceeded, &r.out_refund_no, r.now_ms);
+            if order_refunded {
+                record_order_event!(tx, &outbox, EventType::OrderRefunded, &r.out_trade_no, None, r.now_ms);
             }
             tx.announce(&r.out_trade_no).await?;
             Ok(Settled { changed: true, out_trade_no: r.out_trade_no.clone(), refund_fee: r.refund_fee, order_refunded })

@@ -4,10 +4,11 @@
 //! refunds reach its total) exactly once; a failure gives its reservation back. Also the
 //! bookkeeping of attempts, holds, the next check, and console refunds learnt from a notify.
 
-use minipay_jobs::{OrderEvent, OrderStatus, RefundStatus};
+use minipay_jobs::{EventType, OrderEvent, OrderStatus, RefundStatus};
 
 use super::super::dialect::Dialect;
 use super::super::orders::{INSERT_EVENT, from, set, status_sql};
+use super::super::outbox::{Outbox, record_order_event, record_refund_event};
 use super::super::{Store, StoreError, write_tx};
 
 /// A change of a refund's status.
@@ -98,11 +99,26 @@ fn change_sql(to: RefundStatus) -> &'static str {
     }
 }
 
+/// The merchant event a refund reaching `status` records, if any.
+pub(super) fn refund_event_type(status: RefundStatus) -> Option<EventType> {
+    match status {
+        RefundStatus::Succeeded => Some(EventType::RefundSucceeded),
+        RefundStatus::Failed => Some(EventType::RefundFailed),
+        RefundStatus::Abnormal => Some(EventType::RefundAbnormal),
+        RefundStatus::Pending | RefundStatus::Processing => None,
+    }
+}
+
 impl Store {
-    /// Moves a refund to `change.to` if its status allows it, with the order's counters and
-    /// history in the same transaction.
-    pub async fn change_refund(&self, change: &RefundChange) -> Result<Settled, StoreError> {
+    /// Moves a refund to `change.to` if its status allows it, with the order's counters,
+    /// history and merchant events in the same transaction.
+    pub async fn change_refund(
+        &self,
+        change: &RefundChange,
+        outbox: &Outbox,
+    ) -> Result<Settled, StoreError> {
         let change = change.clone();
+        let outbox = outbox.clone();
         write_tx!(self, tx => {
             let (code, message) = change.error.clone().unwrap_or_default();
             let updated: Option<(String, i64)> = sqlx::query_as(change_sql(change.to))
@@ -173,6 +189,12 @@ impl Store {
             if order_refunded {
                 event!(tx, &out_trade_no, change.now_ms, OrderEvent::Refunded, "refunds reached the total".to_owned());
             }
+            if let Some(kind) = refund_event_type(change.to) {
+                record_refund_event!(tx, &outbox, kind, &change.out_refund_no, change.now_ms);
+            }
+            if order_refunded {
+                record_order_event!(tx, &outbox, EventType::OrderRefunded, &out_trade_no, None, change.now_ms);
+            }
             tx.announce(&out_trade_no).await?;
             Ok(Settled { changed: true, out_trade_no, refund_fee, order_refunded })
         })
@@ -180,8 +202,14 @@ impl Store {
 
     /// `paid → refunded` when the refunds that succeeded reach the order's total; false
     /// otherwise. (Refund successes do this themselves, in their transaction.)
-    pub async fn mark_refunded(&self, out_trade_no: &str, now_ms: i64) -> Result<bool, StoreError> {
+    pub async fn mark_refunded(
+        &self,
+        out_trade_no: &str,
+        outbox: &Outbox,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
         let out_trade_no = out_trade_no.to_owned();
+        let outbox = outbox.clone();
         write_tx!(self, tx => {
             let changed = sqlx::query(MARK_REFUNDED.as_str())
                 .bind(&out_trade_no)
@@ -192,6 +220,7 @@ impl Store {
                 == 1;
             if changed {
                 event!(tx, &out_trade_no, now_ms, OrderEvent::Refunded, "refunds reached the total".to_owned());
+                record_order_event!(tx, &outbox, EventType::OrderRefunded, &out_trade_no, None, now_ms);
                 tx.announce(&out_trade_no).await?;
             }
             Ok(changed)
