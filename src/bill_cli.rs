@@ -52,6 +52,8 @@ pub async fn run(
             &bill_date,
             RequestedBy::Cli,
             now_ms,
+            // Run here: the workers take it only if this process dies before claiming it.
+            now_ms + LEASE.as_millis() as i64,
             retry::give_up_at(now_ms),
         )
         .await?;

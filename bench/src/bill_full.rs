@@ -81,7 +81,7 @@ pub async fn run(rows: usize, dir: &Path) -> anyhow::Result<()> {
     let now_ms = services.clock.unix_ms();
     services
         .store
-        .request_bill_run(DAY, RequestedBy::Cli, now_ms, now_ms + 3_600_000)
+        .request_bill_run(DAY, RequestedBy::Cli, now_ms, now_ms, now_ms + 3_600_000)
         .await?;
     let claim = services
         .store

@@ -1,4 +1,4 @@
-//! Reconciling one Beijing day (docs/bills.md): minipay's payments of the day against WeChat's
+//! Reconciling one Beijing day (docs/bills.md): minipay's payments and refunds of the day against WeChat's
 //! statement, streamed through the comparison of `minipay_jobs::bill` as it downloads; the
 //! report stored in place of the day's previous one, with an order query queued for each
 //! payment WeChat lists and minipay holds as `pending` or `ready` (healed through the usual
@@ -11,11 +11,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::{Days, NaiveDate};
+use chrono::{Days, NaiveDate, NaiveTime};
 use minipay_jobs::bill::{BillFailure, BillReport, DayReconciliation, Elsewhere, retry};
 
 use crate::services::Services;
-use crate::store::{BillRunStatus, StoreError, StoredReport};
+use crate::store::{BillDay, BillRunStatus, StoreError, StoredReport};
+use crate::wechat::v2::bill::{beijing_instant, bill_date};
 
 /// How a claimed attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,9 +43,16 @@ pub fn query_lease(services: &Services) -> Duration {
     (services.config.wechat.timeout * 10).max(Duration::from_secs(60))
 }
 
-/// `yyyyMMdd` of a day, as `time_end` starts.
-fn compact(day: NaiveDate) -> String {
-    day.format("%Y%m%d").to_string()
+/// A Beijing day as minipay's trades are placed in it: payments by `time_end`
+/// (`yyyyMMdd…`), refunds by when WeChat accepted them.
+fn bill_day(day: NaiveDate, next: NaiveDate) -> BillDay {
+    let midnight = |d: NaiveDate| beijing_instant(d.and_time(NaiveTime::MIN)).timestamp_millis();
+    BillDay {
+        yyyymmdd: bill_date(day),
+        next_yyyymmdd: bill_date(next),
+        from_ms: midnight(day),
+        to_ms: midnight(next),
+    }
 }
 
 /// Runs attempt `claim` of `bill_date`'s run (`YYYY-MM-DD`).
@@ -64,7 +72,7 @@ pub async fn reconcile_day(
         return fail(services, bill_date, claim, "not a date (YYYY-MM-DD)".into()).await;
     };
     let next = day.checked_add_days(Days::new(1)).unwrap_or(day);
-    let (orders, refunds) = store.local_bill_day(&compact(day), &compact(next)).await?;
+    let (orders, refunds) = store.local_bill_day(&bill_day(day, next)).await?;
     let mut comparison = DayReconciliation::new(orders, refunds);
     let downloaded = services
         .gateway
@@ -107,17 +115,18 @@ async fn look_up_unexplained(
     comparison: &DayReconciliation,
 ) -> Result<Elsewhere, StoreError> {
     let unresolved = comparison.unresolved();
-    let orders = services
-        .store
-        .local_orders(&unresolved.out_trade_nos)
-        .await?;
-    // Refunds are looked up here once minipay stores them (the refunds table).
+    let store = &services.store;
+    let orders = store.local_orders(&unresolved.out_trade_nos).await?;
+    let refunds = store.local_refunds(&unresolved.out_refund_nos).await?;
     Ok(Elsewhere {
         orders: orders
             .into_iter()
             .map(|o| (o.out_trade_no.clone(), o))
             .collect::<HashMap<_, _>>(),
-        refunds: HashMap::new(),
+        refunds: refunds
+            .into_iter()
+            .map(|r| (r.out_refund_no.clone(), r))
+            .collect::<HashMap<_, _>>(),
     })
 }
 

@@ -37,7 +37,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use bills::{BillRunRow, BillRunStatus, HealedRow, MismatchRow, RequestedBy, StoredReport};
+pub use bills::{
+    BillDay, BillRunRow, BillRunStatus, HealedRow, MismatchRow, RequestedBy, StoredReport,
+};
 pub use console::{AlertLine, OrderFilter, OrderLine, StatusTotal, Tally};
 pub use deliveries::{
     AfterAttempt, AttemptRecord, AttemptRow, EventFilter, EventRecord, EventStats, Redelivery,

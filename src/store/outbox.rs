@@ -3,23 +3,21 @@
 //! back leaves no event), with its first `deliver_event` job queued in the same transaction
 //! when a webhook endpoint is configured. Without one, events are recorded and not sent.
 //!
-//! Refund events (`refund.succeeded`, `refund.failed`, `refund.abnormal`) are recorded the
-//! same way by the refund transitions, inside their transactions, through
-//! [`record_refund_event!`]; `order.refunded` through [`record_order_event!`] when the
-//! succeeded refunds reach `total_fee` (an order's `data` carries `refunded_fee` once a refund
-//! succeeded).
+//! Refund events (`refund.succeeded`, `refund.failed`, `refund.abnormal`, and `order.refunded`
+//! when the succeeded refunds reach `total_fee`) are recorded the same way by the refund
+//! transitions, inside their transactions (`store::refunds::events`); an order's `data`
+//! carries `refunded_fee` once a refund succeeded.
 //!
 //! Each change records at most one event: rows carry a unique `dedupe_key` (`order.paid:MP…`,
 //! `payment.anomaly:paid_twice:4200…`), and a second insert for the same change is a no-op that
 //! queues nothing.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use minipay_jobs::{EventId, EventType, OrderStatus, Payment, RefundStatus};
+use minipay_jobs::{EventId, EventType, OrderStatus, Payment};
 use serde::Serialize;
 
 use super::OrderRow;
 use super::StoreError;
-use super::refunds::RefundRow;
 
 /// Where recorded events are sent: the endpoint their delivery jobs POST to, if any.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -107,26 +105,6 @@ macro_rules! record_order_event {
 }
 pub(crate) use record_order_event;
 
-/// Records event `$kind` about refund `$out_refund_no` as it stands now in `$tx`. Evaluates to
-/// whether it was new.
-macro_rules! record_refund_event {
-    ($tx:expr, $outbox:expr, $kind:expr, $out_refund_no:expr, $now_ms:expr) => {{
-        let row: Option<$crate::store::RefundRow> =
-            sqlx::query_as("SELECT * FROM refunds WHERE out_refund_no = $1")
-                .bind($out_refund_no)
-                .fetch_optional(&mut *$tx)
-                .await?;
-        match row {
-            Some(row) => {
-                let event = $crate::store::outbox::refund_event($kind, &row, $now_ms)?;
-                $crate::store::outbox::insert_event!($tx, $outbox, event)
-            }
-            None => false,
-        }
-    }};
-}
-pub(crate) use record_refund_event;
-
 /// A payment that could not be applied as usual, as `payment.anomaly` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Anomaly {
@@ -150,11 +128,11 @@ impl Anomaly {
     }
 }
 
-/// A failed order's error, as in the order views.
+/// A failed order's (or refund's) error, as in the views.
 #[derive(Debug, Serialize)]
-struct ErrorData<'a> {
-    code: &'a str,
-    message: &'a str,
+pub(crate) struct ErrorData<'a> {
+    pub code: &'a str,
+    pub message: &'a str,
 }
 
 /// The order as an event's `data` shows it: the admin view's fields (with the buyer's
@@ -194,26 +172,6 @@ struct OrderData<'a> {
 
 fn is_zero(fen: &i64) -> bool {
     *fen == 0
-}
-
-/// The refund as an event's `data` shows it: the admin view's fields that say what happened.
-#[derive(Debug, Serialize)]
-struct RefundData<'a> {
-    out_refund_no: &'a str,
-    out_trade_no: &'a str,
-    refund_fee: i64,
-    status: RefundStatus,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    reason: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    refund_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    succeeded_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<ErrorData<'a>>,
-    /// Made by hand in WeChat's merchant console.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    external: bool,
 }
 
 /// RFC 3339 in UTC with milliseconds, as the envelope writes `created_at`.
@@ -273,44 +231,8 @@ pub fn order_event(
     })
 }
 
-/// The event `kind` about `refund` as it stands, recorded at `now_ms`.
-pub fn refund_event(
-    kind: EventType,
-    refund: &RefundRow,
-    now_ms: i64,
-) -> Result<NewEvent, StoreError> {
-    let data = RefundData {
-        out_refund_no: &refund.out_refund_no,
-        out_trade_no: &refund.out_trade_no,
-        refund_fee: refund.refund_fee,
-        status: refund.status,
-        reason: &refund.reason,
-        refund_id: refund.refund_id.as_deref(),
-        succeeded_at: match refund.status {
-            RefundStatus::Succeeded => refund.succeeded_at.map(rfc3339_ms),
-            _ => None,
-        },
-        error: match (&refund.error_code, refund.status) {
-            (Some(code), RefundStatus::Failed | RefundStatus::Abnormal) => Some(ErrorData {
-                code,
-                message: refund.error_message.as_deref().unwrap_or_default(),
-            }),
-            _ => None,
-        },
-        external: refund.source == "console",
-    };
-    Ok(NewEvent {
-        id: crate::events::new_event_id(),
-        kind,
-        created_at: now_ms,
-        data: encode(&data)?,
-        out_trade_no: Some(refund.out_trade_no.clone()),
-        out_refund_no: Some(refund.out_refund_no.clone()),
-        dedupe_key: format!("{kind}:{}", refund.out_refund_no),
-    })
-}
-
-fn encode(data: &impl Serialize) -> Result<String, StoreError> {
+/// `data` as the event's JSON text.
+pub(crate) fn encode(data: &impl Serialize) -> Result<String, StoreError> {
     serde_json::to_string(data).map_err(|source| StoreError::Encode {
         what: "event data",
         source,

@@ -159,6 +159,71 @@ on_both_backends! {
     }
 }
 
+/// Refunds `fee` fen of `otn` through the admin API and waits until it succeeded.
+async fn refund_and_wait(app: &TestApp, otn: &str, fee: i64) -> String {
+    let (status, body) = app
+        .post_json(
+            &format!("/v1/admin/orders/{otn}/refunds"),
+            Some(ADMIN_TOKEN),
+            json!({"refund_fee": fee}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let no = body["out_refund_no"].as_str().unwrap().to_owned();
+    eventually("the refund succeeded", || async {
+        let (_, view) = app
+            .get_json(&format!("/v1/admin/refunds/{no}"), Some(ADMIN_TOKEN))
+            .await;
+        view["status"] == "succeeded"
+    })
+    .await;
+    no
+}
+
+on_both_backends! {
+    /// minipay's refunds of the day are compared with WeChat's refund lines: a partial refund
+    /// and a full one reconcile clean; a refund line WeChat lists with another amount is an
+    /// `amount` mismatch naming both numbers.
+    async fn refunds_of_the_day_reconcile_with_wechats_refund_lines(backend) {
+        let Some(app) = app(backend).await else { return };
+        let token = app.login("bill-user#refunds").await;
+        let day = today(&app);
+        let numbers = ready_orders(&app, &token, &[("sms-100", 2), ("sms-100", 1), ("sms-100", 3)]).await;
+        pay_and_wait(&app, &token, &numbers).await;
+        let fee = |i: usize| {
+            let otn = numbers[i].clone();
+            let token = token.clone();
+            let app = &app;
+            async move { app.order(&token, &otn, None).await["total_fee"].as_i64().unwrap() }
+        };
+        let (partial_of, full_of) = (fee(0).await, fee(1).await);
+        let partial = refund_and_wait(&app, &numbers[0], partial_of / 2).await;
+        let full = refund_and_wait(&app, &numbers[1], full_of).await;
+        app.wait_for_status(&token, &numbers[1], "refunded").await;
+        next_morning(&[&app.services.clock, app.sim().clock()], day, 10, 1);
+
+        let report = reconcile(&app, day).await;
+        assert_eq!(report["status"], "done", "{report}");
+        assert_eq!(report["mismatches"], json!([]), "{report}");
+        assert_eq!(report["wechat"]["refunds"], 2, "{report}");
+        assert_eq!(report["wechat"]["refund_fee"], partial_of / 2 + full_of, "{report}");
+        assert_eq!(report["local"], report["wechat"]);
+        assert_eq!(report["statement_rows"], 5, "three payments, two refunds");
+
+        // The partial refund's line with another amount: a mismatch on the refund.
+        app.sim().inject_bill(BillInjection::Amount { out_trade_no: numbers[0].clone(), out_refund_no: Some(partial.clone()), fee: 1 }).unwrap();
+        let report = reconcile(&app, day).await;
+        let mismatches = report["mismatches"].as_array().unwrap();
+        assert_eq!(mismatches.len(), 1, "{report}");
+        assert_eq!(mismatches[0]["kind"], "amount");
+        assert_eq!(mismatches[0]["out_trade_no"], numbers[0].as_str());
+        assert_eq!(mismatches[0]["out_refund_no"], partial.as_str());
+        assert_eq!(mismatches[0]["local"], format!("succeeded {}", partial_of / 2));
+        assert!(!full.is_empty());
+        app.stop().await;
+    }
+}
+
 on_both_backends! {
     async fn differences_name_their_orders_and_a_lost_payment_is_healed(backend) {
         let Some(app) = app(backend).await else { return };

@@ -346,7 +346,10 @@ fn compare_refund(
             healable: false,
         })
     };
-    if refund.succeeded() != local_refunded || other_day {
+    // WeChat lists a refund with the status it had on the day: one that was closed later
+    // (REFUNDCLOSE) was PROCESSING then.
+    let closed_later = local.status == LocalRefundStatus::Failed && refund.status == "PROCESSING";
+    if (refund.succeeded() != local_refunded && !closed_later) || other_day {
         push(MismatchKind::Status);
     }
     if refund.refund_fee != local.refund_fee {

@@ -241,6 +241,25 @@ fn each_difference_is_reported_with_its_kind() {
             vec![],
         ),
         (
+            "WeChat listed a refund as processing that failed later (REFUNDCLOSE)",
+            Box::new(|d| {
+                d.statement
+                    .push(refunded("MP0002", "RF0002", 8, "PROCESSING"));
+                d.refunds
+                    .push(refund("MP0002", "RF0002", 8, LocalRefundStatus::Failed));
+            }),
+            vec![],
+        ),
+        (
+            "WeChat lists a refund as succeeded that failed here",
+            Box::new(|d| {
+                d.statement.push(refunded("MP0002", "RF0002", 8, "SUCCESS"));
+                d.refunds
+                    .push(refund("MP0002", "RF0002", 8, LocalRefundStatus::Failed));
+            }),
+            vec![(Status, "MP0002", Some("RF0002"), false)],
+        ),
+        (
             "minipay holds the refund on another day",
             Box::new(|d| {
                 d.statement.push(refunded("MP0002", "RF0002", 8, "SUCCESS"));

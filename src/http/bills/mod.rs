@@ -68,6 +68,7 @@ pub async fn reconcile(
             &day.to_string(),
             RequestedBy::Admin,
             now_ms,
+            now_ms,
             retry::give_up_at(now_ms),
         )
         .await?;

@@ -3,11 +3,11 @@
 //! CLI; claimed when due with a guarded update that queues the day's `reconcile_bill` job;
 //! rescheduled or failed by that job; finished by storing the report ([`report`]).
 
+mod local;
+pub use local::BillDay;
 mod report;
 
-use futures::TryStreamExt;
-use minipay_jobs::bill::{LocalOrder, LocalRefund};
-use minipay_jobs::{OrderStatus, ReconcileBill};
+use minipay_jobs::ReconcileBill;
 use serde::Serialize;
 
 use super::dialect::Dialect;
@@ -111,7 +111,7 @@ const INSERT_RUN: &str = "INSERT INTO bill_runs (bill_date, status, requested_by
 /// An operator's (or the CLI's) request: a finished day starts over (its report stays until
 /// the new one replaces it); a pending day is left alone.
 const REQUEST_RUN: &str = "INSERT INTO bill_runs (bill_date, status, requested_by, requested_at, \
-     next_attempt_at, give_up_at) VALUES ($1, 'pending', $2, $3, $3, $4) \
+     next_attempt_at, give_up_at) VALUES ($1, 'pending', $2, $3, $5, $4) \
      ON CONFLICT (bill_date) DO UPDATE SET status = 'pending', requested_by = excluded.requested_by, \
      requested_at = excluded.requested_at, next_attempt_at = excluded.next_attempt_at, \
      give_up_at = excluded.give_up_at, attempts = 0, last_error = NULL \
@@ -124,37 +124,6 @@ const DUE_RUNS: &str = "SELECT bill_date, claims FROM bill_runs \
 const CLAIM_RUN: &str = "UPDATE bill_runs SET claims = claims + 1, attempts = attempts + 1, \
      next_attempt_at = $3, started_at = COALESCE(started_at, $4) \
      WHERE bill_date = $1 AND status = 'pending' AND claims = $2";
-
-/// A day's paid orders by WeChat's payment time: `time_end` is `yyyyMMddHHmmss` Beijing, so
-/// the day is a range of its text (index `orders_time_end`).
-const LOCAL_DAY: &str = "SELECT out_trade_no, total_fee, status FROM orders \
-     WHERE time_end >= $1 AND time_end < $2";
-
-#[derive(sqlx::FromRow)]
-struct LocalOrderRow {
-    out_trade_no: String,
-    total_fee: i64,
-    status: String,
-}
-
-impl LocalOrderRow {
-    fn into_local(self) -> Option<LocalOrder> {
-        // A refunded order was paid: its payment line compares as paid (its refunds are lines
-        // of their own).
-        let status = match self.status.as_str() {
-            "refunded" => OrderStatus::Paid,
-            name => OrderStatus::parse(name)?,
-        };
-        Some(LocalOrder {
-            out_trade_no: self.out_trade_no,
-            total_fee: self.total_fee,
-            status,
-        })
-    }
-}
-
-/// Lookups of orders by number go in batches of this many.
-const LOOKUP_BATCH: usize = 500;
 
 impl Store {
     /// The schedule's run of `bill_date`: inserted once across all processes (the primary
@@ -179,13 +148,15 @@ impl Store {
         Ok(inserted == 1)
     }
 
-    /// Asks for `bill_date` to be reconciled (again) as soon as a worker sweeps. Returns the
-    /// run as it now stands.
+    /// Asks for `bill_date` to be reconciled (again): a worker sweeping at or after `due_ms`
+    /// takes it (the CLI, which runs it itself, sets it a lease ahead so that no worker races
+    /// it). Returns the run as it now stands.
     pub async fn request_bill_run(
         &self,
         bill_date: &str,
         by: RequestedBy,
         now_ms: i64,
+        due_ms: i64,
         give_up_at_ms: i64,
     ) -> Result<BillRunRow, StoreError> {
         on_pool!(self, pool => {
@@ -194,6 +165,7 @@ impl Store {
                 .bind(by.as_str())
                 .bind(now_ms)
                 .bind(give_up_at_ms)
+                .bind(due_ms)
                 .execute(pool)
                 .await?;
         });
@@ -310,47 +282,5 @@ impl Store {
             .await?
         });
         Ok(row)
-    }
-
-    /// minipay's payments of a Beijing day (`yyyyMMdd`): orders with a `time_end` on it.
-    /// Refunds join here once minipay stores them (the refunds table); until then the local
-    /// side has none.
-    pub async fn local_bill_day(
-        &self,
-        yyyymmdd: &str,
-        next_yyyymmdd: &str,
-    ) -> Result<(Vec<LocalOrder>, Vec<LocalRefund>), StoreError> {
-        // Streamed into the list: a day's rows are never held twice.
-        let mut orders = Vec::new();
-        on_reader!(self, pool => {
-            let mut rows = sqlx::query_as::<_, LocalOrderRow>(LOCAL_DAY)
-                .bind(yyyymmdd)
-                .bind(next_yyyymmdd)
-                .fetch(pool);
-            while let Some(row) = rows.try_next().await? {
-                orders.extend(row.into_local());
-            }
-        });
-        Ok((orders, Vec::new()))
-    }
-
-    /// The orders named, of any day and status (the statement lines a day did not explain).
-    pub async fn local_orders(&self, numbers: &[&str]) -> Result<Vec<LocalOrder>, StoreError> {
-        let mut found = Vec::new();
-        for batch in numbers.chunks(LOOKUP_BATCH) {
-            let rows: Vec<LocalOrderRow> = on_reader!(self, pool => {
-                let mut query = sqlx::QueryBuilder::new(
-                    "SELECT out_trade_no, total_fee, status FROM orders WHERE out_trade_no IN (",
-                );
-                let mut list = query.separated(", ");
-                for number in batch {
-                    list.push_bind(*number);
-                }
-                query.push(")");
-                query.build_query_as().fetch_all(pool).await?
-            });
-            found.extend(rows.into_iter().filter_map(LocalOrderRow::into_local));
-        }
-        Ok(found)
     }
 }

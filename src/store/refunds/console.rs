@@ -1,13 +1,14 @@
 //! Refunds made by hand in WeChat's merchant console, learnt from their notify and confirmed
 //! by refundquery: recorded as external, succeeded refunds, so that `refunded_fee` stays true.
 
-use minipay_jobs::{EventType, OrderEvent, OrderStatus, RefundStatus};
+use minipay_jobs::{OrderEvent, OrderStatus, RefundStatus};
 
 use super::super::dialect::Dialect;
 use super::super::orders::{INSERT_EVENT, is, status_sql};
-use super::super::outbox::{Outbox, record_order_event, record_refund_event};
+use super::super::outbox::Outbox;
 use super::super::{Store, StoreError, write_tx};
 use super::Settled;
+use super::events::record_refund_events;
 use super::settle::mark_refunded_sql;
 
 status_sql!(
@@ -91,10 +92,7 @@ impl Store {
             if order_refunded {
                 event!(tx, &r.out_trade_no, r.now_ms, OrderEvent::Refunded, "refunds reached the total".to_owned());
             }
-            record_refund_event!(tx, &outbox, EventType::RefundSucceeded, &r.out_refund_no, r.now_ms);
-            if order_refunded {
-                record_order_event!(tx, &outbox, EventType::OrderRefunded, &r.out_trade_no, None, r.now_ms);
-            }
+            record_refund_events!(tx, &outbox, RefundStatus::Succeeded, &r.out_refund_no, &r.out_trade_no, order_refunded, r.now_ms);
             tx.announce(&r.out_trade_no).await?;
             Ok(Settled { changed: true, out_trade_no: r.out_trade_no.clone(), refund_fee: r.refund_fee, order_refunded })
         })

@@ -21,6 +21,7 @@ macro_rules! event {
 
 mod bookkeeping;
 mod console;
+pub(crate) mod events;
 mod settle;
 
 use minipay_jobs::{OrderEvent, OrderStatus, RefundOrder, RefundStatus};

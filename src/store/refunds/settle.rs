@@ -8,8 +8,9 @@ use minipay_jobs::{EventType, OrderEvent, OrderStatus, RefundStatus};
 
 use super::super::dialect::Dialect;
 use super::super::orders::{INSERT_EVENT, from, set, status_sql};
-use super::super::outbox::{Outbox, record_order_event, record_refund_event};
+use super::super::outbox::{Outbox, record_order_event};
 use super::super::{Store, StoreError, write_tx};
+use super::events::record_refund_events;
 
 /// A change of a refund's status.
 #[derive(Debug, Clone)]
@@ -99,16 +100,6 @@ fn change_sql(to: RefundStatus) -> &'static str {
     }
 }
 
-/// The merchant event a refund reaching `status` records, if any.
-pub(super) fn refund_event_type(status: RefundStatus) -> Option<EventType> {
-    match status {
-        RefundStatus::Succeeded => Some(EventType::RefundSucceeded),
-        RefundStatus::Failed => Some(EventType::RefundFailed),
-        RefundStatus::Abnormal => Some(EventType::RefundAbnormal),
-        RefundStatus::Pending | RefundStatus::Processing => None,
-    }
-}
-
 impl Store {
     /// Moves a refund to `change.to` if its status allows it, with the order's counters,
     /// history and merchant events in the same transaction.
@@ -189,12 +180,7 @@ impl Store {
             if order_refunded {
                 event!(tx, &out_trade_no, change.now_ms, OrderEvent::Refunded, "refunds reached the total".to_owned());
             }
-            if let Some(kind) = refund_event_type(change.to) {
-                record_refund_event!(tx, &outbox, kind, &change.out_refund_no, change.now_ms);
-            }
-            if order_refunded {
-                record_order_event!(tx, &outbox, EventType::OrderRefunded, &out_trade_no, None, change.now_ms);
-            }
+            record_refund_events!(tx, &outbox, change.to, &change.out_refund_no, &out_trade_no, order_refunded, change.now_ms);
             tx.announce(&out_trade_no).await?;
             Ok(Settled { changed: true, out_trade_no, refund_fee, order_refunded })
         })
