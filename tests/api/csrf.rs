@@ -101,3 +101,86 @@ async fn the_retry_form_needs_the_pages_token_and_the_page_cannot_be_framed() {
     app.wait_for_status(&token, &otn, "ready").await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refund_forms_need_the_pages_token_and_the_same_site() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let user = app.login("csrf-refund#1").await;
+    let order = app.create_order(&user, "sms-100", 1).await;
+    let otn = order["out_trade_no"].as_str().unwrap().to_owned();
+    app.wait_for_status(&user, &otn, "ready").await;
+    app.pay(&otn, true);
+    app.wait_for_status(&user, &otn, "paid").await;
+    let browser = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap();
+    let page = browser
+        .get(format!("{}/admin/orders/{otn}", app.base))
+        .basic_auth("ops", Some(ADMIN_TOKEN))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = form_token(&page);
+    let post = |path: String, form: Vec<(&'static str, String)>, site: &'static str| {
+        browser
+            .post(format!("{}{path}", app.base))
+            .basic_auth("ops", Some(ADMIN_TOKEN))
+            .header("sec-fetch-site", site)
+            .form(&form)
+            .send()
+    };
+    let confirm = |token: &str| {
+        vec![
+            ("csrf", token.to_owned()),
+            ("refund_fee", "10".to_owned()),
+            ("reason", String::new()),
+            ("key", "consoleTestKey1".to_owned()),
+        ]
+    };
+    let refunds_path = format!("/admin/orders/{otn}/refunds");
+    for (form, site) in [
+        (confirm("1.deadbeef"), "same-origin"),
+        (confirm(&csrf), "cross-site"),
+    ] {
+        let answer = post(refunds_path.clone(), form, site).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "CSRF_REJECTED");
+    }
+    let review = post(
+        format!("/admin/orders/{otn}/refund/review"),
+        vec![("csrf", "nope".into()), ("amount", "0.10".into())],
+        "same-origin",
+    )
+    .await
+    .unwrap();
+    assert_eq!(review.status(), StatusCode::FORBIDDEN);
+    let (_, list) = app
+        .get_json(
+            &format!("/v1/admin/orders/{otn}/refunds"),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(list["refunds"], serde_json::json!([]), "nothing refunded");
+
+    // With the page's token, from the console: one refund, however often it is sent.
+    for _ in 0..2 {
+        let answer = post(refunds_path.clone(), confirm(&csrf), "same-origin")
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+        assert_eq!(answer.headers()["location"], format!("/admin/orders/{otn}"));
+    }
+    let (_, list) = app
+        .get_json(
+            &format!("/v1/admin/orders/{otn}/refunds"),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(list["refunds"].as_array().unwrap().len(), 1, "{list}");
+    app.stop().await;
+}

@@ -197,3 +197,99 @@ async fn the_console_fits_a_phone() {
     browser.close().await;
     shop.app.stop().await;
 }
+
+/// The order's refunds as the admin API lists them.
+async fn refunds_of(app: &TestApp, otn: &str) -> Vec<serde_json::Value> {
+    let (_, list) = app
+        .get_json(
+            &format!("/v1/admin/orders/{otn}/refunds"),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    list["refunds"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_is_refunded_from_its_page_only_after_confirming() {
+    let Some(mut browser) = Browser::open(Viewport::Desktop).await else {
+        return;
+    };
+    let shop = shop().await;
+    let app = &shop.app;
+    browser.sign_in(&app.base, ADMIN_TOKEN).await;
+    let page = format!("/admin/orders/{}", shop.paid);
+    browser.goto(&page).await;
+    assert!(
+        browser.text("form.refund").await.contains("at most ¥0.88"),
+        "the form says what is left"
+    );
+
+    // Review, then cancel: nothing is refunded.
+    browser.fill("form.refund input[name=amount]", "0.30").await;
+    browser
+        .fill("form.refund input[name=reason]", "damaged")
+        .await;
+    browser.follow(Locator::Css("form.refund button")).await;
+    assert_eq!(browser.text("h1").await, "Confirm the refund");
+    let question = browser.text("p.confirm").await;
+    assert!(
+        question.contains("¥0.30") && question.contains(&shop.paid),
+        "{question}"
+    );
+    browser.screenshot("console-refund-confirm").await;
+    browser.follow(Locator::LinkText("Cancel")).await;
+    assert_eq!(browser.path().await, page);
+    assert!(
+        refunds_of(app, &shop.paid).await.is_empty(),
+        "a review refunds nothing"
+    );
+
+    // Review and confirm: one refund of 30 fen, shown on the order's page.
+    browser.fill("form.refund input[name=amount]", "0.30").await;
+    browser
+        .fill("form.refund input[name=reason]", "damaged")
+        .await;
+    browser.follow(Locator::Css("form.refund button")).await;
+    browser.follow(Locator::Css("form.confirm button")).await;
+    assert_eq!(browser.path().await, page, "back on the order's page");
+    let refunds = refunds_of(app, &shop.paid).await;
+    assert_eq!(refunds.len(), 1, "{refunds:?}");
+    assert_eq!(refunds[0]["refund_fee"], 30);
+    assert_eq!(refunds[0]["reason"], "damaged");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let table = browser.table("table.refunds").await;
+        assert_eq!(table.len(), 2, "one refund: {table:?}");
+        assert_eq!(table[1][1], "¥0.30");
+        if table[1][2] == "succeeded" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never succeeded: {table:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        browser.reload().await;
+    }
+    assert!(
+        browser.text("form.refund").await.contains("at most ¥0.58"),
+        "what is left shrank"
+    );
+    let events = browser.table("table.merchant-events").await;
+    let kinds: Vec<&str> = events[1..].iter().map(|r| r[1].as_str()).collect();
+    assert!(kinds.contains(&"refund.succeeded"), "{events:?}");
+    browser.screenshot("console-refunded").await;
+
+    // More than is left is refused with the API's error, and nothing changes.
+    browser.fill("form.refund input[name=amount]", "0.59").await;
+    browser.follow(Locator::Css("form.refund button")).await;
+    browser.follow(Locator::Css("form.confirm button")).await;
+    assert!(
+        browser.text("p.note").await.contains("REFUND_EXCEEDS_PAID"),
+        "the refusal is shown"
+    );
+    assert_eq!(refunds_of(app, &shop.paid).await.len(), 1);
+
+    browser.close().await;
+    shop.app.stop().await;
+}

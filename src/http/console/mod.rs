@@ -1,6 +1,7 @@
 //! The operator console: server-rendered pages (maud; no script) behind the admin token, as
 //! HTTP Basic credentials (any user name, the token as password) or a bearer token. One file
-//! per page: the dashboard, order search, an order with its timeline, the jobs, the bills. Every answer
+//! per page: the dashboard, order search, an order with its timeline (and refunding it), the jobs,
+//! the bills. Every answer
 //! is uncacheable, may not be framed, and loads nothing but the console's own stylesheet.
 
 mod bills;
@@ -9,6 +10,7 @@ mod jobs;
 mod layout;
 mod order;
 mod orders;
+mod refund;
 
 use std::sync::Arc;
 
@@ -39,6 +41,14 @@ pub fn routes() -> Router<Arc<HttpState>> {
         .route("/admin/bills", get(bills::list))
         .route("/admin/bills/{date}", get(bills::day))
         .route("/admin/jobs/{id}/retry", post(jobs::retry))
+        .route(
+            "/admin/orders/{out_trade_no}/refund/review",
+            post(refund::review),
+        )
+        .route(
+            "/admin/orders/{out_trade_no}/refunds",
+            post(refund::confirm),
+        )
         .route(layout::CSS_PATH, get(stylesheet))
         .layer(map_response(secure))
 }

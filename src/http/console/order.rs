@@ -1,7 +1,8 @@
 //! `/admin/orders/{out_trade_no}`: the order and its whole timeline, the same history the
 //! admin API answers (`GET /v1/admin/orders/{out_trade_no}`): status changes, each prepay call
 //! and WeChat's answer, reconciliation decisions (order queries), alerts, verified notifies
-//! with their verdicts and the refused ones naming the order.
+//! with their verdicts and the refused ones naming the order; its refunds (and the form that
+//! makes one) and the merchant events about it.
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use maud::{Markup, html};
 use minipay_jobs::OrderStatus;
 
 use super::layout::{self, Section, status, yuan};
+use super::refund;
 use super::{Operator, Page};
 use crate::http::HttpState;
 use crate::http::admin::{History, history};
@@ -23,9 +25,10 @@ pub async fn page(
     let h = history(&state.services.store, &out_trade_no).await?;
     let body = html! {
         (summary(&h.order))
-        (refund(&h.order))
+        (refund::section(&state, &h.order, &h.refunds))
         h2 { "Timeline" }
         (timeline(&h))
+        (merchant_events(&h))
     };
     Ok(layout::page(
         &format!("Order {out_trade_no}"),
@@ -65,18 +68,32 @@ fn summary(o: &OrderRow) -> Markup {
     }
 }
 
-/// The refund form, for paid orders.
-fn refund(o: &OrderRow) -> Markup {
-    if o.status != OrderStatus::Paid {
+/// The merchant events about the order and how their deliveries went.
+fn merchant_events(h: &History) -> Markup {
+    let (events, attempts) = &h.merchant_events;
+    if events.is_empty() {
         return html! {};
     }
     html! {
-        h2 { "Refund" }
-        p.note.refund-off {
-            "Refunds are not available in this build yet: the refund operation "
-            "(POST /v1/admin/orders/{out_trade_no}/refunds) is not part of it."
+        h2 { "Merchant events" }
+        table.merchant-events.cards {
+            tr { th { "event" } th { "type" } th { "state" } th { "attempts" } th { "last answer" } }
+            @for e in events {
+                @let last = attempts.iter().filter(|a| a.event_id == e.id).max_by_key(|a| a.at);
+                tr {
+                    td.id data-label="event" { (e.id) }
+                    td data-label="type" { (e.kind) }
+                    td data-label="state" { (e.state) }
+                    td data-label="attempts" { (e.attempts) }
+                    td data-label="last answer" {
+                        @if let Some(a) = last {
+                            @if let Some(status) = a.status { "HTTP " (status) } @else { (a.error.as_deref().unwrap_or("")) }
+                            " at " (layout::time(a.at))
+                        } @else { "not sent" }
+                    }
+                }
+            }
         }
-        button type="button" disabled { "Refund…" }
     }
 }
 
