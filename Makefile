@@ -9,7 +9,7 @@ FUZZ_SECONDS ?= 60
 SOAK_MINUTES ?= 10
 BILL_ROWS ?= 100000
 
-.PHONY: run test openapi test-js test-postgres test-browser browser-deps screenshots lint fmt bench bench-quick bench-bill bench-edge bench-events fuzz soak build clean-db
+.PHONY: run test openapi test-js test-postgres test-browser browser-deps screenshots lint fmt bench bench-quick bench-bill bench-edge bench-events bench-refunds fuzz soak build clean-db
 
 ## run: API + workers + WeChat simulator on sqlite://minipay.db, http://127.0.0.1:8080
 run:
@@ -45,8 +45,10 @@ test-browser:
 browser-deps:
 	.ci/install-browser
 
-## screenshots: the browser tests, writing what they see to docs/screenshots/*.png
+## screenshots: the browser tests, writing what they see to docs/screenshots/*.png (installs
+## Noto CJK fonts first, for the Chinese product names)
 screenshots:
+	.ci/install-browser --fonts
 	MINIPAY_SCREENSHOTS=1 $(CARGO) test --locked --test browser
 
 ## test-postgres: the same, failing if PostgreSQL is unreachable
@@ -74,13 +76,14 @@ build:
 
 ## bench: protocol micro-benchmarks (criterion), then the load run against its ceilings on
 ## SQLite and PostgreSQL; writes BENCHMARKS.md; then the 100,000-row bill statement; then the
-## edge section
+## edge section, merchant events and refunds
 bench: build
 	$(CARGO) bench --locked --bench protocol
 	target/release/minipay-bench run --write BENCHMARKS.md
 	target/release/minipay-bench bill --rows $(BILL_ROWS)
 	target/release/minipay-bench edge
 	target/release/minipay-bench events
+	target/release/minipay-bench refunds
 
 ## bench-edge: a normal client's p99 and the service's RSS during slowloris, idle-connection,
 ## login and metrics-scrape floods (about 4 minutes after the build); prints the table
@@ -91,6 +94,11 @@ bench-edge: build
 ## notify rates while every delivery hangs vs no webhook; RSS with 10,000 events for a dead endpoint
 bench-events: build
 	target/release/minipay-bench events
+
+## bench-refunds: one full refund of each of 2,000 paid orders per backend: refund requests
+## accepted per second (p50/p99) and refunds settled per second (request → succeeded)
+bench-refunds: build
+	target/release/minipay-bench refunds
 
 ## bench-bill: parse and reconcile a generated statement of BILL_ROWS lines: time, peak RSS growth
 bench-bill: build

@@ -13,6 +13,7 @@ mod edge;
 mod events;
 mod load;
 mod procs;
+mod refunds;
 mod report;
 mod scenarios;
 mod soak;
@@ -72,6 +73,15 @@ enum Command {
         orders: usize,
         #[arg(long, default_value_t = 10_000)]
         backlog: usize,
+    },
+    /// Refunds: requests accepted per second and refunds settled per second, one full refund
+    /// of each of `orders` paid orders.
+    Refunds {
+        /// Backends to measure.
+        #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+        backends: Vec<String>,
+        #[arg(long, default_value_t = 2_000)]
+        orders: usize,
     },
     /// Orders and notifies under injected faults, a PostgreSQL restart and a killed worker.
     Soak {
@@ -294,16 +304,9 @@ fn main() -> ExitCode {
                 backends,
                 orders,
                 backlog,
-            } => {
-                let backends = backends
-                    .iter()
-                    .map(|name| match name.as_str() {
-                        "sqlite" => Ok(Backend::Sqlite),
-                        "postgres" => Ok(Backend::Postgres),
-                        other => Err(anyhow::anyhow!("unknown backend {other}")),
-                    })
-                    .collect::<anyhow::Result<Vec<_>>>()?;
-                events::run(&backends, orders, backlog).await
+            } => events::run(&parse_backends(&backends)?, orders, backlog).await,
+            Command::Refunds { backends, orders } => {
+                refunds::run(&parse_backends(&backends)?, orders).await
             }
             Command::Soak { minutes } => soak::run(Duration::from_secs_f64(minutes * 60.0)).await,
             Command::Run {
@@ -340,4 +343,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `sqlite`, `postgres` as the backends they name.
+fn parse_backends(names: &[String]) -> anyhow::Result<Vec<Backend>> {
+    names
+        .iter()
+        .map(|name| match name.as_str() {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" => Ok(Backend::Postgres),
+            other => Err(anyhow::anyhow!("unknown backend {other}")),
+        })
+        .collect()
 }

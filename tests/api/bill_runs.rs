@@ -121,6 +121,9 @@ on_both_backends! {
         let day = today(&app);
         let numbers = ready_orders(&app, &token, &[("sms-100", 1), ("sms-100", 2), ("sms-100", 1)]).await;
         pay_and_wait(&app, &token, &numbers[..2]).await;
+        // A partial refund of the first: a refund line of its own.
+        let first_fee = app.order(&token, &numbers[0], None).await["total_fee"].as_i64().unwrap();
+        refund_and_wait(&app, &numbers[0], first_fee / 2).await;
         // The third is never paid and expires: closed with WeChat, it is on no statement,
         // and it is no difference.
         next_morning(&[&app.services.clock, app.sim().clock()], day, 10, 1);
@@ -133,10 +136,10 @@ on_both_backends! {
         let fee = app.scalar("SELECT CAST(SUM(total_fee) AS BIGINT) FROM orders WHERE status = 'paid'").await;
         assert_eq!(
             report["wechat"],
-            json!({"payments": 2, "payment_fee": fee, "refunds": 0, "refund_fee": 0})
+            json!({"payments": 2, "payment_fee": fee, "refunds": 1, "refund_fee": first_fee / 2})
         );
         assert_eq!(report["local"], report["wechat"]);
-        assert_eq!(report["statement_rows"], 2);
+        assert_eq!(report["statement_rows"], 3);
         assert_eq!(report["requested_by"], "admin");
 
         // The list shows the day; the CSV has its header and no line.
