@@ -62,6 +62,10 @@ impl Proc {
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file);
+        // jemalloc's tuning (README, "Memory"), to compare settings without a rebuild.
+        if let Ok(conf) = std::env::var("_RJEM_MALLOC_CONF") {
+            command.env("_RJEM_MALLOC_CONF", conf);
+        }
         for (k, v) in env {
             command.env(k, v);
         }
