@@ -1,11 +1,15 @@
 //! The accept loop of a listener: HTTP/1 connections with a header-read timeout (which is also
-//! the idle keep-alive limit), a header size cap, and a cap on open connections. Over the cap a
-//! connection gets a short `503` and is closed at once, so an idle or slow flood cannot use up
-//! the process's file descriptors. Accept errors (out of file descriptors) pause the loop
-//! briefly instead of spinning.
+//! the idle keep-alive limit), a header size cap, and a cap on open connections. At the cap, the
+//! oldest connection that is not serving a request (one that never sent one first) is closed to
+//! make room, so a flood of idle connections cannot lock everyone else out; when every
+//! connection is serving a request, a new one gets a short `503` and is closed at once. Either
+//! way a flood cannot use up the process's file descriptors. Accept errors (out of file
+//! descriptors) pause the loop briefly instead of spinning.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -25,6 +29,10 @@ const MIN_BUF: usize = 8 * 1024;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Refusals and accept errors are logged at most this often.
 const LOG_EVERY: Duration = Duration::from_secs(5);
+/// How long a connection accepted at the cap waits for the room an eviction makes.
+const ROOM_WAIT: Duration = Duration::from_millis(200);
+/// Connections looked at per eviction (the busy ones go to the back of the line).
+const EVICTION_SCAN: usize = 64;
 
 /// What a connection over the cap is told before it is closed.
 const OVER_CAP: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
@@ -44,6 +52,7 @@ pub async fn serve(
         .min(Semaphore::MAX_PERMITS as u32);
     let open = Arc::new(Semaphore::new(cap as usize));
     let builder = builder(&limits);
+    let line = Arc::new(Line::default());
     let mut quiet = Quiet::default();
     loop {
         let (stream, peer) = tokio::select! {
@@ -59,18 +68,50 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(permit) = open.clone().try_acquire_owned() else {
+        let conn = Arc::new(Conn::default());
+        if let Ok(permit) = open.clone().try_acquire_owned() {
+            line.join(&conn, cap as usize);
+            spawn_connection(&builder, stream, peer, router.clone(), permit, conn, &close);
+            continue;
+        }
+        if !line.evict_one() {
             metrics::counter!("minipay_http_connections_refused_total").increment(1);
             if quiet.may_log() {
                 tracing::warn!(
                     max_connections = cap,
-                    "connection cap reached; refusing connections"
+                    "connection cap reached and every connection is serving a request; refusing connections"
                 );
             }
             refuse(stream);
             continue;
-        };
-        spawn_connection(&builder, stream, peer, router.clone(), permit, &close);
+        }
+        metrics::counter!("minipay_http_connections_evicted_total").increment(1);
+        if quiet.may_log() {
+            tracing::warn!(
+                max_connections = cap,
+                "connection cap reached; closing idle connections to make room"
+            );
+        }
+        // The evicted connection gives its permit back as its task ends.
+        let (open, builder, router, close, line) = (
+            open.clone(),
+            builder.clone(),
+            router.clone(),
+            close.clone(),
+            line.clone(),
+        );
+        tokio::spawn(async move {
+            match tokio::time::timeout(ROOM_WAIT, open.acquire_owned()).await {
+                Ok(Ok(permit)) => {
+                    line.join(&conn, cap as usize);
+                    spawn_connection(&builder, stream, peer, router, permit, conn, &close);
+                }
+                _ => {
+                    metrics::counter!("minipay_http_connections_refused_total").increment(1);
+                    refuse(stream);
+                }
+            }
+        });
     }
     drop(listener);
     // Every connection holds a permit until it closes.
@@ -94,12 +135,20 @@ fn spawn_connection(
     peer: SocketAddr,
     router: Router,
     permit: OwnedSemaphorePermit,
+    conn: Arc<Conn>,
     close: &CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    let serving = conn.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
-        tower::ServiceExt::oneshot(router.clone(), request)
+        let busy = Busy::start(&serving);
+        let response = tower::ServiceExt::oneshot(router.clone(), request);
+        async move {
+            let response = response.await;
+            drop(busy);
+            response
+        }
     });
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     let close = close.clone();
@@ -108,6 +157,10 @@ fn spawn_connection(
         let mut connection = std::pin::pin!(connection);
         let ended = tokio::select! {
             ended = connection.as_mut() => ended,
+            () = conn.evicted.cancelled() => {
+                tracing::debug!(%peer, "idle connection closed to make room");
+                return;
+            }
             () = close.cancelled() => {
                 connection.as_mut().graceful_shutdown();
                 connection.await
@@ -117,6 +170,91 @@ fn spawn_connection(
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
     });
+}
+
+/// One open connection, as eviction sees it.
+#[derive(Default)]
+struct Conn {
+    /// Requests being served now.
+    busy: AtomicUsize,
+    /// Whether it ever sent a request.
+    served: AtomicBool,
+    /// Cancelled to close it.
+    evicted: CancellationToken,
+}
+
+/// Marks a connection busy while one of its requests is served.
+struct Busy(Arc<Conn>);
+
+impl Busy {
+    fn start(conn: &Arc<Conn>) -> Busy {
+        conn.served.store(true, Ordering::Relaxed);
+        conn.busy.fetch_add(1, Ordering::AcqRel);
+        Busy(conn.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The open connections, oldest first (closed ones are dropped as they are met).
+#[derive(Default)]
+struct Line(Mutex<VecDeque<Weak<Conn>>>);
+
+impl Line {
+    fn join(&self, conn: &Arc<Conn>, cap: usize) {
+        let Ok(mut line) = self.0.lock() else { return };
+        if line.len() >= cap.saturating_mul(2) {
+            line.retain(|c| c.strong_count() > 0);
+        }
+        line.push_back(Arc::downgrade(conn));
+    }
+
+    /// Closes the oldest idle connection, preferring one that never sent a request; false if
+    /// the first connections looked at are all serving requests.
+    fn evict_one(&self) -> bool {
+        let Ok(mut line) = self.0.lock() else {
+            return false;
+        };
+        let mut seen = Vec::new();
+        let mut fallback: Option<Arc<Conn>> = None;
+        let mut chosen = None;
+        while seen.len() < EVICTION_SCAN {
+            let Some(weak) = line.pop_front() else { break };
+            let Some(conn) = weak.upgrade() else { continue };
+            if conn.busy.load(Ordering::Acquire) == 0 {
+                if !conn.served.load(Ordering::Relaxed) {
+                    chosen = Some(conn);
+                    break;
+                }
+                if fallback.is_none() {
+                    fallback = Some(conn.clone());
+                    continue;
+                }
+            }
+            seen.push(weak);
+        }
+        if chosen.is_none() {
+            chosen = fallback.take();
+        }
+        if let Some(fallback) = fallback {
+            seen.push(Arc::downgrade(&fallback));
+        }
+        // The others keep their place at the front, in their order.
+        for weak in seen.into_iter().rev() {
+            line.push_front(weak);
+        }
+        match chosen {
+            Some(conn) => {
+                conn.evicted.cancel();
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// Tells a connection over the cap to come back later, without waiting on it.

@@ -1,7 +1,8 @@
 //! The public edge under slow, silent, oversized and too many clients: connections that do not
 //! send a request in time are closed, headers are capped, connections and requests in flight
-//! are capped (the rest refused at once, `503` `OVERLOADED`), and an oversized body is always
-//! answered `413` readably. Pure HTTP behaviour: SQLite only.
+//! are capped (at the connection cap an idle connection makes room; when none is idle, and over
+//! the requests-in-flight cap, the rest are refused at once, `503` `OVERLOADED`), and an
+//! oversized body is always answered `413` readably. Pure HTTP behaviour: SQLite only.
 
 use std::time::Duration;
 
@@ -144,23 +145,79 @@ async fn headers_over_the_cap_get_431_and_endless_headers_are_cut_off() {
     app.stop().await;
 }
 
+/// Whether the server still holds `stream` open (nothing to read for a moment).
+async fn still_open(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    tokio::time::timeout(Duration::from_millis(300), stream.read(&mut buf))
+        .await
+        .is_err()
+}
+
 #[tokio::test]
-async fn connections_over_the_cap_are_refused_until_others_close() {
+async fn at_the_cap_the_oldest_idle_connection_makes_room() {
     let app = spawn(|s| {
         s.edge.max_connections = 3;
         s.edge.header_timeout_secs = 60;
     })
     .await;
-    // Three clients hold every connection slot (each served once, then idle).
-    let mut held = Vec::new();
+    // The oldest has been served once and is idle; two newer ones never sent anything.
+    let mut served = connect(&app).await;
+    served
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: minipay\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_response(&mut served).await.starts_with("HTTP/1.1 200"));
+    let mut silent = connect(&app).await;
+    let mut newest = connect(&app).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // A new client is served: a connection that never sent a request made room for it.
+    let client = http();
+    let answer = client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert!(
+        read_until_closed(&mut silent).await.is_some(),
+        "the oldest silent connection was closed"
+    );
+    assert!(still_open(&mut newest).await, "only one was closed");
+    assert!(
+        still_open(&mut served).await,
+        "one that sent a request goes after the silent ones"
+    );
+    let metrics = app.http.get(format!("{}/metrics", app.base)).send().await;
+    // (the scrape itself needs room: another silent one is closed for it)
+    assert!(
+        metrics
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .contains("minipay_http_connections_evicted_total")
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn when_every_connection_is_serving_new_ones_are_refused_until_one_is_free() {
+    let app = spawn(|s| {
+        s.edge.max_connections = 3;
+        s.edge.header_timeout_secs = 60;
+    })
+    .await;
+    // Three requests in flight, each a notify whose body is still coming.
+    let mut busy = Vec::new();
     for _ in 0..3 {
         let mut c = connect(&app).await;
-        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: minipay\r\n\r\n")
+        c.write_all(b"POST /v1/wechat/notify HTTP/1.1\r\nHost: minipay\r\nContent-Type: text/xml\r\nContent-Length: 1000\r\n\r\n<xml>")
             .await
             .unwrap();
-        assert!(read_response(&mut c).await.starts_with("HTTP/1.1 200"));
-        held.push(c);
+        busy.push(c);
     }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     // A fourth is told to come back later and closed at once, without being served.
     let mut fourth = connect(&app).await;
     let _ = fourth
@@ -174,12 +231,15 @@ async fn connections_over_the_cap_are_refused_until_others_close() {
         assert!(seen.starts_with("HTTP/1.1 503"), "{seen}");
         assert!(seen.contains("OVERLOADED"), "{seen}");
     }
-    let fresh = http();
-    let refused = fresh.get(format!("{}/healthz", app.base)).send().await;
-    assert!(refused.is_err() || refused.unwrap().status() == StatusCode::SERVICE_UNAVAILABLE);
+    for c in &mut busy {
+        assert!(
+            still_open(c).await,
+            "a request being served is never cut off for room"
+        );
+    }
 
     // Once they leave, everyone is served again.
-    drop(held);
+    drop(busy);
     eventually("a new client is served after the others left", || async {
         let client = http();
         matches!(client.get(format!("{}/healthz", app.base)).send().await, Ok(r) if r.status() == StatusCode::OK)
