@@ -140,6 +140,7 @@ impl App {
                 sessions: SessionCache::new(),
                 refused,
                 metrics,
+                metrics_text: Default::default(),
                 snapshot: Snapshot::new(),
                 limits: RateLimits::new(&services.config.limits),
                 worker_node: worker_node.clone(),

@@ -19,6 +19,8 @@ settings! {
         admin_listen: String = String::new();
         /// how often the database-backed gauges of `/metrics` are read (a scrape reads none)
         metrics_refresh_ms: u64 = 10_000;
+        /// how long a `/metrics` answer is served again (a scrape flood costs a copy, not a render); `0`: render every scrape
+        metrics_cache_ms: u64 = 1_000;
         /// bearer token of the admin endpoints (≥ 16 characters)
         admin_token: Option<SecretString> = None;
         /// IPs/CIDRs whose `X-Forwarded-For` is believed
@@ -38,6 +40,8 @@ pub struct Http {
     pub admin_listen: Option<SocketAddr>,
     /// How often the database-backed gauges are refreshed.
     pub metrics_refresh: Duration,
+    /// How long a rendered `/metrics` answer is served again.
+    pub metrics_cache: Duration,
     /// `None`: admin endpoints off.
     pub admin_token: Option<SecretString>,
     pub trusted_proxies: Vec<IpNet>,
@@ -78,6 +82,7 @@ impl HttpSettings {
             listen,
             admin_listen,
             metrics_refresh: Duration::from_millis(self.metrics_refresh_ms.max(100)),
+            metrics_cache: Duration::from_millis(self.metrics_cache_ms),
             admin_token,
             trusted_proxies: trusted_proxies(&self.trusted_proxies)?,
             session_ttl: Duration::from_secs(self.session_ttl_secs.max(60)),

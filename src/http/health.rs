@@ -2,8 +2,8 @@
 //! writes committing, workers heartbeating in a worker role) and `/metrics` (Prometheus text),
 //! both answered from memory.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
@@ -61,11 +61,43 @@ pub async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
         content_type = "text/plain")))]
 pub async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
     state.snapshot.refresh_if_never(&state.services).await;
-    let mut text = state.metrics.render();
-    text.push_str(
-        &state
-            .snapshot
-            .render(Instant::now(), state.services.waiters.watched()),
-    );
-    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    let now = Instant::now();
+    let fresh_for = state.services.config.http.metrics_cache;
+    let text = state.metrics_text.get_or_render(now, fresh_for, || {
+        let mut text = state.metrics.render();
+        text.push_str(&state.snapshot.render(now, state.services.waiters.watched()));
+        text
+    });
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text.to_string(),
+    )
+        .into_response()
+}
+
+/// The last `/metrics` answer, served again for `MINIPAY_METRICS_CACHE_MS`: a flood of scrapes
+/// costs a copy each, not a render of every counter and histogram (Prometheus scrapes every
+/// 15 s or so). One render at a time: concurrent scrapes wait for it.
+#[derive(Default)]
+pub struct MetricsText(Mutex<Option<(Instant, Arc<str>)>>);
+
+impl MetricsText {
+    fn get_or_render(
+        &self,
+        now: Instant,
+        fresh_for: Duration,
+        render: impl FnOnce() -> String,
+    ) -> Arc<str> {
+        let Ok(mut last) = self.0.lock() else {
+            return render().into();
+        };
+        if let Some((at, text)) = last.as_ref()
+            && now.saturating_duration_since(*at) < fresh_for
+        {
+            return text.clone();
+        }
+        let text: Arc<str> = render().into();
+        *last = Some((now, text.clone()));
+        text
+    }
 }

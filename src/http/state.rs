@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use super::health::MetricsText;
 use super::limits::RateLimits;
 use super::refused_notifies::RefusedNotifies;
 use super::session_cache::SessionCache;
@@ -26,6 +27,8 @@ pub struct HttpState {
     /// Refused notifies, written in batches off the request path.
     pub refused: RefusedNotifies,
     pub metrics: PrometheusHandle,
+    /// The last `/metrics` answer, served again for a moment.
+    pub metrics_text: MetricsText,
     /// The gauges and readiness `/metrics` and `/readyz` answer from.
     pub snapshot: Snapshot,
     /// Logins, orders and reads per client or user; wrong admin tokens per client.

@@ -135,3 +135,50 @@ on_both_backends! {
         app.stop_unchecked().await;
     }
 }
+
+/// A scrape flood costs a copy: within `MINIPAY_METRICS_CACHE_MS` every scrape gets the same
+/// rendered text, even as counters move; after it, the next scrape renders again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrapes_within_the_cache_window_get_the_same_text() {
+    let _one = ONE_SCRAPER_AT_A_TIME.lock().await;
+    let app = TestApp::spawn_with(
+        crate::helpers::Backend::Sqlite,
+        minipay::app::Role::Serve,
+        |s| {
+            s.http.metrics_cache_ms = 1_500;
+        },
+    )
+    .await
+    .unwrap();
+    let text = || async {
+        let response = app
+            .http
+            .get(format!("{}/metrics", app.base))
+            .send()
+            .await
+            .unwrap();
+        response.text().await.unwrap()
+    };
+    let first = text().await;
+    let created = |t: &str| {
+        t.lines()
+            .filter(|l| l.starts_with("minipay_orders_created_total"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let token = app.login("cache#1").await;
+    app.create_order(&token, "sms-100", 1).await;
+    for _ in 0..50 {
+        assert_eq!(text().await, first, "a scrape in the window rendered again");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1_600)).await;
+    let later = text().await;
+    assert_ne!(later, first, "after the window the scrape renders again");
+    assert_ne!(
+        created(&later),
+        created(&first),
+        "and shows the order: {:?}",
+        created(&later)
+    );
+    app.stop().await;
+}
