@@ -211,13 +211,19 @@ impl Snapshot {
         let snapshot = self.clone();
         let every = services.config.http.metrics_refresh;
         tokio::spawn(async move {
-            let mut next_refresh = Instant::now();
+            // The first refresh may already have been made by a scrape that came first.
+            let mut next_refresh: Option<Instant> = None;
             loop {
                 snapshot.probe(&services, worker_node.as_deref()).await;
-                if Instant::now() >= next_refresh {
-                    snapshot.refresh(&services).await;
-                    next_refresh = Instant::now() + every;
+                match next_refresh {
+                    None => snapshot.refresh_if_never(&services).await,
+                    Some(at) if Instant::now() >= at => snapshot.refresh(&services).await,
+                    Some(_) => {}
                 }
+                if next_refresh.is_none_or(|at| Instant::now() >= at) {
+                    next_refresh = Some(Instant::now() + every);
+                }
+                let next_refresh = next_refresh.unwrap_or_else(Instant::now);
                 let probe_every = match snapshot.checked(Instant::now()).ok() {
                     true => PROBE_EVERY,
                     false => PROBE_WHILE_NOT_READY,

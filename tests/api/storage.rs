@@ -184,7 +184,10 @@ on_both_backends! {
         }
         assert_eq!(app.post_notify(notify).await.1, SUCCESS_REPLY);
         app.wait_for_status(&token, &ready, "paid").await;
-        app.stop().await;
+        // A prepay job that ran into the full disk may have used its runs (apalis re-runs at
+        // once); the reconciler queues the next generation for its order (tests/api/reconcile.rs),
+        // so dead jobs are expected here and not checked.
+        app.stop_unchecked().await;
     }
 }
 
