@@ -62,7 +62,8 @@ impl Proc {
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file);
-        // jemalloc's tuning (README, "Memory"), to compare settings without a rebuild.
+        // jemalloc's tuning (BENCHMARKS.md, "Before → after the restructuring"), to compare
+        // settings without a rebuild.
         if let Ok(conf) = std::env::var("_RJEM_MALLOC_CONF") {
             command.env("_RJEM_MALLOC_CONF", conf);
         }
