@@ -56,6 +56,8 @@ async function startService(env = {}) {
       MINIPAY_LIMIT_ORDERS_PER_USER: '0',
       MINIPAY_LIMIT_UNPAID_PER_USER: '0',
       MINIPAY_LIMIT_READS_PER_USER: '0',
+      // ordersCreated() reads a counter right after the change: no cached /metrics answer.
+      MINIPAY_METRICS_CACHE_MS: '0',
       ...env,
     },
   });
