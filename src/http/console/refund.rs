@@ -96,6 +96,8 @@ pub fn parse_yuan(text: &str) -> Option<i64> {
 #[derive(serde::Deserialize)]
 pub struct ReviewForm {
     csrf: String,
+    /// Missing reads as empty: refused as not an amount.
+    #[serde(default)]
     amount: String,
     #[serde(default)]
     reason: String,
