@@ -121,12 +121,9 @@ pub async fn review(
     headers: HeaderMap,
     form: Result<Form<ReviewForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
+    let Some(form) = verified(&state, &headers, &out_trade_no, form, |f| &f.csrf) else {
         return ApiError::CsrfRejected.into_response();
     };
-    if !csrf::form_ok(&state, &headers, Some(&form.csrf)) {
-        return refused(&out_trade_no);
-    }
     let order = match state.services.store.order(&out_trade_no).await {
         Ok(Some(order)) => order,
         Ok(None) => return Failure(ApiError::OrderNotFound(out_trade_no)).into_response(),
@@ -168,12 +165,9 @@ pub async fn confirm(
     headers: HeaderMap,
     form: Result<Form<ConfirmForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
+    let Some(form) = verified(&state, &headers, &out_trade_no, form, |f| &f.csrf) else {
         return ApiError::CsrfRejected.into_response();
     };
-    if !csrf::form_ok(&state, &headers, Some(&form.csrf)) {
-        return refused(&out_trade_no);
-    }
     let request = RefundRequest {
         out_trade_no: out_trade_no.clone(),
         refund_fee: form.refund_fee,
@@ -192,12 +186,25 @@ pub async fn confirm(
     }
 }
 
-fn refused(out_trade_no: &str) -> Response {
-    tracing::warn!(
-        out_trade_no,
-        "admin console: a refund form without a valid token or from another site was refused"
-    );
-    ApiError::CsrfRejected.into_response()
+/// The posted form, if it parses, carries the page's token and comes from the console's own
+/// site; `None` (answered `403 CSRF_REJECTED`, nothing else happens) otherwise.
+fn verified<T>(
+    state: &HttpState,
+    headers: &HeaderMap,
+    out_trade_no: &str,
+    form: Result<Form<T>, FormRejection>,
+    token: impl Fn(&T) -> &str,
+) -> Option<T> {
+    match form {
+        Ok(Form(form)) if csrf::form_ok(state, headers, Some(token(&form))) => Some(form),
+        _ => {
+            tracing::warn!(
+                out_trade_no,
+                "admin console: a refund form without a valid token or from another site was refused"
+            );
+            None
+        }
+    }
 }
 
 #[cfg(test)]

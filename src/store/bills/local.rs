@@ -113,33 +113,42 @@ impl Store {
 
     /// The orders named, of any day and status (the statement lines a day did not explain).
     pub async fn local_orders(&self, numbers: &[&str]) -> Result<Vec<LocalOrder>, StoreError> {
-        let mut found = Vec::new();
-        for batch in numbers.chunks(LOOKUP_BATCH) {
-            let rows: Vec<LocalOrderRow> = on_reader!(self, pool => {
-                let mut query = sqlx::QueryBuilder::new(
-                    "SELECT out_trade_no, total_fee, status FROM orders WHERE out_trade_no IN (",
-                );
-                let mut list = query.separated(", ");
-                for number in batch {
-                    list.push_bind(*number);
-                }
-                query.push(")");
-                query.build_query_as().fetch_all(pool).await?
-            });
-            found.extend(rows.into_iter().filter_map(LocalOrderRow::into_local));
-        }
-        Ok(found)
+        let rows: Vec<LocalOrderRow> = self
+            .named(
+                "SELECT out_trade_no, total_fee, status FROM orders WHERE out_trade_no IN (",
+                numbers,
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(LocalOrderRow::into_local)
+            .collect())
     }
 
     /// The refunds named, of any day and status (the statement lines a day did not explain).
     pub async fn local_refunds(&self, numbers: &[&str]) -> Result<Vec<LocalRefund>, StoreError> {
+        let rows: Vec<LocalRefundRow> = self
+            .named(
+                "SELECT out_trade_no, out_refund_no, refund_fee, status FROM refunds \
+                 WHERE out_refund_no IN (",
+                numbers,
+            )
+            .await?;
+        Ok(rows.into_iter().map(LocalRefundRow::into_local).collect())
+    }
+
+    /// The rows `select` (ending in `IN (`) names, looked up [`LOOKUP_BATCH`] numbers at a time.
+    async fn named<R>(&self, select: &str, numbers: &[&str]) -> Result<Vec<R>, StoreError>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + Send
+            + Unpin,
+    {
         let mut found = Vec::new();
         for batch in numbers.chunks(LOOKUP_BATCH) {
-            let rows: Vec<LocalRefundRow> = on_reader!(self, pool => {
-                let mut query = sqlx::QueryBuilder::new(
-                    "SELECT out_trade_no, out_refund_no, refund_fee, status FROM refunds \
-                     WHERE out_refund_no IN (",
-                );
+            let rows: Vec<R> = on_reader!(self, pool => {
+                let mut query = sqlx::QueryBuilder::new(select);
                 let mut list = query.separated(", ");
                 for number in batch {
                     list.push_bind(*number);
@@ -147,7 +156,7 @@ impl Store {
                 query.push(")");
                 query.build_query_as().fetch_all(pool).await?
             });
-            found.extend(rows.into_iter().map(LocalRefundRow::into_local));
+            found.extend(rows);
         }
         Ok(found)
     }
