@@ -9,7 +9,7 @@ use crate::helpers::{TestApp, eventually, on_both_backends};
 /// The metrics recorder (counters, histograms) is process-wide; one scraping test at a time.
 static ONE_SCRAPER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn scrape(app: &TestApp) -> Scrape {
+async fn metrics_text(app: &TestApp) -> String {
     let response = app
         .http
         .get(format!("{}/metrics", app.base))
@@ -17,7 +17,11 @@ async fn scrape(app: &TestApp) -> Scrape {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let text = response.text().await.unwrap();
+    response.text().await.unwrap()
+}
+
+async fn scrape(app: &TestApp) -> Scrape {
+    let text = metrics_text(app).await;
     Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
 }
 
@@ -150,15 +154,7 @@ async fn scrapes_within_the_cache_window_get_the_same_text() {
     )
     .await
     .unwrap();
-    let text = || async {
-        let response = app
-            .http
-            .get(format!("{}/metrics", app.base))
-            .send()
-            .await
-            .unwrap();
-        response.text().await.unwrap()
-    };
+    let text = || metrics_text(&app);
     let first = text().await;
     let created = |t: &str| {
         t.lines()
