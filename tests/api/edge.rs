@@ -251,6 +251,11 @@ async fn when_every_connection_is_serving_new_ones_are_refused_until_one_is_free
 #[tokio::test]
 async fn requests_over_max_in_flight_are_shed_with_503_overloaded() {
     let app = spawn(|s| s.edge.max_in_flight = 1).await;
+    // Ready first (the workers' first heartbeat), so `/readyz` below answers 200 unless shed.
+    eventually("the service is ready", || async {
+        app.get_json("/readyz", None).await.0 == StatusCode::OK
+    })
+    .await;
     // One request in flight that takes its time: a notify whose body is still coming.
     let mut slow = connect(&app).await;
     slow.write_all(b"POST /v1/wechat/notify HTTP/1.1\r\nHost: minipay\r\nContent-Type: text/xml\r\nContent-Length: 1000\r\n\r\n<xml>")
@@ -271,10 +276,10 @@ async fn requests_over_max_in_flight_are_shed_with_503_overloaded() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "OVERLOADED", "{body}");
     // Health checks and long-polls are not shed (the long-poll gets its usual 401 here).
-    let (status, _) = app.get_json("/healthz", None).await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, _) = app.get_json("/readyz", None).await;
-    assert_eq!(status, StatusCode::OK);
+    let (status, body) = app.get_json("/healthz", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app.get_json("/readyz", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = app.get_json("/v1/orders/MPNOSUCHORDER?wait=1", None).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
