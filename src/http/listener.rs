@@ -29,8 +29,8 @@ const MIN_BUF: usize = 8 * 1024;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Refusals and accept errors are logged at most this often.
 const LOG_EVERY: Duration = Duration::from_secs(5);
-/// How long a connection accepted at the cap waits for the room an eviction makes.
-const ROOM_WAIT: Duration = Duration::from_millis(200);
+/// Closed connections the line may hold beyond the open ones before it is swept.
+const SWEEP_SLACK: usize = 64;
 /// Connections looked at per eviction (the busy ones go to the back of the line).
 const EVICTION_SCAN: usize = 64;
 
@@ -68,50 +68,37 @@ pub async fn serve(
                 }
             },
         };
-        let conn = Arc::new(Conn::default());
-        if let Ok(permit) = open.clone().try_acquire_owned() {
-            line.join(&conn, cap as usize);
-            spawn_connection(&builder, stream, peer, router.clone(), permit, conn, &close);
-            continue;
-        }
-        if !line.evict_one() {
-            metrics::counter!("minipay_http_connections_refused_total").increment(1);
-            if quiet.may_log() {
-                tracing::warn!(
-                    max_connections = cap,
-                    "connection cap reached and every connection is serving a request; refusing connections"
-                );
-            }
-            refuse(stream);
-            continue;
-        }
-        metrics::counter!("minipay_http_connections_evicted_total").increment(1);
-        if quiet.may_log() {
-            tracing::warn!(
-                max_connections = cap,
-                "connection cap reached; closing idle connections to make room"
-            );
-        }
-        // The evicted connection gives its permit back as its task ends.
-        let (open, builder, router, close, line) = (
-            open.clone(),
-            builder.clone(),
-            router.clone(),
-            close.clone(),
-            line.clone(),
-        );
-        tokio::spawn(async move {
-            match tokio::time::timeout(ROOM_WAIT, open.acquire_owned()).await {
-                Ok(Ok(permit)) => {
-                    line.join(&conn, cap as usize);
-                    spawn_connection(&builder, stream, peer, router, permit, conn, &close);
+        // Under the cap a connection takes a free permit; at the cap it takes the permit of the
+        // idle connection it evicts, so it is served at once and never waits in a line.
+        let permit = match open.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => match line.evict_one() {
+                Some(permit) => {
+                    metrics::counter!("minipay_http_connections_evicted_total").increment(1);
+                    if quiet.may_log() {
+                        tracing::warn!(
+                            max_connections = cap,
+                            "connection cap reached; closing idle connections to make room"
+                        );
+                    }
+                    permit
                 }
-                _ => {
+                None => {
                     metrics::counter!("minipay_http_connections_refused_total").increment(1);
+                    if quiet.may_log() {
+                        tracing::warn!(
+                            max_connections = cap,
+                            "connection cap reached and every connection is serving a request; refusing connections"
+                        );
+                    }
                     refuse(stream);
+                    continue;
                 }
-            }
-        });
+            },
+        };
+        let conn = Arc::new(Conn::holding(permit));
+        line.join(&conn, cap as usize - open.available_permits());
+        spawn_connection(&builder, stream, peer, router.clone(), conn, &close);
     }
     drop(listener);
     // Every connection holds a permit until it closes.
@@ -134,7 +121,6 @@ fn spawn_connection(
     stream: TcpStream,
     peer: SocketAddr,
     router: Router,
-    permit: OwnedSemaphorePermit,
     conn: Arc<Conn>,
     close: &CancellationToken,
 ) {
@@ -153,7 +139,6 @@ fn spawn_connection(
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     let close = close.clone();
     tokio::spawn(async move {
-        let _permit = permit;
         let mut connection = std::pin::pin!(connection);
         let ended = tokio::select! {
             ended = connection.as_mut() => ended,
@@ -172,15 +157,28 @@ fn spawn_connection(
     });
 }
 
-/// One open connection, as eviction sees it.
-#[derive(Default)]
+/// One open connection, as eviction sees it. It gives its permit back when its task ends and
+/// drops it, unless an eviction handed the permit on first.
 struct Conn {
+    /// Its place under the cap.
+    permit: Mutex<Option<OwnedSemaphorePermit>>,
     /// Requests being served now.
     busy: AtomicUsize,
     /// Whether it ever sent a request.
     served: AtomicBool,
     /// Cancelled to close it.
     evicted: CancellationToken,
+}
+
+impl Conn {
+    fn holding(permit: OwnedSemaphorePermit) -> Conn {
+        Conn {
+            permit: Mutex::new(Some(permit)),
+            busy: AtomicUsize::new(0),
+            served: AtomicBool::new(false),
+            evicted: CancellationToken::new(),
+        }
+    }
 }
 
 /// Marks a connection busy while one of its requests is served.
@@ -205,19 +203,24 @@ impl Drop for Busy {
 struct Line(Mutex<VecDeque<Weak<Conn>>>);
 
 impl Line {
-    fn join(&self, conn: &Arc<Conn>, cap: usize) {
+    /// Adds a new connection; `open` are open now. Closed ones are swept out once they are
+    /// half the line, so after a flood the line (and what its entries hold) shrinks back.
+    fn join(&self, conn: &Arc<Conn>, open: usize) {
         let Ok(mut line) = self.0.lock() else { return };
-        if line.len() >= cap.saturating_mul(2) {
+        if line.len() >= open.saturating_mul(2) + SWEEP_SLACK {
             line.retain(|c| c.strong_count() > 0);
+            if line.capacity() > 4 * (line.len() + SWEEP_SLACK) {
+                line.shrink_to_fit();
+            }
         }
         line.push_back(Arc::downgrade(conn));
     }
 
-    /// Closes the oldest idle connection, preferring one that never sent a request; false if
-    /// the first connections looked at are all serving requests.
-    fn evict_one(&self) -> bool {
+    /// Closes the oldest idle connection, preferring one that never sent a request, and hands
+    /// over its permit; none if the first connections looked at are all serving requests.
+    fn evict_one(&self) -> Option<OwnedSemaphorePermit> {
         let Ok(mut line) = self.0.lock() else {
-            return false;
+            return None;
         };
         let mut seen = Vec::new();
         let mut fallback: Option<Arc<Conn>> = None;
@@ -247,13 +250,9 @@ impl Line {
         for weak in seen.into_iter().rev() {
             line.push_front(weak);
         }
-        match chosen {
-            Some(conn) => {
-                conn.evicted.cancel();
-                true
-            }
-            None => false,
-        }
+        let conn = chosen?;
+        conn.evicted.cancel();
+        conn.permit.lock().ok()?.take()
     }
 }
 
