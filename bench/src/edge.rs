@@ -56,14 +56,26 @@ pub async fn run() -> anyhow::Result<()> {
     eprintln!("[edge] quiet run ({} s)", WINDOW.as_secs());
     let quiet = normal_load(&svc, WINDOW).await;
     let idle = (fd_limit.saturating_sub(FD_HEADROOM)).min(20_000) as usize;
-    let floods: [(&str, Flood); 4] = [
+    let floods: [(&str, Flood); 5] = [
+        (
+            "no flood (control: the normal load's own growth)",
+            Flood::None,
+        ),
         ("slowloris, 5,000 connections", Flood::Slowloris(5_000)),
         ("idle connections", Flood::Idle(idle)),
         ("login flood (invalid codes)", Flood::Logins),
         ("metrics-scrape flood", Flood::Scrapes),
     ];
+    // `EDGE_FLOODS=idle,logins` runs only those (slowloris, idle, logins, scrapes).
+    let only = std::env::var("EDGE_FLOODS").ok();
     let mut rows = Vec::new();
     for (name, flood) in floods {
+        if only
+            .as_deref()
+            .is_some_and(|only| !only.split(',').any(|f| f.trim() == flood.key()))
+        {
+            continue;
+        }
         eprintln!("[edge] {name}");
         rows.push(during(&svc, name, flood).await);
     }
@@ -78,10 +90,23 @@ pub async fn run() -> anyhow::Result<()> {
 
 #[derive(Clone, Copy)]
 enum Flood {
+    None,
     Slowloris(usize),
     Idle(usize),
     Logins,
     Scrapes,
+}
+
+impl Flood {
+    fn key(self) -> &'static str {
+        match self {
+            Flood::None => "control",
+            Flood::Slowloris(_) => "slowloris",
+            Flood::Idle(_) => "idle",
+            Flood::Logins => "logins",
+            Flood::Scrapes => "scrapes",
+        }
+    }
 }
 
 /// The normal client's load during `flood`, and the service's memory around it.
@@ -90,20 +115,34 @@ async fn during(svc: &Service, name: &str, flood: Flood) -> Row {
     let stop = Arc::new(AtomicBool::new(false));
     let counter = Arc::new(AtomicUsize::new(0));
     let refused = Arc::new(AtomicUsize::new(0));
-    let attack = tokio::spawn(attack(
-        svc.api.clone(),
-        flood,
-        stop.clone(),
-        counter.clone(),
-        refused.clone(),
-    ));
+    // The attacker runs on its own thread and runtime: thousands of its tasks in the normal
+    // client's runtime would starve the normal client itself (the trips then measure the load
+    // generator, not the service: the simulator's own `/sim/pay` took seconds).
+    let attacker = {
+        let (api, stop, counter, refused) = (
+            svc.api.clone(),
+            stop.clone(),
+            counter.clone(),
+            refused.clone(),
+        );
+        std::thread::spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(attack(api, flood, stop, counter, refused)),
+                Err(e) => eprintln!("[edge] no runtime for the attacker: {e}"),
+            }
+        })
+    };
     // Let the flood build up before measuring.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let normal = normal_load(svc, WINDOW).await;
     let rss_end = svc.rss_mib();
     stop.store(true, Ordering::Relaxed);
-    let _ = attack.await;
+    let _ = tokio::task::spawn_blocking(move || attacker.join()).await;
     let attack = match flood {
+        Flood::None => "none".to_owned(),
         Flood::Slowloris(n) | Flood::Idle(n) => format!(
             "{n} held; {} connects, {} refused or reset",
             counter.load(Ordering::Relaxed),
@@ -139,6 +178,7 @@ async fn attack(
     let addr = api.trim_start_matches("http://").to_owned();
     let mut tasks = Vec::new();
     match flood {
+        Flood::None => {}
         Flood::Slowloris(n) | Flood::Idle(n) => {
             let slow = matches!(flood, Flood::Slowloris(_));
             for i in 0..n {
@@ -310,10 +350,10 @@ fn render(quiet: &Run, rss_start: f64, rows: &[Row], fd_limit: u64, service_fds:
         WINDOW.as_secs(),
         SETTLE.as_secs()
     ));
-    out.push_str("| run | normal trips/s | normal p50 / p99 ms | p99 vs quiet (≤ 2×) | errors | service RSS MiB before → end → after | after vs start (≤ 1.2×) | flood |\n");
-    out.push_str("|---|---:|---:|---:|---:|---|---:|---|\n");
+    out.push_str("| run | normal trips/s | normal p50 / p99 ms | p99 vs quiet (≤ 2×) | errors | service RSS MiB before → end → after | after vs start (≤ 1.2×) | after vs before | flood |\n");
+    out.push_str("|---|---:|---:|---:|---:|---|---:|---:|---|\n");
     out.push_str(&format!(
-        "| quiet | {:.1} | {:.1} / {:.1} | 1.00× | {} | {:.1} (start) |  |  |\n",
+        "| quiet | {:.1} | {:.1} / {:.1} | 1.00× | {} | {:.1} (start) |  |  |  |\n",
         quiet.rate(),
         quiet.latencies.ms(0.5),
         p99(quiet),
@@ -324,7 +364,7 @@ fn render(quiet: &Run, rss_start: f64, rows: &[Row], fd_limit: u64, service_fds:
         let ratio = p99(&r.normal) / p99(quiet).max(1e-9);
         let rss_ratio = r.rss_after / rss_start.max(1e-9);
         out.push_str(&format!(
-            "| {} | {:.1} | {:.1} / {:.1} | {:.2}× {} | {} | {:.1} → {:.1} → {:.1} | {:.2}× {} | {} |\n",
+            "| {} | {:.1} | {:.1} / {:.1} | {:.2}× {} | {} | {:.1} → {:.1} → {:.1} | {:.2}× {} | {:.2}× | {} |\n",
             r.name,
             r.normal.rate(),
             r.normal.latencies.ms(0.5),
@@ -337,6 +377,7 @@ fn render(quiet: &Run, rss_start: f64, rows: &[Row], fd_limit: u64, service_fds:
             r.rss_after,
             rss_ratio,
             if rss_ratio <= 1.2 { "met" } else { "**not met**" },
+            r.rss_after / r.rss_before.max(1e-9),
             r.attack,
         ));
     }
