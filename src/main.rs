@@ -15,8 +15,9 @@ use minipay::sign_cli::{self, SignRequest};
 use minipay::wechat::simulator::{SimConfig, Simulator};
 use minipay::wechat::v2::{ApiKey, SignType};
 
-/// jemalloc gives memory back to the system after a burst (its background threads purge
-/// freed pages within seconds); the system allocator kept the peak.
+/// jemalloc gives memory back to the system after a burst; the system allocator kept the peak.
+/// Its options are compiled in from `.cargo/config.toml` (`JEMALLOC_SYS_WITH_MALLOC_CONF`);
+/// `_RJEM_MALLOC_CONF` overrides them at run time.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
