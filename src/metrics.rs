@@ -417,3 +417,22 @@ fn sample(out: &mut String, name: &str, label: Option<(&str, &str)>, value: f64)
         None => out.push_str(&format!("{name} {value}\n")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Without a running upkeep every histogram sample stays in memory until a scrape.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_recorders_upkeep_runs_without_any_scrape() {
+        let _handle = super::install();
+        let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_owned())
+            .collect();
+        assert!(
+            threads.iter().any(|name| name == "metrics-upkeep"),
+            "no upkeep thread among {threads:?}"
+        );
+    }
+}
