@@ -173,14 +173,22 @@ mod tests {
     #[test]
     fn the_recorders_upkeep_runs_without_any_scrape() {
         let _handle = super::install();
-        let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-            .map(|name| name.trim().to_owned())
-            .collect();
-        assert!(
-            threads.iter().any(|name| name == "metrics-upkeep"),
-            "no upkeep thread among {threads:?}"
-        );
+        let threads = || -> Vec<String> {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+                .map(|name| name.trim().to_owned())
+                .collect()
+        };
+        // A new thread carries its parent's name until it has set its own.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !threads().iter().any(|name| name == "metrics-upkeep") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no upkeep thread among {:?}",
+                threads()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }
