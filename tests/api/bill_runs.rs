@@ -106,17 +106,25 @@ fn kinds(report: &Value) -> Vec<(String, String)> {
 /// Apps whose schedule stays out of the way (23:59 Beijing) unless a test wants it.
 async fn app(backend: Backend) -> Option<TestApp> {
     TestApp::spawn_with(backend, Role::All, |s| {
-        s.bills.bill_at = "23:59".into();
+        bill_day_settings(s);
         // No order query of its own before the bill's: a lost notify stays `ready`.
         s.workers.reconcile_delay_secs = 10 * 24 * 3600;
     })
     .await
 }
 
+/// The schedule out of the way (23:59 Beijing), and sessions that outlive the move to the next
+/// morning: from just after midnight Beijing time that move is 34 hours, past the default
+/// 24-hour session (these tests failed when run between 16:00 and 02:00 UTC).
+fn bill_day_settings(s: &mut Settings) {
+    s.bills.bill_at = "23:59".into();
+    s.http.session_ttl_secs = 3 * 24 * 3600;
+}
+
 on_both_backends! {
     async fn a_day_of_trades_reconciles_with_no_mismatch(backend) {
         // The reconciler's own order queries run as usual here: they close the unpaid order.
-        let Some(app) = TestApp::spawn_with(backend, Role::All, |s| s.bills.bill_at = "23:59".into()).await else { return };
+        let Some(app) = TestApp::spawn_with(backend, Role::All, bill_day_settings).await else { return };
         let token = app.login("bill-user#1").await;
         let day = today(&app);
         let numbers = ready_orders(&app, &token, &[("sms-100", 1), ("sms-100", 2), ("sms-100", 1)]).await;
@@ -500,7 +508,7 @@ async fn the_cli_reconciles_a_day_and_prints_the_summary() {
 on_both_backends! {
     async fn a_pending_order_paid_at_wechat_is_healed_by_its_query(backend) {
         let Some(app) = TestApp::spawn_with(backend, Role::All, |s| {
-            s.bills.bill_at = "23:59".into();
+            bill_day_settings(s);
             s.workers.reconcile_delay_secs = 10 * 24 * 3600;
             s.workers.stuck_pending_secs = 10 * 24 * 3600;
         })
