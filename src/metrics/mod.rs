@@ -79,13 +79,7 @@ impl BillGauges {
             .unwrap_or(0);
         let mismatches = MismatchKind::ALL
             .iter()
-            .map(|kind| {
-                let n = counts
-                    .iter()
-                    .find(|(k, _)| k == kind.as_str())
-                    .map_or(0, |(_, n)| *n);
-                (*kind, n)
-            })
+            .map(|kind| (*kind, count_named(&counts, kind.as_str())))
             .collect();
         Ok(Some(BillGauges {
             day_start,
@@ -161,13 +155,7 @@ impl DbGauges {
         let (refund_counts, refunds_held) = store.refund_status_counts().await?;
         let refunds = RefundStatus::ALL
             .iter()
-            .map(|status| {
-                let n = refund_counts
-                    .iter()
-                    .find(|(name, _)| name == status.as_str())
-                    .map_or(0, |(_, n)| *n);
-                (*status, n)
-            })
+            .map(|status| (*status, count_named(&refund_counts, status.as_str())))
             .collect();
         Ok(DbGauges {
             orders,
@@ -244,6 +232,14 @@ impl DbGauges {
 type PerQueue = (&'static str, &'static str, fn(&QueueStats) -> i64);
 
 /// One unlabelled gauge with its HELP and TYPE lines.
+/// The count listed under `name` in a grouped query's `(name, count)` rows; 0 when absent.
+fn count_named(counts: &[(String, i64)], name: &str) -> i64 {
+    counts
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or(0, |(_, count)| *count)
+}
+
 pub fn gauge_line(out: &mut String, name: &str, help: &str, value: f64) {
     header(out, name, help);
     sample(out, name, None, value);
