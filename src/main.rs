@@ -165,7 +165,11 @@ fn run_service(file: Option<PathBuf>, role: Option<Role>, args: RunArgs) -> Exit
         }
         config.workers.concurrency = n;
     }
-    minipay::telemetry::init(&config.process.log_filter, config.process.log_json);
+    minipay::telemetry::init(
+        &config.process.log_filter,
+        config.process.log_json,
+        config.process.count_db_statements,
+    );
     raise_file_limit(config.edge.max_connections);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

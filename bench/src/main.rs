@@ -8,6 +8,7 @@
 mod bill;
 mod bill_full;
 mod ceilings;
+mod counts;
 mod db;
 mod edge;
 mod events;
@@ -82,6 +83,12 @@ enum Command {
         backends: Vec<String>,
         #[arg(long, default_value_t = 2_000)]
         orders: usize,
+    },
+    /// Database work per order, payment and refund (statements, round trips, commits), counted.
+    Counts {
+        /// Backends to measure.
+        #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+        backends: Vec<String>,
     },
     /// Orders and notifies under injected faults, a PostgreSQL restart and a killed worker.
     Soak {
@@ -263,6 +270,12 @@ async fn measure(backend: Backend, plan: Plan, dir: &std::path::Path) -> anyhow:
     f.rss_mib = svc.peak_rss_mib();
     svc.stop().await?;
     db.drop_now().await;
+
+    eprintln!(
+        "[{}] minipay: database work per order, payment and refund, counted",
+        backend.name()
+    );
+    f.counts = Some(counts::measure(backend, dir).await?);
     Ok(f)
 }
 
@@ -307,6 +320,14 @@ fn main() -> ExitCode {
             } => events::run(&parse_backends(&backends)?, orders, backlog).await,
             Command::Refunds { backends, orders } => {
                 refunds::run(&parse_backends(&backends)?, orders).await
+            }
+            Command::Counts { backends } => {
+                let dir = tempfile::tempdir()?;
+                for backend in parse_backends(&backends)? {
+                    let c = counts::measure(backend, dir.path()).await?;
+                    println!("{}: {c:?}", backend.name());
+                }
+                Ok(())
             }
             Command::Soak { minutes } => soak::run(Duration::from_secs_f64(minutes * 60.0)).await,
             Command::Run {

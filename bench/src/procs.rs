@@ -279,3 +279,21 @@ pub fn machine_busy_secs() -> f64 {
         .sum();
     busy / 100.0
 }
+
+/// Restarts the local PostgreSQL cluster (Debian's `pg_ctlcluster`).
+pub fn restart_postgres() -> anyhow::Result<()> {
+    let versions = std::fs::read_dir("/etc/postgresql")
+        .context("no /etc/postgresql: cannot restart PostgreSQL")?;
+    let version = versions
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .context("no PostgreSQL cluster")?;
+    let status = std::process::Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", &version, "main", "restart"])
+        .status()?;
+    if !status.success() {
+        bail!("pg_ctlcluster restart failed");
+    }
+    Ok(())
+}

@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use crate::counts::{Counts, PerOp};
 use crate::db::Backend;
 use crate::load::{Run, Samples};
 
@@ -24,6 +25,7 @@ pub struct Figures {
     pub notify_open: Option<Run>,
     pub forged: f64,
     pub rss_mib: f64,
+    pub counts: Option<Counts>,
 }
 
 impl Figures {
@@ -45,6 +47,7 @@ impl Figures {
             notify_open: None,
             forged: 0.0,
             rss_mib: 0.0,
+            counts: None,
         }
     }
 }
@@ -296,6 +299,7 @@ pub fn render(all: &[Figures], quick: bool) -> String {
             )
         },
     );
+    count_rows(&mut out, &row);
     let _ = writeln!(out);
     for f in all {
         let errors: usize = [&f.fast, &f.slow, &f.notify_closed, &f.notify_open]
@@ -311,6 +315,55 @@ pub fn render(all: &[Figures], quick: bool) -> String {
         );
     }
     out
+}
+
+/// One operation's counted work: `statements (round trips) / commits`.
+fn work(op: Option<PerOp>) -> String {
+    op.map_or_else(String::new, |op| match op.round_trips {
+        Some(trips) => format!(
+            "{:.1} stmts ({trips:.1} round trips), {:.2} commits",
+            op.statements, op.commits
+        ),
+        None => format!("{:.1} stmts, {:.2} commits", op.statements, op.commits),
+    })
+}
+
+type Row<'a> = dyn Fn(&mut String, &str, &dyn Fn(&Figures) -> (String, String), &dyn Fn(&[Figures]) -> String)
+    + 'a;
+
+/// The database work rows (issue 15's bar applies to PostgreSQL).
+fn count_rows(out: &mut String, row: &Row<'_>) {
+    let bar = |pick: fn(&Counts) -> PerOp, statements: f64, commits: f64| {
+        move |all: &[Figures]| {
+            let met = all
+                .iter()
+                .filter(|f| f.backend == Backend::Postgres)
+                .filter_map(|f| f.counts.as_ref())
+                .all(|c| pick(c).statements <= statements && pick(c).commits <= commits);
+            format!(
+                "PostgreSQL ≤ {statements} stmts, ≤ {commits} commits: {}",
+                verdict(met)
+            )
+        }
+    };
+    row(
+        out,
+        "database work per order, creation → ready (counted, 500 orders)",
+        &|f| (work(f.counts.map(|c| c.order)), String::new()),
+        &bar(|c| c.order, 5.0, 2.2),
+    );
+    row(
+        out,
+        "database work per payment, notify → paid (counted)",
+        &|f| (work(f.counts.map(|c| c.payment)), String::new()),
+        &bar(|c| c.payment, 6.0, 2.2),
+    );
+    row(
+        out,
+        "database work per refund, request → succeeded (counted)",
+        &|f| (work(f.counts.map(|c| c.refund)), String::new()),
+        &|_: &[Figures]| String::new(),
+    );
 }
 
 /// The criterion medians of `make bench`'s protocol micro-benchmarks, if they were run.

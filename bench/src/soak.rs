@@ -115,7 +115,7 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
         if !restarted && started.elapsed() >= duration / 3 {
             restarted = true;
             eprintln!("soak: restarting PostgreSQL");
-            restart_postgres()?;
+            crate::procs::restart_postgres()?;
         }
         if started.elapsed() >= duration / 2 {
             counters.may_leave_unpaid.store(false, Ordering::Relaxed);
@@ -171,23 +171,6 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
         ),
     }
     verdict
-}
-
-fn restart_postgres() -> anyhow::Result<()> {
-    let versions = std::fs::read_dir("/etc/postgresql")
-        .context("no /etc/postgresql: cannot restart PostgreSQL")?;
-    let version = versions
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .next()
-        .context("no PostgreSQL cluster")?;
-    let status = std::process::Command::new("pg_ctlcluster")
-        .args(["--skip-systemctl-redirect", &version, "main", "restart"])
-        .status()?;
-    if !status.success() {
-        bail!("pg_ctlcluster restart failed");
-    }
-    Ok(())
 }
 
 /// One shopper: logs in, then orders, waits for the pay params and (mostly) pays, until told to

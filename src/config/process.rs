@@ -17,6 +17,8 @@ settings! {
         };
         /// graceful shutdown deadline
         shutdown_timeout_secs: u64 = 30;
+        /// count every SQL statement this process runs in `minipay_db_statements_total` (what `make bench` reads; about a microsecond per statement)
+        count_db_statements: bool = false;
     }
 }
 
@@ -26,6 +28,8 @@ pub struct Process {
     /// A tracing filter.
     pub log_filter: String,
     pub log_json: bool,
+    /// Whether SQL statements are counted (`minipay_db_statements_total`).
+    pub count_db_statements: bool,
     pub shutdown_timeout: Duration,
 }
 
@@ -35,6 +39,7 @@ impl ProcessSettings {
         Ok(Process {
             log_json: self.log_format == "json",
             log_filter: self.log,
+            count_db_statements: self.count_db_statements,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
         })
     }

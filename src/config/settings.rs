@@ -44,7 +44,7 @@ macro_rules! shown_as_number {
         }
     )*};
 }
-shown_as_number!(u32, u64, usize);
+shown_as_number!(u32, u64, usize, bool);
 
 impl<T> Shown for Option<T> {
     fn shown(&self) -> Option<String> {

@@ -123,6 +123,14 @@ fn describe() {
         "minipay_bill_healed_total",
         "Order queries queued because WeChat's bill lists a payment minipay had not applied."
     );
+    describe_counter!(
+        crate::store::DB_COMMITS,
+        "SQLite write transactions committed (a group commit counts once)."
+    );
+    describe_counter!(
+        crate::telemetry::DB_STATEMENTS,
+        "SQL statements sent to the database, with MINIPAY_COUNT_DB_STATEMENTS."
+    );
     describe_events();
     describe_refunds();
 }

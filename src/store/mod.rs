@@ -61,6 +61,9 @@ pub use sessions::SessionRow;
 pub use stats::{QueueStats, StatusCount};
 pub use write_health::{WriteHealth, WriteState};
 
+/// The counter of SQLite write transactions committed (the writer connection's commit hook).
+pub const DB_COMMITS: &str = "minipay_db_commits_total";
+
 /// The database holding orders and the job queue.
 #[derive(Clone, Debug)]
 pub enum Store {
@@ -211,6 +214,12 @@ impl Store {
                             {
                                 signal.fire();
                             }
+                        });
+                        // Every write reaches the database through this one connection,
+                        // so its commits are the process's (read-only ones do not call it).
+                        handle.set_commit_hook(|| {
+                            metrics::counter!(DB_COMMITS).increment(1);
+                            true
                         });
                         Ok(())
                     })

@@ -1,0 +1,339 @@
+//! Database work per business operation, counted (issue 15): statements and write commits per
+//! order from creation to `ready`, per payment from its notify to `paid`, and per refund from
+//! its request to `succeeded`. These do not depend on the machine's speed.
+//!
+//! Where the numbers come from:
+//! - PostgreSQL's own counters: statements are `pg_stat_statements` calls in the bench's
+//!   database (BEGIN and COMMIT included); write commits are transaction ids assigned
+//!   (`pg_current_snapshot()`'s xmax moves once per transaction that wrote, read-only ones take
+//!   none). The server is set up for `pg_stat_statements` if it is not (a restart).
+//! - SQLite has no statement counters of its own: the service counts the statements it sends
+//!   (`MINIPAY_COUNT_DB_STATEMENTS`, `minipay_db_statements_total`) and its writer connection's
+//!   commit hook counts commits (`minipay_db_commits_total`). On PostgreSQL the first of these
+//!   is the number of round trips.
+//!
+//! The idle background (heartbeats, safety polls, gauges) is measured for 5 s before the
+//! operations and subtracted in proportion to each phase's length.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+use crate::db::{Backend, BenchDb, postgres_admin_url};
+use crate::load::closed_loop;
+use crate::procs::{NO_RATE_LIMITS, Proc, free_port, minipay_binary, wait_until_up};
+use crate::scenarios::{client, create_order};
+
+const ADMIN_TOKEN: &str = "bench-admin-token-0123456789abcdef";
+/// Orders (then payments, then refunds) counted.
+const OPERATIONS: usize = 500;
+const CLIENTS: usize = 64;
+/// Marks the bench's own queries, which the statement count leaves out.
+const MARK: &str = "/* minipay-bench */";
+
+/// Work per operation: statements, round trips (PostgreSQL) and write commits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PerOp {
+    pub statements: f64,
+    pub round_trips: Option<f64>,
+    pub commits: f64,
+}
+
+/// The three operations' work on one backend.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counts {
+    pub order: PerOp,
+    pub payment: PerOp,
+    pub refund: PerOp,
+}
+
+/// The counters at one instant.
+#[derive(Debug, Clone, Copy, Default)]
+struct Reading {
+    at: Option<Instant>,
+    /// Statements the service sent (its own count).
+    sent: f64,
+    /// SQLite commits (the service's commit hook).
+    sqlite_commits: f64,
+    /// PostgreSQL: `pg_stat_statements` calls in the bench's database.
+    pg_statements: f64,
+    /// PostgreSQL: transaction ids assigned, cluster-wide.
+    pg_xids: f64,
+}
+
+struct Counter {
+    backend: Backend,
+    http: reqwest::Client,
+    api: String,
+    admin: Option<sqlx::PgConnection>,
+    db_name: String,
+}
+
+impl Counter {
+    async fn read(&mut self) -> anyhow::Result<Reading> {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.api))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let mut reading = Reading {
+            at: Some(Instant::now()),
+            sent: value("minipay_db_statements_total"),
+            sqlite_commits: value("minipay_db_commits_total"),
+            ..Reading::default()
+        };
+        if let Some(admin) = self.admin.as_mut() {
+            let (statements, xids): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT COALESCE(SUM(s.calls), 0)::bigint FROM pg_stat_statements s \
+                   JOIN pg_database d ON d.oid = s.dbid \
+                   WHERE d.datname = $1 AND s.query NOT LIKE '%minipay-bench%'), \
+                 pg_snapshot_xmax(pg_current_snapshot())::text::bigint",
+            )
+            .bind(&self.db_name)
+            .fetch_one(admin)
+            .await?;
+            reading.pg_statements = statements as f64;
+            reading.pg_xids = xids as f64;
+        }
+        Ok(reading)
+    }
+
+    /// Work per operation between two readings, less the background for that long.
+    fn per_op(&self, from: Reading, to: Reading, idle: &(Reading, Reading), ops: usize) -> PerOp {
+        let secs = |a: Reading, b: Reading| match (a.at, b.at) {
+            (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+            _ => 0.0,
+        };
+        let share = secs(from, to) / secs(idle.0, idle.1).max(1e-9);
+        let net = |f: fn(&Reading) -> f64| {
+            let background = (f(&idle.1) - f(&idle.0)) * share;
+            ((f(&to) - f(&from)) - background).max(0.0) / ops as f64
+        };
+        match self.backend {
+            Backend::Sqlite => PerOp {
+                statements: net(|r| r.sent),
+                round_trips: None,
+                commits: net(|r| r.sqlite_commits),
+            },
+            Backend::Postgres => PerOp {
+                statements: net(|r| r.pg_statements),
+                round_trips: Some(net(|r| r.sent)),
+                commits: net(|r| r.pg_xids),
+            },
+        }
+    }
+}
+
+/// Makes sure the server loads `pg_stat_statements` (a one-time restart) and that the admin
+/// database has the extension.
+async fn pg_stat_statements() -> anyhow::Result<sqlx::PgConnection> {
+    let mut admin = sqlx::PgConnection::connect(&postgres_admin_url()).await?;
+    let loaded: String = sqlx::query_scalar("SELECT current_setting('shared_preload_libraries')")
+        .fetch_one(&mut admin)
+        .await?;
+    if !loaded.contains("pg_stat_statements") {
+        eprintln!("counts: PostgreSQL does not load pg_stat_statements; adding it and restarting");
+        let libraries = if loaded.trim().is_empty() {
+            "pg_stat_statements".to_owned()
+        } else {
+            format!("{loaded},pg_stat_statements")
+        };
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "ALTER SYSTEM SET shared_preload_libraries = '{libraries}'"
+        )))
+        .execute(&mut admin)
+        .await?;
+        drop(admin);
+        crate::procs::restart_postgres()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        admin = loop {
+            match sqlx::PgConnection::connect(&postgres_admin_url()).await {
+                Ok(conn) => break conn,
+                Err(e) if Instant::now() > deadline => return Err(e.into()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+    }
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(&mut admin)
+        .await?;
+    Ok(admin)
+}
+
+/// Polls `count_sql` (marked, so not counted) until it reaches `want`.
+async fn wait_for(url: &str, count_sql: &str, want: i64) -> anyhow::Result<()> {
+    let sql = format!("{MARK} {count_sql}");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut pg = None;
+    let sqlite = if url.starts_with("sqlite") {
+        Some(sqlx::SqlitePool::connect(url).await?)
+    } else {
+        pg = Some(sqlx::PgConnection::connect(url).await?);
+        None
+    };
+    loop {
+        let query = || sqlx::AssertSqlSafe(sql.clone());
+        let have: i64 = match (&sqlite, pg.as_mut()) {
+            (Some(pool), _) => sqlx::query_scalar(query()).fetch_one(pool).await?,
+            (None, Some(conn)) => sqlx::query_scalar(query()).fetch_one(conn).await?,
+            (None, None) => unreachable!("one of the two is open"),
+        };
+        if have >= want {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{have} of {want}: {count_sql}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Counts the work of `OPERATIONS` orders, payments and refunds on a fresh database.
+pub async fn measure(backend: Backend, dir: &std::path::Path) -> anyhow::Result<Counts> {
+    let admin = match backend {
+        Backend::Postgres => Some(pg_stat_statements().await?),
+        Backend::Sqlite => None,
+    };
+    let db = BenchDb::create(backend).await?;
+    let port = free_port()?;
+    let api = format!("http://127.0.0.1:{port}");
+    let mut env: Vec<(&str, String)> = vec![
+        ("MINIPAY_DATABASE_URL", db.url.clone()),
+        ("MINIPAY_LISTEN", format!("127.0.0.1:{port}")),
+        ("MINIPAY_ADMIN_TOKEN", ADMIN_TOKEN.into()),
+        ("MINIPAY_WORKER_CONCURRENCY", "1024".into()),
+        ("MINIPAY_RECONCILE_DELAY_SECS", "3600".into()),
+        ("MINIPAY_LOG", "error".into()),
+        ("MINIPAY_COUNT_DB_STATEMENTS", "true".into()),
+        // Every scrape renders (the counters are read between phases), and the database-backed
+        // gauges are read once an hour rather than every 10 s, so the background is even.
+        ("MINIPAY_METRICS_CACHE_MS", "0".into()),
+        ("MINIPAY_METRICS_REFRESH_MS", "3600000".into()),
+    ];
+    env.extend(NO_RATE_LIMITS.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let mut service = Proc::start(&minipay_binary()?, "minipay-counts", &["all"], &env, dir)?;
+    let http = client();
+    wait_until_up(&http, &format!("{api}/readyz"), &mut service).await?;
+    let login: Value = http
+        .post(format!("{api}/v1/sessions"))
+        .json(&json!({ "code": "bench-counts#1" }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = login["token"].as_str().context("login")?.to_owned();
+    crate::procs::set_sim_faults(
+        &http,
+        &format!("{api}/simulator"),
+        json!({ "refund_result_ms": 100 }),
+    )
+    .await?;
+    let db_name = db.url.rsplit('/').next().unwrap_or_default().to_owned();
+    let mut counter = Counter {
+        backend,
+        http: http.clone(),
+        api: api.clone(),
+        admin,
+        db_name,
+    };
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = (counter.read().await?, {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        counter.read().await?
+    });
+
+    // Orders: create, then long-poll until ready, as the mini-program does.
+    let numbers = Arc::new(Mutex::new(Vec::with_capacity(OPERATIONS)));
+    let start = counter.read().await?;
+    let (h, a, t, sink) = (http.clone(), api.clone(), token.clone(), numbers.clone());
+    let run = closed_loop(CLIENTS, Some(OPERATIONS), None, move |_| {
+        let (http, api, token, sink) = (h.clone(), a.clone(), t.clone(), sink.clone());
+        async move {
+            let otn = create_order(&http, &api, &token).await?;
+            loop {
+                let order: Value = http
+                    .get(format!("{api}/v1/orders/{otn}?wait=30"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                if order["status"] == "ready" {
+                    break;
+                }
+            }
+            sink.lock()
+                .map_err(|_| anyhow::anyhow!("poisoned"))?
+                .push(otn);
+            Ok(())
+        }
+    })
+    .await;
+    anyhow::ensure!(run.errors == 0, "{} orders failed", run.errors);
+    let ready = counter.read().await?;
+    let numbers = Arc::new(numbers.lock().map(|n| n.clone()).unwrap_or_default());
+
+    // Payments: WeChat (the embedded simulator) is paid and posts its notify.
+    let (h, a, list) = (http.clone(), api.clone(), numbers.clone());
+    let run = closed_loop(CLIENTS, Some(numbers.len()), None, move |i| {
+        let (http, api, list) = (h.clone(), a.clone(), list.clone());
+        async move {
+            http.post(format!("{api}/simulator/sim/pay"))
+                .json(&json!({ "out_trade_no": list[i], "deliver": true }))
+                .send()
+                .await?
+                .error_for_status()?;
+            Ok(())
+        }
+    })
+    .await;
+    anyhow::ensure!(run.errors == 0, "{} payments failed", run.errors);
+    let n = numbers.len() as i64;
+    wait_for(&db.url, "SELECT COUNT(*) FROM orders WHERE status = 'paid'", n).await?;
+    let paid = counter.read().await?;
+
+    // Refunds: one full refund of each, requested by the merchant, settled by WeChat's notify.
+    let (h, a, list) = (http.clone(), api.clone(), numbers.clone());
+    let run = closed_loop(CLIENTS, Some(numbers.len()), None, move |i| {
+        let (http, api, list) = (h.clone(), a.clone(), list.clone());
+        async move {
+            let answer = http
+                .post(format!("{api}/v1/admin/orders/{}/refunds", list[i]))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&json!({ "refund_fee": 88, "reason": "bench" }))
+                .send()
+                .await?;
+            anyhow::ensure!(answer.status() == 202, "refund: {}", answer.status());
+            Ok(())
+        }
+    })
+    .await;
+    anyhow::ensure!(run.errors == 0, "{} refunds failed", run.errors);
+    wait_for(
+        &db.url,
+        "SELECT COUNT(*) FROM refunds WHERE status = 'succeeded'",
+        n,
+    )
+    .await?;
+    let refunded = counter.read().await?;
+
+    let counts = Counts {
+        order: counter.per_op(start, ready, &idle, numbers.len()),
+        payment: counter.per_op(ready, paid, &idle, numbers.len()),
+        refund: counter.per_op(paid, refunded, &idle, numbers.len()),
+    };
+    eprintln!("    {counts:?}");
+    service.stop(Duration::from_secs(10))?;
+    drop(counter);
+    db.drop_now().await;
+    Ok(counts)
+}
