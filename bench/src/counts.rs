@@ -298,7 +298,12 @@ pub async fn measure(backend: Backend, dir: &std::path::Path) -> anyhow::Result<
     .await;
     anyhow::ensure!(run.errors == 0, "{} payments failed", run.errors);
     let n = numbers.len() as i64;
-    wait_for(&db.url, "SELECT COUNT(*) FROM orders WHERE status = 'paid'", n).await?;
+    wait_for(
+        &db.url,
+        "SELECT COUNT(*) FROM orders WHERE status = 'paid'",
+        n,
+    )
+    .await?;
     let paid = counter.read().await?;
 
     // Refunds: one full refund of each, requested by the merchant, settled by WeChat's notify.

@@ -34,5 +34,7 @@ pub use gateway::{
 pub use lifecycle::Lifecycle;
 pub use notify::{CheckedNotify, NotifyAck, NotifyCheck, NotifyVerdict, Refusal};
 pub use order::{OrderEvent, OrderStatus};
-pub use payload::{ApplyPayment, Job, PrepayOrder, QueryOrder, ReconcileBill, RefundOrder};
+pub use payload::{
+    ApplyPayment, CreatedOrder, Job, PrepayOrder, QueryOrder, ReconcileBill, RefundOrder,
+};
 pub use refund::{RefundDecision, RefundQueryDecision, RefundResult, RefundStatus};

@@ -24,6 +24,18 @@ pub struct PrepayOrder {
     /// new job does not collide with the dead one's key. Absent (0) in older rows.
     #[serde(default, skip_serializing_if = "is_first")]
     pub generation: u32,
+    /// The order as it was created, carried by the job queued with it so that the job's run
+    /// needs no read of the order. Absent in re-queued jobs and older rows: those read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<CreatedOrder>,
+}
+
+/// What the prepay job needs of a new order: its frozen unifiedorder request and its clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedOrder {
+    pub params: String,
+    pub created_at: i64,
+    pub expires_at: i64,
 }
 
 fn is_first(generation: &u32) -> bool {
@@ -148,6 +160,7 @@ mod tests {
         let p = |generation| PrepayOrder {
             out_trade_no: "MP1".into(),
             generation,
+            created: None,
         };
         assert_eq!(p(0).idempotency_key(), "prepay:MP1");
         assert_ne!(p(0).idempotency_key(), p(1).idempotency_key());
@@ -178,6 +191,7 @@ mod tests {
         let first = PrepayOrder {
             out_trade_no: "MP1".into(),
             generation: 0,
+            created: None,
         };
         assert_eq!(
             serde_json::to_vec(&first).unwrap(),
@@ -185,5 +199,20 @@ mod tests {
         );
         let old: PrepayOrder = serde_json::from_slice(br#"{"out_trade_no":"MP1"}"#).unwrap();
         assert_eq!(old, first);
+        // The job queued with its order carries the order; the key does not change.
+        let carried = PrepayOrder {
+            created: Some(CreatedOrder {
+                params: "<xml/>".into(),
+                created_at: 1,
+                expires_at: 2,
+            }),
+            ..first.clone()
+        };
+        let bytes = serde_json::to_vec(&carried).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<PrepayOrder>(&bytes).unwrap(),
+            carried
+        );
+        assert_eq!(carried.idempotency_key(), first.idempotency_key());
     }
 }

@@ -42,6 +42,63 @@ fn task_builder<J: Job>(job: &J) -> Result<TaskBuilder<Vec<u8>>, StoreError> {
         .max_attempts(J::RUNS))
 }
 
+/// A job row for apalis' PostgreSQL table, inserted by one of our own statements (`INSERT …
+/// SELECT … FROM` a data-modifying CTE), so that a row and its job are one statement, one round
+/// trip and one commit instead of BEGIN, two INSERTs and COMMIT. The columns are the ones
+/// apalis' own insert writes (`apalis_postgres::queries::push_tasks`); the id is a ULID, as
+/// apalis parses it back.
+pub(crate) struct PgJob {
+    id: String,
+    queue: &'static str,
+    args: Vec<u8>,
+    max_attempts: i32,
+    key: String,
+}
+
+impl PgJob {
+    pub(crate) fn new<J: Job>(job: &J) -> Result<PgJob, StoreError> {
+        Ok(PgJob {
+            id: ulid::Ulid::generate().to_string(),
+            queue: J::QUEUE,
+            args: serde_json::to_vec(job).map_err(|source| StoreError::Encode {
+                what: J::QUEUE,
+                source,
+            })?,
+            max_attempts: i32::try_from(J::RUNS).unwrap_or(i32::MAX),
+            key: job.idempotency_key(),
+        })
+    }
+
+    /// `INSERT INTO apalis.jobs … SELECT … FROM {source}`: one job per row of `source` (a CTE
+    /// of the caller's statement), its columns bound as parameters `$first` to `$first + 4`.
+    pub(crate) fn insert_from(source: &str, first: usize) -> String {
+        let p = |i: usize| format!("${}", first + i);
+        format!(
+            "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, \
+             priority, metadata, idempotency_key) \
+             SELECT {}, {}, {}, 'Pending', 0, {}, now(), 0, ''::hstore, {} FROM {source}",
+            p(0),
+            p(1),
+            p(2),
+            p(3),
+            p(4)
+        )
+    }
+
+    /// Binds the job's columns, in [`PgJob::insert_from`]'s order, after the caller's own.
+    pub(crate) fn bind<'q>(
+        self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(self.id)
+            .bind(self.queue)
+            .bind(self.args)
+            .bind(self.max_attempts)
+            .bind(self.key)
+    }
+}
+
 /// Operations whose SQL differs per backend, on a connection inside a transaction.
 pub(crate) trait Dialect {
     /// Queues `job` on its queue in the caller's transaction.

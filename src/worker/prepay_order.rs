@@ -15,7 +15,6 @@ use super::guard::guarded;
 use crate::config::Config;
 use crate::domain::{self, alert};
 use crate::services::Services;
-use crate::store::OrderRow;
 
 pub async fn run(job: PrepayOrder, services: Data<Arc<Services>>) -> Result<(), BoxDynError> {
     let services = Arc::clone(&services);
@@ -37,26 +36,61 @@ fn deadline(c: &Config) -> Duration {
 
 async fn prepay(services: Arc<Services>, job: PrepayOrder) -> Result<(), BoxDynError> {
     let started_ms = services.clock.unix_ms();
-    let Some(order) = services.store.order(&job.out_trade_no).await? else {
-        return Err(AbortError::new(format!("no order {}", job.out_trade_no)).into());
+    let first_job = job.generation == 0;
+    let order = match job.created {
+        // The job queued with the order carries it, so its run reads nothing. Were this a
+        // re-run (a crash, a shutdown during a backoff), the order may have moved on: every
+        // transition below is guarded by the order's status and the first failed attempt
+        // reads the count of attempts back, so a re-run costs at most one more call to WeChat,
+        // never a second change of the order.
+        Some(created) => Pending {
+            out_trade_no: job.out_trade_no,
+            params: created.params,
+            created_at: created.created_at,
+            expires_at: created.expires_at,
+            attempts: 0,
+        },
+        None => {
+            let Some(row) = services.store.order(&job.out_trade_no).await? else {
+                return Err(AbortError::new(format!("no order {}", job.out_trade_no)).into());
+            };
+            if row.status != OrderStatus::Pending {
+                // Delivered twice, or re-queued after the first run finished.
+                tracing::debug!(status = %row.status, "order is no longer pending");
+                return Ok(());
+            }
+            Pending {
+                out_trade_no: row.out_trade_no,
+                params: row.params,
+                created_at: row.created_at,
+                expires_at: row.expires_at,
+                attempts: row.prepay_attempts,
+            }
+        }
     };
-    if order.prepay_attempts == 0 && order.prepay_generation == 0 {
+    if order.attempts == 0 && first_job {
         // The job was queued in the transaction that created the order.
         metrics::histogram!("minipay_job_pickup_seconds", "queue" => PrepayOrder::QUEUE)
             .record((started_ms - order.created_at).max(0) as f64 / 1000.0);
     }
-    if order.status != OrderStatus::Pending {
-        // Delivered twice, or re-queued after the first run finished: nothing left to do.
-        tracing::debug!(status = %order.status, "order is no longer pending");
-        return Ok(());
-    }
     Attempts::new(&services, &order).run().await
+}
+
+/// What the attempts need of a `pending` order.
+struct Pending {
+    out_trade_no: String,
+    /// The frozen unifiedorder request.
+    params: String,
+    created_at: i64,
+    expires_at: i64,
+    /// Attempts recorded so far.
+    attempts: i64,
 }
 
 /// The attempts of one job on one order.
 struct Attempts<'a> {
     services: &'a Services,
-    order: &'a OrderRow,
+    order: &'a Pending,
     /// Attempts made so far, by this job and the ones before it (the bound holds across
     /// restarts).
     made: i64,
@@ -67,12 +101,12 @@ struct Attempts<'a> {
 }
 
 impl<'a> Attempts<'a> {
-    fn new(services: &'a Services, order: &'a OrderRow) -> Self {
+    fn new(services: &'a Services, order: &'a Pending) -> Self {
         let config = &services.config;
         Attempts {
             services,
             order,
-            made: order.prepay_attempts,
+            made: order.attempts,
             max: i64::from(config.workers.prepay_max_attempts),
             backoff: ExponentialBuilder::default()
                 .with_min_delay(config.workers.prepay_backoff)
@@ -198,7 +232,7 @@ impl<'a> Attempts<'a> {
 /// payment and apply it like a notify; never mark the order failed.
 async fn confirm_paid(
     services: &Services,
-    order: &OrderRow,
+    order: &Pending,
     backoff: &mut impl Iterator<Item = Duration>,
 ) -> Result<(), BoxDynError> {
     let mut last = String::new();

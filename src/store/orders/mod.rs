@@ -4,12 +4,12 @@
 mod reconcile;
 mod transitions;
 
-use minipay_jobs::{OrderEvent, OrderStatus, PrepayOrder};
+use minipay_jobs::{CreatedOrder, OrderEvent, OrderStatus, PrepayOrder};
 
 pub use transitions::Applied;
 pub(super) use transitions::{from, set};
 
-use super::dialect::Dialect;
+use super::dialect::{Dialect, PgJob};
 use super::{Store, StoreError, on_pool, on_reader, write_tx};
 
 /// An order row.
@@ -164,6 +164,79 @@ status_sql!(
     OrderStatus::Ready.as_str()
 );
 
+/// Inserts a new order with its prepay job; `false` when the number or the idempotency key is
+/// taken (nothing is written).
+trait InsertOrder {
+    async fn insert_order(
+        &mut self,
+        order: &NewOrder,
+        job: &PrepayOrder,
+    ) -> Result<bool, StoreError>;
+}
+
+/// [`INSERT_ORDER`]'s parameters, `$1` to `$14`, bound to `query`.
+macro_rules! bind_order {
+    ($query:expr, $order:expr) => {
+        $query
+            .bind(&$order.out_trade_no)
+            .bind($order.session_id)
+            .bind(&$order.openid)
+            .bind(&$order.sku)
+            .bind($order.quantity)
+            .bind($order.total_fee)
+            .bind(&$order.description)
+            .bind(&$order.attach)
+            .bind(&$order.payer_ip)
+            .bind(&$order.idempotency_key)
+            .bind(&$order.params)
+            .bind($order.created_at)
+            .bind($order.expires_at)
+            .bind(OrderStatus::Pending.as_str())
+    };
+}
+
+impl InsertOrder for sqlx::SqliteConnection {
+    async fn insert_order(
+        &mut self,
+        order: &NewOrder,
+        job: &PrepayOrder,
+    ) -> Result<bool, StoreError> {
+        let inserted = bind_order!(sqlx::query(INSERT_ORDER), order)
+            .execute(&mut *self)
+            .await?
+            .rows_affected()
+            == 1;
+        if inserted {
+            self.enqueue(job).await?;
+        }
+        Ok(inserted)
+    }
+}
+
+/// The order and its job in one statement (see [`PgJob`]).
+static INSERT_ORDER_WITH_JOB: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH inserted AS ({INSERT_ORDER} RETURNING out_trade_no) {}",
+        PgJob::insert_from("inserted", 15)
+    )
+});
+
+impl InsertOrder for sqlx::PgConnection {
+    async fn insert_order(
+        &mut self,
+        order: &NewOrder,
+        job: &PrepayOrder,
+    ) -> Result<bool, StoreError> {
+        let query = bind_order!(sqlx::query(INSERT_ORDER_WITH_JOB.as_str()), order);
+        let jobs = PgJob::new(job)?
+            .bind(query)
+            .execute(&mut *self)
+            .await?
+            .rows_affected();
+        Ok(jobs == 1)
+    }
+}
+
 /// The order a user's Idempotency-Key names.
 const BY_IDEMPOTENCY_KEY: &str = "SELECT * FROM orders WHERE openid = $1 AND idempotency_key = $2";
 
@@ -178,7 +251,21 @@ impl Store {
         let job = PrepayOrder {
             out_trade_no: order.out_trade_no.clone(),
             generation: 0,
+            created: Some(CreatedOrder {
+                params: order.params.clone(),
+                created_at: order.created_at,
+                expires_at: order.expires_at,
+            }),
         };
+        if let (Store::Postgres(pool), None) = (self, order.unpaid_cap) {
+            // Without the unpaid cap there is nothing to read first: the order and its job
+            // are one statement, outside any explicit transaction. A conflict (a replay, a
+            // number taken) is answered by the transaction below.
+            let mut conn = pool.acquire().await?;
+            if conn.insert_order(order, &job).await? {
+                return Ok(CreateOutcome::Created(order.as_inserted()));
+            }
+        }
         let order = order.clone();
         write_tx!(self, tx => {
             if let Some(cap) = order.unpaid_cap {
@@ -207,27 +294,7 @@ impl Store {
                     });
                 }
             }
-            let inserted = sqlx::query(INSERT_ORDER)
-                .bind(&order.out_trade_no)
-                .bind(order.session_id)
-                .bind(&order.openid)
-                .bind(&order.sku)
-                .bind(order.quantity)
-                .bind(order.total_fee)
-                .bind(&order.description)
-                .bind(&order.attach)
-                .bind(&order.payer_ip)
-                .bind(&order.idempotency_key)
-                .bind(&order.params)
-                .bind(order.created_at)
-                .bind(order.expires_at)
-                .bind(OrderStatus::Pending.as_str())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                == 1;
-            if inserted {
-                tx.enqueue(&job).await?;
+            if tx.insert_order(&order, &job).await? {
                 return Ok(CreateOutcome::Created(order.as_inserted()));
             }
             // An idempotency key is the user's, whichever of their sessions sends it.

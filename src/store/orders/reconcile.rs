@@ -158,7 +158,7 @@ impl Store {
                     == 1;
                 if won {
                     let next = u32::try_from(generation + 1).unwrap_or(u32::MAX);
-                    let job = PrepayOrder { out_trade_no: out_trade_no.clone(), generation: next };
+                    let job = PrepayOrder { out_trade_no: out_trade_no.clone(), generation: next, created: None };
                     tx.enqueue(&job).await?;
                     sqlx::query(INSERT_EVENT)
                         .bind(&out_trade_no)
