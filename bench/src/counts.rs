@@ -7,10 +7,10 @@
 //!   database (BEGIN and COMMIT included); write commits are transaction ids assigned
 //!   (`pg_current_snapshot()`'s xmax moves once per transaction that wrote, read-only ones take
 //!   none). The server is set up for `pg_stat_statements` if it is not (a restart).
+//!   Each statement is one round trip: sqlx sends one at a time and waits for its answer.
 //! - SQLite has no statement counters of its own: the service counts the statements it sends
-//!   (`MINIPAY_COUNT_DB_STATEMENTS`, `minipay_db_statements_total`) and its writer connection's
-//!   commit hook counts commits (`minipay_db_commits_total`). On PostgreSQL the first of these
-//!   is the number of round trips.
+//!   (`MINIPAY_COUNT_DB_STATEMENTS`, `minipay_db_statements_total`; sqlx does not log BEGIN)
+//!   and its writer connection's commit hook counts commits (`minipay_db_commits_total`).
 //!
 //! The idle background (heartbeats, safety polls, gauges) is measured for 5 s before the
 //! operations and subtracted in proportion to each phase's length.
@@ -34,11 +34,10 @@ const CLIENTS: usize = 64;
 /// Marks the bench's own queries, which the statement count leaves out.
 const MARK: &str = "/* minipay-bench */";
 
-/// Work per operation: statements, round trips (PostgreSQL) and write commits.
+/// Work per operation: statements (on PostgreSQL each a round trip) and write commits.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PerOp {
     pub statements: f64,
-    pub round_trips: Option<f64>,
     pub commits: f64,
 }
 
@@ -122,12 +121,10 @@ impl Counter {
         match self.backend {
             Backend::Sqlite => PerOp {
                 statements: net(|r| r.sent),
-                round_trips: None,
                 commits: net(|r| r.sqlite_commits),
             },
             Backend::Postgres => PerOp {
                 statements: net(|r| r.pg_statements),
-                round_trips: Some(net(|r| r.sent)),
                 commits: net(|r| r.pg_xids),
             },
         }

@@ -317,14 +317,10 @@ pub fn render(all: &[Figures], quick: bool) -> String {
     out
 }
 
-/// One operation's counted work: `statements (round trips) / commits`.
+/// One operation's counted work.
 fn work(op: Option<PerOp>) -> String {
-    op.map_or_else(String::new, |op| match op.round_trips {
-        Some(trips) => format!(
-            "{:.1} stmts ({trips:.1} round trips), {:.2} commits",
-            op.statements, op.commits
-        ),
-        None => format!("{:.1} stmts, {:.2} commits", op.statements, op.commits),
+    op.map_or_else(String::new, |op| {
+        format!("{:.1} stmts, {:.2} commits", op.statements, op.commits)
     })
 }
 
@@ -348,7 +344,7 @@ fn count_rows(out: &mut String, row: &Row<'_>) {
     };
     row(
         out,
-        "database work per order, creation → ready (counted, 500 orders)",
+        "database work per order, creation → ready (counted, 500 orders; PostgreSQL: each statement a round trip)",
         &|f| (work(f.counts.map(|c| c.order)), String::new()),
         &bar(|c| c.order, 5.0, 2.2),
     );

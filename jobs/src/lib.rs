@@ -35,6 +35,7 @@ pub use lifecycle::Lifecycle;
 pub use notify::{CheckedNotify, NotifyAck, NotifyCheck, NotifyVerdict, Refusal};
 pub use order::{OrderEvent, OrderStatus};
 pub use payload::{
-    ApplyPayment, CreatedOrder, Job, PrepayOrder, QueryOrder, ReconcileBill, RefundOrder,
+    ApplyPayment, CreatedOrder, Job, NotifiedPayment, PrepayOrder, QueryOrder, ReconcileBill,
+    RefundOrder,
 };
 pub use refund::{RefundDecision, RefundQueryDecision, RefundResult, RefundStatus};

@@ -3,6 +3,7 @@
 //! Each payload's [`Job`] impl is the whole of its queue's identity: name, key and retry
 //! budget; `worker::jobs` pairs it with its handler.
 
+use crate::Payment;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +65,46 @@ impl Job for PrepayOrder {
 pub struct ApplyPayment {
     pub notify_id: i64,
     pub out_trade_no: String,
+    /// The payment the notify reported, carried so that applying it reads nothing. Absent in
+    /// older rows: those read the notify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<NotifiedPayment>,
+}
+
+/// A verified notify's payment facts (the order's number is the job's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifiedPayment {
+    pub transaction_id: String,
+    pub total_fee: i64,
+    pub cash_fee: i64,
+    pub time_end: String,
+}
+
+impl ApplyPayment {
+    /// The job for notify `notify_id`, carrying its payment.
+    pub fn carrying(notify_id: i64, payment: &Payment) -> ApplyPayment {
+        ApplyPayment {
+            notify_id,
+            out_trade_no: payment.out_trade_no.clone(),
+            payment: Some(NotifiedPayment {
+                transaction_id: payment.transaction_id.clone(),
+                total_fee: payment.total_fee,
+                cash_fee: payment.cash_fee,
+                time_end: payment.time_end.clone(),
+            }),
+        }
+    }
+
+    /// The carried payment, if the job carries one.
+    pub fn payment(&self) -> Option<Payment> {
+        self.payment.as_ref().map(|p| Payment {
+            out_trade_no: self.out_trade_no.clone(),
+            transaction_id: p.transaction_id.clone(),
+            total_fee: p.total_fee,
+            cash_fee: p.cash_fee,
+            time_end: p.time_end.clone(),
+        })
+    }
 }
 
 impl Job for ApplyPayment {
@@ -183,6 +224,7 @@ mod tests {
         let job = ApplyPayment {
             notify_id: 7,
             out_trade_no: "MP1".into(),
+            payment: None,
         };
         let bytes = serde_json::to_vec(&job).unwrap();
         assert_eq!(bytes, br#"{"notify_id":7,"out_trade_no":"MP1"}"#);
@@ -214,5 +256,19 @@ mod tests {
             carried
         );
         assert_eq!(carried.idempotency_key(), first.idempotency_key());
+        // An apply job carries its payment back whole; PostgreSQL's ingest writes the same
+        // JSON in SQL (the store's tests read such a job back).
+        let payment = crate::Payment {
+            out_trade_no: "MP1".into(),
+            transaction_id: "4200".into(),
+            total_fee: 88,
+            cash_fee: 80,
+            time_end: "20261130120000".into(),
+        };
+        let apply = ApplyPayment::carrying(7, &payment);
+        let bytes = serde_json::to_vec(&apply).unwrap();
+        let back: ApplyPayment = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back.payment(), Some(payment));
+        assert_eq!(back.idempotency_key(), "payment:7");
     }
 }

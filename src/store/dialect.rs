@@ -73,16 +73,44 @@ impl PgJob {
     /// of the caller's statement), its columns bound as parameters `$first` to `$first + 4`.
     pub(crate) fn insert_from(source: &str, first: usize) -> String {
         let p = |i: usize| format!("${}", first + i);
+        Self::insert_sql(source, [&p(0), &p(1), &p(2), &p(3), &p(4)])
+    }
+
+    /// The same insert with each column given as SQL: the id, queue, JSON args (`bytea`),
+    /// retry budget and idempotency key, as parameters or expressions over `source`.
+    pub(crate) fn insert_sql(
+        source: &str,
+        [id, queue, args, max_attempts, key]: [&str; 5],
+    ) -> String {
         format!(
             "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, \
              priority, metadata, idempotency_key) \
-             SELECT {}, {}, {}, 'Pending', 0, {}, now(), 0, ''::hstore, {} FROM {source}",
-            p(0),
-            p(1),
-            p(2),
-            p(3),
-            p(4)
+             SELECT {id}, {queue}, {args}, 'Pending', 0, {max_attempts}, now(), 0, ''::hstore, \
+             {key} FROM {source}"
         )
+    }
+
+    /// A job of queue `J` whose args and key the statement computes: its id, queue and retry
+    /// budget, for [`PgJob::insert_sql`].
+    pub(crate) fn columns_of<J: Job>() -> (String, &'static str, i32) {
+        (
+            ulid::Ulid::generate().to_string(),
+            J::QUEUE,
+            i32::try_from(J::RUNS).unwrap_or(i32::MAX),
+        )
+    }
+
+    /// [`PgJob::bind`] for a query returning one value.
+    pub(crate) fn bind_scalar<'q, O>(
+        self,
+        query: sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        query
+            .bind(self.id)
+            .bind(self.queue)
+            .bind(self.args)
+            .bind(self.max_attempts)
+            .bind(self.key)
     }
 
     /// Binds the job's columns, in [`PgJob::insert_from`]'s order, after the caller's own.

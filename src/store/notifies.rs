@@ -3,7 +3,7 @@
 
 use minipay_jobs::{ApplyPayment, NotifyVerdict, Payment};
 
-use super::dialect::Dialect;
+use super::dialect::{Dialect, PgJob};
 use super::{Store, StoreError, on_reader, write_tx};
 
 /// A verified payment notify, to record with its status-update job. It cannot be without its
@@ -64,42 +64,76 @@ pub enum RecordedNotify {
     Duplicate,
 }
 
+/// A verified notify's row; `$1` to `$9`.
+const INSERT_NOTIFY: &str = concat!(
+    "INSERT INTO notifies (received_at, verdict, detail, out_trade_no, transaction_id, ",
+    "total_fee, cash_fee, time_end, raw) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ",
+    "ON CONFLICT (transaction_id) DO NOTHING RETURNING id"
+);
+
+/// [`INSERT_NOTIFY`]'s parameters, bound to `query`.
+macro_rules! bind_notify {
+    ($query:expr, $notify:expr) => {
+        $query
+            .bind($notify.received_at)
+            .bind(NotifyVerdict::Accepted.as_str())
+            .bind("")
+            .bind(&$notify.payment.out_trade_no)
+            .bind(&$notify.payment.transaction_id)
+            .bind($notify.payment.total_fee)
+            .bind($notify.payment.cash_fee)
+            .bind(&$notify.payment.time_end)
+            .bind(&$notify.raw)
+    };
+}
+
+/// PostgreSQL: the notify and its apply job in one statement, the job's JSON (an
+/// [`ApplyPayment`] carrying the payment) written from the inserted row; `$10` to `$12` are
+/// the job's id, queue and retry budget. Returns the notify's id, or no row for a re-send.
+static INSERT_NOTIFY_WITH_JOB: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let args = "convert_to(json_build_object('notify_id', id, 'out_trade_no', out_trade_no, \
+         'payment', json_build_object('transaction_id', transaction_id, 'total_fee', total_fee, \
+         'cash_fee', cash_fee, 'time_end', time_end))::text, 'UTF8')";
+    format!(
+        "WITH inserted AS ({}, out_trade_no, transaction_id, total_fee, cash_fee, time_end), \
+         queued AS ({}) SELECT id FROM inserted",
+        INSERT_NOTIFY,
+        PgJob::insert_sql("inserted", ["$10", "$11", args, "$12", "'payment:' || id"])
+    )
+});
+
 impl Store {
-    /// Stores a verified payment notify and its status-update job in one transaction. The
-    /// unique transaction_id makes concurrent re-sends collapse into one row and one job.
+    /// Stores a verified payment notify and its status-update job in one transaction (on
+    /// PostgreSQL one statement). The unique transaction_id makes concurrent re-sends collapse
+    /// into one row and one job.
     pub async fn record_verified_notify(
         &self,
         notify: &VerifiedNotify,
     ) -> Result<RecordedNotify, StoreError> {
         let notify = notify.clone();
-        write_tx!(self, tx => {
-            let payment = &notify.payment;
-            let id: Option<i64> = sqlx::query_scalar(concat!(
-                "INSERT INTO notifies (received_at, verdict, detail, out_trade_no, transaction_id, ",
-                "total_fee, cash_fee, time_end, raw) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ",
-                "ON CONFLICT (transaction_id) DO NOTHING RETURNING id"
-            ))
-            .bind(notify.received_at)
-            .bind(NotifyVerdict::Accepted.as_str())
-            .bind("")
-            .bind(&payment.out_trade_no)
-            .bind(&payment.transaction_id)
-            .bind(payment.total_fee)
-            .bind(payment.cash_fee)
-            .bind(&payment.time_end)
-            .bind(&notify.raw)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(id) = id else {
-                return Ok(RecordedNotify::Duplicate);
-            };
-            let job = ApplyPayment {
-                notify_id: id,
-                out_trade_no: payment.out_trade_no.clone(),
-            };
-            tx.enqueue(&job).await?;
-            Ok(RecordedNotify::New(id))
-        })
+        let id = match self {
+            Store::Postgres(pool) => {
+                let (job_id, queue, runs) = PgJob::columns_of::<ApplyPayment>();
+                let query =
+                    bind_notify!(sqlx::query_scalar(INSERT_NOTIFY_WITH_JOB.as_str()), notify);
+                query
+                    .bind(job_id)
+                    .bind(queue)
+                    .bind(runs)
+                    .fetch_optional(pool)
+                    .await?
+            }
+            Store::Sqlite(_) => write_tx!(self, tx => {
+                let id: Option<i64> = bind_notify!(sqlx::query_scalar(INSERT_NOTIFY), notify)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some(id) = id {
+                    tx.enqueue(&ApplyPayment::carrying(id, &notify.payment)).await?;
+                }
+                Ok::<_, StoreError>(id)
+            })?,
+        };
+        Ok(id.map_or(RecordedNotify::Duplicate, RecordedNotify::New))
     }
 
     /// The payment a recorded notify carries; `None` when there is no such notify or it is

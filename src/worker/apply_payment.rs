@@ -23,7 +23,12 @@ pub async fn run(job: ApplyPayment, services: Data<Arc<Services>>) -> Result<(),
 }
 
 async fn apply(services: Arc<Services>, job: ApplyPayment) -> Result<(), BoxDynError> {
-    let Some(payment) = services.store.notify_payment(job.notify_id).await? else {
+    // Jobs queued since the payment rode along read nothing; older ones read their notify.
+    let payment = match job.payment() {
+        Some(payment) => Some(payment),
+        None => services.store.notify_payment(job.notify_id).await?,
+    };
+    let Some(payment) = payment else {
         return Err(AbortError::new(format!(
             "notify {} is not a recorded verified payment",
             job.notify_id

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use apalis::prelude::{AbortError, BoxDynError, Data};
+use apalis::prelude::{AbortError, Attempt, BoxDynError, Data};
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use minipay_jobs::decide::{OrderClock, after_order_query, after_unified_order};
 use minipay_jobs::{Failure, Job, OrderStatus, PrepayDecision, PrepayOrder, QueryDecision};
@@ -16,14 +16,21 @@ use crate::config::Config;
 use crate::domain::{self, alert};
 use crate::services::Services;
 
-pub async fn run(job: PrepayOrder, services: Data<Arc<Services>>) -> Result<(), BoxDynError> {
+pub async fn run(
+    job: PrepayOrder,
+    services: Data<Arc<Services>>,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
     let services = Arc::clone(&services);
     let limit = deadline(&services.config);
     let span = tracing::error_span!("prepay", out_trade_no = %job.out_trade_no);
+    // apalis counts this run before the handler starts: 1 on the first, more after a failed
+    // run or a worker presumed dead.
+    let first_run = attempt.current() <= 1;
     guarded(
         PrepayOrder::QUEUE,
         limit,
-        prepay(services, job).instrument(span),
+        prepay(services, job, first_run).instrument(span),
     )
     .await
 }
@@ -34,15 +41,19 @@ fn deadline(c: &Config) -> Duration {
         + Duration::from_secs(30)
 }
 
-async fn prepay(services: Arc<Services>, job: PrepayOrder) -> Result<(), BoxDynError> {
+async fn prepay(
+    services: Arc<Services>,
+    job: PrepayOrder,
+    first_run: bool,
+) -> Result<(), BoxDynError> {
     let started_ms = services.clock.unix_ms();
     let first_job = job.generation == 0;
-    let order = match job.created {
-        // The job queued with the order carries it, so its run reads nothing. Were this a
-        // re-run (a crash, a shutdown during a backoff), the order may have moved on: every
-        // transition below is guarded by the order's status and the first failed attempt
-        // reads the count of attempts back, so a re-run costs at most one more call to WeChat,
-        // never a second change of the order.
+    let carried = job.created.filter(|_| first_run);
+    let order = match carried {
+        // The job queued with the order carries it, so its first run reads nothing: the order
+        // was created `pending` with no attempt, in the transaction that queued this job. A
+        // re-run (after a crash, a worker presumed dead, a shutdown during a backoff) reads
+        // the order, which may have moved on.
         Some(created) => Pending {
             out_trade_no: job.out_trade_no,
             params: created.params,

@@ -322,6 +322,25 @@ impl TestApp {
         let out_trade_no = order["out_trade_no"].as_str().unwrap().to_owned();
         app.execute("UPDATE orders SET params = 'not json', openid = params")
             .await;
+        // The job queued with the order carries the order's request: make it an older row,
+        // which reads the (now unreadable) order instead.
+        match app.store() {
+            Store::Sqlite(_) => {
+                app.execute(
+                    "UPDATE Jobs SET job = CAST(json_object('out_trade_no', \
+                     (SELECT out_trade_no FROM orders)) AS BLOB) WHERE job_type = 'prepay_order'",
+                )
+                .await
+            }
+            Store::Postgres(_) => {
+                app.execute(
+                    "UPDATE apalis.jobs SET job = convert_to(json_build_object('out_trade_no', \
+                     (SELECT out_trade_no FROM orders))::text, 'UTF8') \
+                     WHERE job_type = 'prepay_order'",
+                )
+                .await
+            }
+        }
         let app = app.restart(Role::All).await;
         eventually("the job is dead", || async { app.dead_jobs().await == 1 }).await;
         Some((app, token, out_trade_no))

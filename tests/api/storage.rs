@@ -224,7 +224,7 @@ async fn a_connection_cut_mid_transaction_answers_503_on_postgres() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let waiting: i32 = loop {
         let pid: Option<i32> = sqlx::query_scalar(
-            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO orders%'",
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO orders%'",
         )
         .bind(&name)
         .fetch_optional(&mut admin)

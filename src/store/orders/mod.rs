@@ -1,6 +1,7 @@
 //! Orders: creation with their prepay job, reads and history. Status changes are in
 //! [`transitions`], reconciliation bookkeeping in [`reconcile`].
 
+mod paid;
 mod reconcile;
 mod transitions;
 
@@ -147,9 +148,9 @@ pub(in crate::store) const INSERT_EVENT: &str =
 /// SQL text whose order statuses are spelled by the core crate's enum, built once on first
 /// use (a static text, so prepared-statement caches and partial indexes still apply).
 macro_rules! status_sql {
-    ($(#[$doc:meta])* $name:ident = $($fmt:tt)*) => {
+    ($(#[$doc:meta])* $vis:vis $name:ident = $($fmt:tt)*) => {
         $(#[$doc])*
-        static $name: std::sync::LazyLock<String> =
+        $vis static $name: std::sync::LazyLock<String> =
             std::sync::LazyLock::new(|| format!($($fmt)*));
     };
 }

@@ -55,8 +55,9 @@ status_sql!(
 );
 
 status_sql!(
-    /// `→ paid`, only for the order's own amount.
-    MARK_PAID = "UPDATE orders SET {}, transaction_id = $2, time_end = $3, cash_fee = $4, \
+    /// `→ paid`, only for the order's own amount (`paid` relies on its `RETURNING ready_at`
+    /// ending).
+    pub(super) MARK_PAID = "UPDATE orders SET {}, transaction_id = $2, time_end = $3, cash_fee = $4, \
      paid_at = $5, updated_at = $5, next_check_at = NULL \
      WHERE out_trade_no = $1 AND {} AND total_fee = $6 RETURNING ready_at",
     set(OrderStatus::Paid),
@@ -284,6 +285,13 @@ impl Store {
         outbox: &Outbox,
         now_ms: i64,
     ) -> Result<Applied, StoreError> {
+        if let Store::Postgres(pool) = self
+            && let Some(applied) =
+                super::paid::apply_on_postgres(pool, payment, source, notify_id, outbox, now_ms)
+                    .await?
+        {
+            return Ok(applied);
+        }
         let outbox = outbox.clone();
         let payment = payment.clone();
         let source = source.to_owned();
