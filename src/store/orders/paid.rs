@@ -12,8 +12,17 @@ use sqlx::PgPool;
 use super::super::dialect::PgJob;
 use super::super::outbox::{Outbox, order_event};
 use super::super::{ORDER_CHANNEL, StoreError};
-use super::OrderRow;
-use super::transitions::{Applied, MARK_PAID};
+use super::{OrderRow, from, set, status_sql};
+
+status_sql!(
+    /// `→ paid`, only for the order's own amount (the statement below relies on its
+    /// `RETURNING ready_at` ending).
+    pub(super) MARK_PAID = "UPDATE orders SET {}, transaction_id = $2, time_end = $3, cash_fee = $4, \
+     paid_at = $5, updated_at = $5, next_check_at = NULL \
+     WHERE out_trade_no = $1 AND {} AND total_fee = $6 RETURNING ready_at",
+    set(OrderStatus::Paid),
+    from(OrderStatus::Paid)
+);
 
 /// The whole payment: `$1`–`$6` are [`MARK_PAID`]'s, `$7`–`$8` the history line, `$9`–`$13`
 /// the event row, `$14` the notify applied (NULL: none); with a webhook, `$15`–`$19` the
@@ -47,8 +56,8 @@ static PAID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| paid_stat
 static PAID_DELIVERED: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| paid_statement(true));
 
-/// Applies `payment` if the order may become `paid` with it; `None` (nothing written) when
-/// it may not, and the caller's general path explains why.
+/// Applies `payment` if the order may become `paid` with it: `Some(ready_at)`. `None`
+/// (nothing written) when it may not, and the caller's general path explains why.
 pub(super) async fn apply_on_postgres(
     pool: &PgPool,
     payment: &Payment,
@@ -56,7 +65,7 @@ pub(super) async fn apply_on_postgres(
     notify_id: Option<i64>,
     outbox: &Outbox,
     now_ms: i64,
-) -> Result<Option<Applied>, StoreError> {
+) -> Result<Option<Option<i64>>, StoreError> {
     let row: Option<OrderRow> = sqlx::query_as("SELECT * FROM orders WHERE out_trade_no = $1")
         .bind(&payment.out_trade_no)
         .fetch_optional(pool)
@@ -107,6 +116,5 @@ pub(super) async fn apply_on_postgres(
         }
         None => query,
     };
-    let ready_at: Option<Option<i64>> = query.fetch_optional(pool).await?;
-    Ok(ready_at.map(|ready_at| Applied::Paid { ready_at }))
+    Ok(query.fetch_optional(pool).await?)
 }

@@ -9,6 +9,7 @@ use minipay_jobs::{EventType, Lifecycle, OrderEvent, OrderStatus, Payment, Prepa
 use super::super::dialect::Dialect;
 use super::super::outbox::{Anomaly, Outbox, record_order_event};
 use super::super::{Store, StoreError, write_tx};
+use super::paid::MARK_PAID;
 use super::{INSERT_EVENT, is, status_sql};
 
 /// `status = 'paid'`, the change itself.
@@ -52,16 +53,6 @@ status_sql!(
      WHERE out_trade_no = $1 AND {}",
     set(OrderStatus::Failed),
     from(OrderStatus::Failed)
-);
-
-status_sql!(
-    /// `→ paid`, only for the order's own amount (`paid` relies on its `RETURNING ready_at`
-    /// ending).
-    pub(super) MARK_PAID = "UPDATE orders SET {}, transaction_id = $2, time_end = $3, cash_fee = $4, \
-     paid_at = $5, updated_at = $5, next_check_at = NULL \
-     WHERE out_trade_no = $1 AND {} AND total_fee = $6 RETURNING ready_at",
-    set(OrderStatus::Paid),
-    from(OrderStatus::Paid)
 );
 
 status_sql!(
@@ -286,11 +277,11 @@ impl Store {
         now_ms: i64,
     ) -> Result<Applied, StoreError> {
         if let Store::Postgres(pool) = self
-            && let Some(applied) =
+            && let Some(ready_at) =
                 super::paid::apply_on_postgres(pool, payment, source, notify_id, outbox, now_ms)
                     .await?
         {
-            return Ok(applied);
+            return Ok(Applied::Paid { ready_at });
         }
         let outbox = outbox.clone();
         let payment = payment.clone();
