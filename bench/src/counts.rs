@@ -64,6 +64,8 @@ struct Reading {
 }
 
 struct Counter {
+    /// Whether the service counts its statements and SQLite commits.
+    counted: bool,
     backend: Backend,
     http: reqwest::Client,
     api: String,
@@ -119,6 +121,10 @@ impl Counter {
             ((f(&to) - f(&from)) - background).max(0.0) / ops as f64
         };
         match self.backend {
+            Backend::Sqlite if !self.counted => PerOp {
+                statements: f64::NAN,
+                commits: f64::NAN,
+            },
             Backend::Sqlite => PerOp {
                 statements: net(|r| r.sent),
                 commits: net(|r| r.sqlite_commits),
@@ -216,7 +222,16 @@ pub async fn measure(backend: Backend, dir: &std::path::Path) -> anyhow::Result<
         ("MINIPAY_METRICS_REFRESH_MS", "3600000".into()),
     ];
     env.extend(NO_RATE_LIMITS.iter().map(|(k, v)| (*k, (*v).to_owned())));
-    let mut service = Proc::start(&minipay_binary()?, "minipay-counts", &["all"], &env, dir)?;
+    let binary = minipay_binary()?;
+    // A build from before the counters (a before → after pair) refuses the setting: there,
+    // SQLite's figures are not available and PostgreSQL's come from the server alone.
+    let counted = std::fs::read(&binary)?
+        .windows(b"count_db_statements".len())
+        .any(|w| w == b"count_db_statements");
+    if !counted {
+        env.retain(|(key, _)| *key != "MINIPAY_COUNT_DB_STATEMENTS");
+    }
+    let mut service = Proc::start(&binary, "minipay-counts", &["all"], &env, dir)?;
     let http = client();
     wait_until_up(&http, &format!("{api}/readyz"), &mut service).await?;
     let login: Value = http
@@ -235,6 +250,7 @@ pub async fn measure(backend: Backend, dir: &std::path::Path) -> anyhow::Result<
     .await?;
     let db_name = db.url.rsplit('/').next().unwrap_or_default().to_owned();
     let mut counter = Counter {
+        counted,
         backend,
         http: http.clone(),
         api: api.clone(),

@@ -90,6 +90,12 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
         backends: Vec<String>,
     },
+    /// The service's peak RSS with about 1,000 orders in flight (the 200 ms phase alone).
+    Memory {
+        /// Backends to measure.
+        #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+        backends: Vec<String>,
+    },
     /// Orders and notifies under injected faults, a PostgreSQL restart and a killed worker.
     Soak {
         #[arg(long, default_value_t = 10.0)]
@@ -135,10 +141,20 @@ impl Plan {
 /// Service settings for the runs: minipay's defaults, with enough concurrency for hundreds of
 /// WeChat calls in flight.
 fn service_settings() -> Vec<(&'static str, String)> {
-    vec![
+    let mut settings = vec![
         ("MINIPAY_WORKER_CONCURRENCY", "1024".into()),
         ("MINIPAY_LOG", "error".into()),
-    ]
+    ];
+    // `MINIPAY_BENCH_SETTINGS="MINIPAY_X=1,MINIPAY_Y=2"`: a variant to compare in the same run.
+    if let Ok(extra) = std::env::var("MINIPAY_BENCH_SETTINGS") {
+        for pair in extra.split(',').filter(|p| !p.is_empty()) {
+            if let Some((key, value)) = pair.split_once('=') {
+                settings.retain(|(k, _)| *k != key);
+                settings.push((Box::leak(key.to_owned().into_boxed_str()), value.to_owned()));
+            }
+        }
+    }
+    settings
 }
 
 const POOL_SIZE: u32 = 16;
@@ -326,6 +342,27 @@ fn main() -> ExitCode {
                 for backend in parse_backends(&backends)? {
                     let c = counts::measure(backend, dir.path()).await?;
                     println!("{}: {c:?}", backend.name());
+                }
+                Ok(())
+            }
+            Command::Memory { backends } => {
+                let dir = tempfile::tempdir()?;
+                let plan = Plan::new(true);
+                for backend in parse_backends(&backends)? {
+                    let db = BenchDb::create(backend).await?;
+                    let svc = Service::start(&db, dir.path(), &service_settings(), CLIENTS).await?;
+                    svc.sim_latency(200).await?;
+                    let (run, _) =
+                        scenarios::submit_to_ready(&svc, plan.orders_slow, SLOW_CLIENTS).await;
+                    println!(
+                        "{}: peak RSS {:.1} MiB, {:.0} orders/s, {} errors",
+                        backend.name(),
+                        svc.peak_rss_mib(),
+                        run.rate(),
+                        run.errors
+                    );
+                    svc.stop().await?;
+                    db.drop_now().await;
                 }
                 Ok(())
             }

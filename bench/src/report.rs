@@ -320,7 +320,11 @@ pub fn render(all: &[Figures], quick: bool) -> String {
 /// One operation's counted work.
 fn work(op: Option<PerOp>) -> String {
     op.map_or_else(String::new, |op| {
-        format!("{:.1} stmts, {:.2} commits", op.statements, op.commits)
+        if op.statements.is_nan() {
+            "n/a (not counted by this build)".to_owned()
+        } else {
+            format!("{:.1} stmts, {:.2} commits", op.statements, op.commits)
+        }
     })
 }
 
