@@ -90,7 +90,8 @@ pub(super) fn wechat(
     let login = LoginClient::new(http.clone(), auth_bases, merchant.appid.clone(), app_secret);
     let refund_notify = refund_notify_url(config.refunds.notify_url.as_deref(), &notify_url);
     let gateway = v2::V2::new(
-        PayClient::new(http, pay_bases.clone(), merchant.clone()),
+        PayClient::new(http, pay_bases.clone(), merchant.clone())
+            .with_max_in_flight(config.wechat.max_in_flight),
         notify_url,
     );
     let refunds = Refunds {
@@ -151,7 +152,10 @@ impl Refunds {
             "refunds on: the merchant API certificate is loaded"
         );
         let http = https_client(&trusted, Some(&identity), connect, timeout)?;
-        let client = RefundClient::new(PayClient::new(http, bases, self.merchant));
+        let client = RefundClient::new(
+            PayClient::new(http, bases, self.merchant)
+                .with_max_in_flight(config.wechat.max_in_flight),
+        );
         Ok(gateway.with_refunds(client, notify))
     }
 }

@@ -32,6 +32,8 @@ settings! {
         wechat_connect_timeout_ms: u64 = 2_000;
         /// per-call total timeout
         wechat_timeout_ms: u64 = 10_000, check |ms: &u64| positive(*ms);
+        /// WeChat Pay calls in flight at once per process (more wait for a turn); also the most connections kept to WeChat
+        wechat_max_in_flight: u32 = 256, check |n: &u32| positive(u64::from(*n));
     }
 }
 
@@ -70,6 +72,8 @@ pub struct Wechat {
     pub auth_base_urls: Option<Vec<String>>,
     pub connect_timeout: Duration,
     pub timeout: Duration,
+    /// WeChat Pay calls in flight at once per process.
+    pub max_in_flight: usize,
 }
 
 impl Wechat {
@@ -140,6 +144,7 @@ impl WechatSettings {
             auth_base_urls: base_urls("MINIPAY_AUTH_BASE_URL", self.auth_base_url)?,
             connect_timeout: Duration::from_millis(self.wechat_connect_timeout_ms.max(1)),
             timeout: Duration::from_millis(self.wechat_timeout_ms),
+            max_in_flight: usize::try_from(self.wechat_max_in_flight).unwrap_or(usize::MAX),
         })
     }
 

@@ -11,12 +11,20 @@ use super::sign::nonce;
 use super::xml::to_xml;
 use super::{Fields, Merchant, UnifiedOrderParams};
 
+/// Calls in flight at once unless [`PayClient::with_max_in_flight`] says otherwise (the
+/// default of `MINIPAY_WECHAT_MAX_IN_FLIGHT`).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+
 /// The WeChat Pay v2 API (`unifiedorder`, `orderquery`, `closeorder`).
 #[derive(Clone, Debug)]
 pub struct PayClient {
     http: reqwest::Client,
     bases: Arc<[String]>,
     merchant: Arc<Merchant>,
+    /// Calls in flight at once (`MINIPAY_WECHAT_MAX_IN_FLIGHT`): a job past the bound waits
+    /// for a turn instead of opening one more connection, so the connections to WeChat are a
+    /// bounded, reused pool and a burst of jobs costs no memory per extra connection.
+    turns: Arc<tokio::sync::Semaphore>,
 }
 
 impl PayClient {
@@ -24,6 +32,7 @@ impl PayClient {
     /// `https://api2.mch.weixin.qq.com`.
     pub fn new(http: reqwest::Client, bases: Vec<String>, merchant: Merchant) -> Self {
         PayClient {
+            turns: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
             http,
             bases: bases
                 .into_iter()
@@ -31,6 +40,13 @@ impl PayClient {
                 .collect(),
             merchant: Arc::new(merchant),
         }
+    }
+
+    /// At most `n` calls in flight at once (at least one).
+    #[must_use]
+    pub fn with_max_in_flight(mut self, n: usize) -> Self {
+        self.turns = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
+        self
     }
 
     pub fn merchant(&self) -> &Merchant {
@@ -97,6 +113,7 @@ impl PayClient {
         let body = to_xml(request.iter());
         let mut failure = Answer::Failed(Transport::Connect);
         for base in self.bases.iter() {
+            let _turn = self.turns.acquire().await;
             let sent = self
                 .http
                 .post(format!("{base}{path}"))
@@ -123,6 +140,8 @@ impl PayClient {
     }
 
     async fn post_once(&self, url: &str, body: String) -> Answer {
+        // The semaphore is never closed, so a turn always comes.
+        let _turn = self.turns.acquire().await;
         let sent = self
             .http
             .post(url)
