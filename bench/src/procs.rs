@@ -31,6 +31,22 @@ pub const NO_RATE_LIMITS: [(&str, &str); 5] = [
     ("MINIPAY_LIMIT_ADMIN_FAILURES_PER_IP", "0"),
 ];
 
+/// Which `MINIPAY_*` settings `program` knows, read from the names in its binary: an older
+/// build (the "before" of a before → after pair) refuses settings added since, so those it
+/// lacks are left out. Anything else passes.
+fn known_settings(program: &Path) -> impl Fn(&str) -> bool {
+    let binary = (program.file_name().and_then(|n| n.to_str()) == Some("minipay"))
+        .then(|| std::fs::read(program).ok())
+        .flatten();
+    move |key: &str| match (&binary, key.strip_prefix("MINIPAY_")) {
+        (Some(bytes), Some(name)) => {
+            let name = name.to_ascii_lowercase();
+            bytes.windows(name.len()).any(|w| w == name.as_bytes())
+        }
+        _ => true,
+    }
+}
+
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -67,8 +83,11 @@ impl Proc {
         if let Ok(conf) = std::env::var("_RJEM_MALLOC_CONF") {
             command.env("_RJEM_MALLOC_CONF", conf);
         }
+        let known = known_settings(program);
         for (k, v) in env {
-            command.env(k, v);
+            if known(k) {
+                command.env(k, v);
+            }
         }
         let child = command
             .spawn()
