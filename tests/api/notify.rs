@@ -8,6 +8,8 @@ use minipay::wechat::v2::sign::sign;
 use minipay::wechat::v2::{ApiKey, Fields, SignType, xml};
 use reqwest::StatusCode;
 
+use minipay_jobs::Job;
+
 use crate::helpers::{Backend, TestApp, eventually, on_both_backends};
 
 /// A `ready` order: (session token, out_trade_no).
@@ -241,6 +243,57 @@ on_both_backends! {
             // PostgreSQL's disk is the server's: the floor does not apply.
             Backend::Postgres => assert_eq!(counted, 100),
         }
+        app.stop().await;
+    }
+}
+
+/// The JSON of the one queued job of `queue`, as apalis stores it.
+async fn job_args(app: &TestApp, queue: &str) -> serde_json::Value {
+    let bytes: Vec<u8> = match app.store() {
+        minipay::store::Store::Sqlite(p) => {
+            sqlx::query_scalar("SELECT job FROM Jobs WHERE job_type = $1")
+                .bind(queue)
+                .fetch_one(&p.writer)
+                .await
+                .unwrap()
+        }
+        minipay::store::Store::Postgres(p) => {
+            sqlx::query_scalar("SELECT job FROM apalis.jobs WHERE job_type = $1")
+                .bind(queue)
+                .fetch_one(p)
+                .await
+                .unwrap()
+        }
+    };
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+on_both_backends! {
+    async fn the_jobs_carry_what_they_need_so_their_runs_read_nothing(backend) {
+        let Some(app) = TestApp::spawn(backend).await else { return };
+        let (token, otn) = ready_order(&app, "petra#1", "sms-100").await;
+        // The prepay job was queued with its order's frozen request (on PostgreSQL, written by
+        // the order's own statement).
+        let prepay: minipay_jobs::PrepayOrder = serde_json::from_value(job_args(&app, "prepay_order").await).unwrap();
+        let params: String = match app.store() {
+            minipay::store::Store::Sqlite(p) => sqlx::query_scalar("SELECT params FROM orders").fetch_one(&p.writer).await.unwrap(),
+            minipay::store::Store::Postgres(p) => sqlx::query_scalar("SELECT params FROM orders").fetch_one(p).await.unwrap(),
+        };
+        assert_eq!(prepay.created.map(|c| c.params), Some(params));
+
+        // The apply job carries the notify's payment (on PostgreSQL its JSON is written in SQL).
+        let notify = parse(&app.pay(&otn, false).notify_xml);
+        let (_, reply) = app.post_notify(xml::to_xml(notify.iter())).await;
+        assert_eq!(reply, SUCCESS_REPLY);
+        app.wait_for_status(&token, &otn, "paid").await;
+        let apply: minipay_jobs::ApplyPayment = serde_json::from_value(job_args(&app, "apply_payment").await).unwrap();
+        let payment = apply.payment().expect("the apply job carries its payment");
+        assert_eq!(payment.out_trade_no, otn);
+        assert_eq!(Some(payment.transaction_id.as_str()), notify.get("transaction_id"));
+        assert_eq!(payment.total_fee.to_string(), notify.get("total_fee").unwrap());
+        assert_eq!(payment.cash_fee.to_string(), notify.get("cash_fee").unwrap());
+        assert_eq!(Some(payment.time_end.as_str()), notify.get("time_end"));
+        assert_eq!(apply.idempotency_key(), format!("payment:{}", apply.notify_id));
         app.stop().await;
     }
 }
