@@ -105,7 +105,7 @@ bench-bill: build
 	target/release/minipay-bench bill --rows $(BILL_ROWS)
 
 ## bench-quick: the load run with small counts and the database work per operation, counted
-## (about three minutes after the build); prints the table
+## (about 70 s after the build); prints the table
 bench-quick: build
 	target/release/minipay-bench run --quick
 
