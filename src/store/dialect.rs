@@ -57,14 +57,15 @@ pub(crate) struct PgJob {
 
 impl PgJob {
     pub(crate) fn new<J: Job>(job: &J) -> Result<PgJob, StoreError> {
+        let (id, queue, max_attempts) = Self::columns_of::<J>();
         Ok(PgJob {
-            id: ulid::Ulid::generate().to_string(),
-            queue: J::QUEUE,
+            id,
+            queue,
             args: serde_json::to_vec(job).map_err(|source| StoreError::Encode {
                 what: J::QUEUE,
                 source,
             })?,
-            max_attempts: i32::try_from(J::RUNS).unwrap_or(i32::MAX),
+            max_attempts,
             key: job.idempotency_key(),
         })
     }
@@ -100,24 +101,11 @@ impl PgJob {
         )
     }
 
-    /// [`PgJob::bind`] for a query returning one value.
-    pub(crate) fn bind_scalar<'q, O>(
+    /// Binds the job's columns, in [`PgJob::insert_from`]'s order, after the caller's own.
+    pub(crate) fn bind<'q, O>(
         self,
         query: sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
     ) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
-        query
-            .bind(self.id)
-            .bind(self.queue)
-            .bind(self.args)
-            .bind(self.max_attempts)
-            .bind(self.key)
-    }
-
-    /// Binds the job's columns, in [`PgJob::insert_from`]'s order, after the caller's own.
-    pub(crate) fn bind<'q>(
-        self,
-        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
         query
             .bind(self.id)
             .bind(self.queue)

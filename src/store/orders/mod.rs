@@ -217,7 +217,7 @@ impl InsertOrder for sqlx::SqliteConnection {
 /// The order and its job in one statement (see [`PgJob`]).
 static INSERT_ORDER_WITH_JOB: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "WITH inserted AS ({INSERT_ORDER} RETURNING out_trade_no) {}",
+        "WITH inserted AS ({INSERT_ORDER} RETURNING out_trade_no) {} RETURNING 1",
         PgJob::insert_from("inserted", 15)
     )
 });
@@ -228,13 +228,12 @@ impl InsertOrder for sqlx::PgConnection {
         order: &NewOrder,
         job: &PrepayOrder,
     ) -> Result<bool, StoreError> {
-        let query = bind_order!(sqlx::query(INSERT_ORDER_WITH_JOB.as_str()), order);
-        let jobs = PgJob::new(job)?
+        let query = bind_order!(sqlx::query_scalar(INSERT_ORDER_WITH_JOB.as_str()), order);
+        let queued: Option<i32> = PgJob::new(job)?
             .bind(query)
-            .execute(&mut *self)
-            .await?
-            .rows_affected();
-        Ok(jobs == 1)
+            .fetch_optional(&mut *self)
+            .await?;
+        Ok(queued.is_some())
     }
 }
 

@@ -15,23 +15,34 @@ use super::super::{ORDER_CHANNEL, StoreError};
 use super::{OrderRow, from, set, status_sql};
 
 status_sql!(
-    /// `→ paid`, only for the order's own amount (the statement below relies on its
-    /// `RETURNING ready_at` ending).
+    /// `→ paid`, only for the order's own amount; returns `ready_at` first (a scalar query
+    /// reads only it) and the order's number (for the statement below).
     pub(super) MARK_PAID = "UPDATE orders SET {}, transaction_id = $2, time_end = $3, cash_fee = $4, \
      paid_at = $5, updated_at = $5, next_check_at = NULL \
-     WHERE out_trade_no = $1 AND {} AND total_fee = $6 RETURNING ready_at",
+     WHERE out_trade_no = $1 AND {} AND total_fee = $6 RETURNING ready_at, out_trade_no",
     set(OrderStatus::Paid),
     from(OrderStatus::Paid)
 );
+
+/// [`MARK_PAID`]'s parameters, `$1` to `$6`, bound to `query`.
+macro_rules! bind_mark_paid {
+    ($query:expr, $payment:expr, $now_ms:expr) => {
+        $query
+            .bind(&$payment.out_trade_no)
+            .bind(&$payment.transaction_id)
+            .bind(&$payment.time_end)
+            .bind($payment.cash_fee)
+            .bind($now_ms)
+            .bind($payment.total_fee)
+    };
+}
+pub(super) use bind_mark_paid;
 
 /// The whole payment: `$1`–`$6` are [`MARK_PAID`]'s, `$7`–`$8` the history line, `$9`–`$13`
 /// the event row, `$14` the notify applied (NULL: none); with a webhook, `$15`–`$19` the
 /// delivery job. Returns `ready_at` when the order became `paid`, no row when it may not.
 fn paid_statement(deliver: bool) -> String {
-    let update = MARK_PAID
-        .strip_suffix("RETURNING ready_at")
-        .map(|update| format!("{update}RETURNING ready_at, out_trade_no"))
-        .unwrap_or_default();
+    let update = MARK_PAID.as_str();
     let queued = if deliver {
         format!(", queued AS ({})", PgJob::insert_from("recorded", 15))
     } else {
@@ -87,13 +98,7 @@ pub(super) async fn apply_on_postgres(
         Some(_) => PAID_DELIVERED.as_str(),
         None => PAID.as_str(),
     };
-    let query = sqlx::query_scalar(sql)
-        .bind(&payment.out_trade_no)
-        .bind(&payment.transaction_id)
-        .bind(&payment.time_end)
-        .bind(payment.cash_fee)
-        .bind(now_ms)
-        .bind(payment.total_fee)
+    let query = bind_mark_paid!(sqlx::query_scalar(sql), payment, now_ms)
         .bind(OrderEvent::Paid.as_str())
         .bind(format!(
             "transaction {} via {source}",
@@ -112,7 +117,7 @@ pub(super) async fn apply_on_postgres(
                 endpoint: endpoint.clone(),
                 attempt: 1,
             })?;
-            job.bind_scalar(query)
+            job.bind(query)
         }
         None => query,
     };

@@ -9,7 +9,7 @@ use minipay_jobs::{EventType, Lifecycle, OrderEvent, OrderStatus, Payment, Prepa
 use super::super::dialect::Dialect;
 use super::super::outbox::{Anomaly, Outbox, record_order_event};
 use super::super::{Store, StoreError, write_tx};
-use super::paid::MARK_PAID;
+use super::paid::{MARK_PAID, bind_mark_paid};
 use super::{INSERT_EVENT, is, status_sql};
 
 /// `status = 'paid'`, the change itself.
@@ -287,13 +287,8 @@ impl Store {
         let payment = payment.clone();
         let source = source.to_owned();
         write_tx!(self, tx => {
-            let updated: Option<Option<i64>> = sqlx::query_scalar(MARK_PAID.as_str())
-                .bind(&payment.out_trade_no)
-                .bind(&payment.transaction_id)
-                .bind(&payment.time_end)
-                .bind(payment.cash_fee)
-                .bind(now_ms)
-                .bind(payment.total_fee)
+            let updated: Option<Option<i64>> =
+                bind_mark_paid!(sqlx::query_scalar(MARK_PAID.as_str()), payment, now_ms)
                 .fetch_optional(&mut *tx)
                 .await?;
             if let Some(ready_at) = updated {
