@@ -100,14 +100,12 @@ impl BillGauges {
             "minipay_bill_mismatches",
             "Mismatches of the last reconciled day, by kind (missing_local, missing_wechat, amount, status); alert when above zero.",
         );
-        for (kind, n) in &self.mismatches {
-            sample(
-                out,
-                "minipay_bill_mismatches",
-                Some(("kind", kind.as_str())),
-                *n as f64,
-            );
-        }
+        samples(
+            out,
+            "minipay_bill_mismatches",
+            "kind",
+            self.mismatches.iter().map(|(kind, n)| (kind.as_str(), *n)),
+        );
         gauge_line(
             out,
             "minipay_bill_healed_orders",
@@ -170,14 +168,12 @@ impl DbGauges {
     /// Appends the gauges in Prometheus text format.
     pub fn render(&self, out: &mut String) {
         header(out, "minipay_refunds", "Refunds by status.");
-        for (status, n) in &self.refunds {
-            sample(
-                out,
-                "minipay_refunds",
-                Some(("status", status.as_str())),
-                *n as f64,
-            );
-        }
+        samples(
+            out,
+            "minipay_refunds",
+            "status",
+            self.refunds.iter().map(|(status, n)| (status.as_str(), *n)),
+        );
         gauge_line(
             out,
             "minipay_refunds_held",
@@ -185,14 +181,12 @@ impl DbGauges {
             self.refunds_held as f64,
         );
         header(out, "minipay_orders", "Orders by status.");
-        for (status, n) in &self.orders {
-            sample(
-                out,
-                "minipay_orders",
-                Some(("status", status.as_str())),
-                *n as f64,
-            );
-        }
+        samples(
+            out,
+            "minipay_orders",
+            "status",
+            self.orders.iter().map(|(status, n)| (status.as_str(), *n)),
+        );
         let per_queue: [PerQueue; 3] = [
             (
                 "minipay_queue_depth",
@@ -212,9 +206,12 @@ impl DbGauges {
         ];
         for (name, help, value) in per_queue {
             header(out, name, help);
-            for s in &self.queues {
-                sample(out, name, Some(("queue", &s.queue)), value(s) as f64);
-            }
+            samples(
+                out,
+                name,
+                "queue",
+                self.queues.iter().map(|s| (s.queue.as_str(), value(s))),
+            );
         }
         gauge_line(
             out,
@@ -231,7 +228,6 @@ impl DbGauges {
 /// A per-queue gauge: its name, its help, and its value of a queue's stats.
 type PerQueue = (&'static str, &'static str, fn(&QueueStats) -> i64);
 
-/// One unlabelled gauge with its HELP and TYPE lines.
 /// The count listed under `name` in a grouped query's `(name, count)` rows; 0 when absent.
 fn count_named(counts: &[(String, i64)], name: &str) -> i64 {
     counts
@@ -240,6 +236,7 @@ fn count_named(counts: &[(String, i64)], name: &str) -> i64 {
         .map_or(0, |(_, count)| *count)
 }
 
+/// One unlabelled gauge with its HELP and TYPE lines.
 pub fn gauge_line(out: &mut String, name: &str, help: &str, value: f64) {
     header(out, name, help);
     sample(out, name, None, value);
@@ -247,6 +244,18 @@ pub fn gauge_line(out: &mut String, name: &str, help: &str, value: f64) {
 
 fn header(out: &mut String, name: &str, help: &str) {
     out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+}
+
+/// One sample of `name` per `(label value, count)` row, labelled `key`.
+fn samples<'a>(
+    out: &mut String,
+    name: &str,
+    key: &str,
+    rows: impl IntoIterator<Item = (&'a str, i64)>,
+) {
+    for (value, n) in rows {
+        sample(out, name, Some((key, value)), n as f64);
+    }
 }
 
 /// A sample line; label values here are our own names (statuses, queues), never outside text.
