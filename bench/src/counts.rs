@@ -15,22 +15,16 @@
 //! The idle background (heartbeats, safety polls, gauges) is measured for 5 s before the
 //! operations and subtracted in proportion to each phase's length.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use serde_json::{Value, json};
 use sqlx::Connection;
 
 use crate::db::{Backend, BenchDb, postgres_admin_url};
-use crate::load::closed_loop;
-use crate::procs::{NO_RATE_LIMITS, Proc, free_port, minipay_binary, wait_until_up};
-use crate::scenarios::{client, create_order};
-
-const ADMIN_TOKEN: &str = "bench-admin-token-0123456789abcdef";
+use crate::embedded::{Embedded, wait_for};
+use crate::procs::minipay_binary;
 /// Orders (then payments, then refunds) counted.
 const OPERATIONS: usize = 500;
-const CLIENTS: usize = 64;
 /// Marks the bench's own queries, which the statement count leaves out.
 const MARK: &str = "/* minipay-bench */";
 
@@ -173,32 +167,6 @@ async fn pg_stat_statements() -> anyhow::Result<sqlx::PgConnection> {
     Ok(admin)
 }
 
-/// Polls `count_sql` (marked, so not counted) until it reaches `want`.
-async fn wait_for(url: &str, count_sql: &str, want: i64) -> anyhow::Result<()> {
-    let sql = format!("{MARK} {count_sql}");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut pg = None;
-    let sqlite = if url.starts_with("sqlite") {
-        Some(sqlx::SqlitePool::connect(url).await?)
-    } else {
-        pg = Some(sqlx::PgConnection::connect(url).await?);
-        None
-    };
-    loop {
-        let query = || sqlx::AssertSqlSafe(sql.clone());
-        let have: i64 = match (&sqlite, pg.as_mut()) {
-            (Some(pool), _) => sqlx::query_scalar(query()).fetch_one(pool).await?,
-            (None, Some(conn)) => sqlx::query_scalar(query()).fetch_one(conn).await?,
-            (None, None) => unreachable!("one of the two is open"),
-        };
-        if have >= want {
-            return Ok(());
-        }
-        anyhow::ensure!(Instant::now() < deadline, "{have} of {want}: {count_sql}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Counts the work of `OPERATIONS` orders, payments and refunds on a fresh database.
 pub async fn measure(backend: Backend, dir: &std::path::Path) -> anyhow::Result<Counts> {
     let admin = match backend {
@@ -206,54 +174,24 @@ pub async fn measure(backend: Backend, dir: &std::path::Path) -> anyhow::Result<
         Backend::Sqlite => None,
     };
     let db = BenchDb::create(backend).await?;
-    let port = free_port()?;
-    let api = format!("http://127.0.0.1:{port}");
-    let mut env: Vec<(&str, String)> = vec![
-        ("MINIPAY_DATABASE_URL", db.url.clone()),
-        ("MINIPAY_LISTEN", format!("127.0.0.1:{port}")),
-        ("MINIPAY_ADMIN_TOKEN", ADMIN_TOKEN.into()),
-        ("MINIPAY_WORKER_CONCURRENCY", "1024".into()),
-        ("MINIPAY_RECONCILE_DELAY_SECS", "3600".into()),
-        ("MINIPAY_LOG", "error".into()),
-        ("MINIPAY_COUNT_DB_STATEMENTS", "true".into()),
+    // A build from before the counters (a before → after pair) lacks the setting and is
+    // started without it: there, SQLite's figures are not available and PostgreSQL's come
+    // from the server alone.
+    let counted = crate::procs::knows_setting(&minipay_binary()?, "MINIPAY_COUNT_DB_STATEMENTS");
+    let settings = [
+        ("MINIPAY_COUNT_DB_STATEMENTS", "true".to_owned()),
         // Every scrape renders (the counters are read between phases), and the database-backed
         // gauges are read once an hour rather than every 10 s, so the background is even.
-        ("MINIPAY_METRICS_CACHE_MS", "0".into()),
-        ("MINIPAY_METRICS_REFRESH_MS", "3600000".into()),
+        ("MINIPAY_METRICS_CACHE_MS", "0".to_owned()),
+        ("MINIPAY_METRICS_REFRESH_MS", "3600000".to_owned()),
     ];
-    env.extend(NO_RATE_LIMITS.iter().map(|(k, v)| (*k, (*v).to_owned())));
-    let binary = minipay_binary()?;
-    // A build from before the counters (a before → after pair) refuses the setting: there,
-    // SQLite's figures are not available and PostgreSQL's come from the server alone.
-    let counted = std::fs::read(&binary)?
-        .windows(b"count_db_statements".len())
-        .any(|w| w == b"count_db_statements");
-    if !counted {
-        env.retain(|(key, _)| *key != "MINIPAY_COUNT_DB_STATEMENTS");
-    }
-    let mut service = Proc::start(&binary, "minipay-counts", &["all"], &env, dir)?;
-    let http = client();
-    wait_until_up(&http, &format!("{api}/readyz"), &mut service).await?;
-    let login: Value = http
-        .post(format!("{api}/v1/sessions"))
-        .json(&json!({ "code": "bench-counts#1" }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = login["token"].as_str().context("login")?.to_owned();
-    crate::procs::set_sim_faults(
-        &http,
-        &format!("{api}/simulator"),
-        json!({ "refund_result_ms": 100 }),
-    )
-    .await?;
+    let svc = Embedded::start(&db, dir, "minipay-counts", &settings, 100).await?;
     let db_name = db.url.rsplit('/').next().unwrap_or_default().to_owned();
     let mut counter = Counter {
         counted,
         backend,
-        http: http.clone(),
-        api: api.clone(),
+        http: svc.http.clone(),
+        api: svc.api.clone(),
         admin,
         db_name,
     };
@@ -264,84 +202,24 @@ pub async fn measure(backend: Backend, dir: &std::path::Path) -> anyhow::Result<
         counter.read().await?
     });
 
-    // Orders: create, then long-poll until ready, as the mini-program does.
-    let numbers = Arc::new(Mutex::new(Vec::with_capacity(OPERATIONS)));
+    // Orders: created and long-polled until ready; paid (WeChat posts its notify); fully
+    // refunded by the merchant and settled by WeChat's notify.
     let start = counter.read().await?;
-    let (h, a, t, sink) = (http.clone(), api.clone(), token.clone(), numbers.clone());
-    let run = closed_loop(CLIENTS, Some(OPERATIONS), None, move |_| {
-        let (http, api, token, sink) = (h.clone(), a.clone(), t.clone(), sink.clone());
-        async move {
-            let otn = create_order(&http, &api, &token).await?;
-            loop {
-                let order: Value = http
-                    .get(format!("{api}/v1/orders/{otn}?wait=30"))
-                    .bearer_auth(&token)
-                    .send()
-                    .await?
-                    .json()
-                    .await?;
-                if order["status"] == "ready" {
-                    break;
-                }
-            }
-            sink.lock()
-                .map_err(|_| anyhow::anyhow!("poisoned"))?
-                .push(otn);
-            Ok(())
-        }
-    })
-    .await;
-    anyhow::ensure!(run.errors == 0, "{} orders failed", run.errors);
+    let numbers = Arc::new(svc.ready_orders(OPERATIONS).await?);
     let ready = counter.read().await?;
-    let numbers = Arc::new(numbers.lock().map(|n| n.clone()).unwrap_or_default());
-
-    // Payments: WeChat (the embedded simulator) is paid and posts its notify.
-    let (h, a, list) = (http.clone(), api.clone(), numbers.clone());
-    let run = closed_loop(CLIENTS, Some(numbers.len()), None, move |i| {
-        let (http, api, list) = (h.clone(), a.clone(), list.clone());
-        async move {
-            http.post(format!("{api}/simulator/sim/pay"))
-                .json(&json!({ "out_trade_no": list[i], "deliver": true }))
-                .send()
-                .await?
-                .error_for_status()?;
-            Ok(())
-        }
-    })
-    .await;
-    anyhow::ensure!(run.errors == 0, "{} payments failed", run.errors);
     let n = numbers.len() as i64;
+    svc.pay_each(&numbers).await?;
     wait_for(
         &db.url,
+        MARK,
         "SELECT COUNT(*) FROM orders WHERE status = 'paid'",
         n,
     )
     .await?;
     let paid = counter.read().await?;
-
-    // Refunds: one full refund of each, requested by the merchant, settled by WeChat's notify.
-    let (h, a, list) = (http.clone(), api.clone(), numbers.clone());
-    let run = closed_loop(CLIENTS, Some(numbers.len()), None, move |i| {
-        let (http, api, list) = (h.clone(), a.clone(), list.clone());
-        async move {
-            let answer = http
-                .post(format!("{api}/v1/admin/orders/{}/refunds", list[i]))
-                .bearer_auth(ADMIN_TOKEN)
-                .json(&json!({ "refund_fee": 88, "reason": "bench" }))
-                .send()
-                .await?;
-            anyhow::ensure!(answer.status() == 202, "refund: {}", answer.status());
-            Ok(())
-        }
-    })
-    .await;
-    anyhow::ensure!(run.errors == 0, "{} refunds failed", run.errors);
-    wait_for(
-        &db.url,
-        "SELECT COUNT(*) FROM refunds WHERE status = 'succeeded'",
-        n,
-    )
-    .await?;
+    svc.refund_each(&numbers).await?;
+    let succeeded = "SELECT COUNT(*) FROM refunds WHERE status = 'succeeded'";
+    wait_for(&db.url, MARK, succeeded, n).await?;
     let refunded = counter.read().await?;
 
     let counts = Counts {
@@ -350,6 +228,7 @@ pub async fn measure(backend: Backend, dir: &std::path::Path) -> anyhow::Result<
         refund: counter.per_op(paid, refunded, &idle, numbers.len()),
     };
     eprintln!("    {counts:?}");
+    let mut service = svc.service;
     service.stop(Duration::from_secs(10))?;
     drop(counter);
     db.drop_now().await;

@@ -11,6 +11,7 @@ mod ceilings;
 mod counts;
 mod db;
 mod edge;
+mod embedded;
 mod events;
 mod load;
 mod procs;

@@ -34,6 +34,11 @@ pub const NO_RATE_LIMITS: [(&str, &str); 5] = [
 /// Which `MINIPAY_*` settings `program` knows, read from the names in its binary: an older
 /// build (the "before" of a before → after pair) refuses settings added since, so those it
 /// lacks are left out. Anything else passes.
+/// Whether `program` knows setting `key` (see [`known_settings`]).
+pub fn knows_setting(program: &Path, key: &str) -> bool {
+    known_settings(program)(key)
+}
+
 fn known_settings(program: &Path) -> impl Fn(&str) -> bool {
     let binary = (program.file_name().and_then(|n| n.to_str()) == Some("minipay"))
         .then(|| std::fs::read(program).ok())
