@@ -99,13 +99,14 @@ pub(super) struct History {
     pub refunds: Vec<RefundRow>,
 }
 
-/// Reads the order and its history.
+/// Reads the order and its history, as of one moment.
 pub(super) async fn history(store: &Store, out_trade_no: &str) -> Result<History, ApiError> {
-    let order = store
-        .order(out_trade_no)
+    let stored = store
+        .order_history(out_trade_no)
         .await?
         .ok_or_else(|| ApiError::OrderNotFound(out_trade_no.to_owned()))?;
-    let mut events = store.events(out_trade_no).await?;
+    let order = stored.order;
+    let mut events = stored.lines;
     // Creation and readiness are columns of the order, not event rows.
     events.insert(
         0,
@@ -123,17 +124,18 @@ pub(super) async fn history(store: &Store, out_trade_no: &str) -> Result<History
         });
     }
     events.sort_by_key(|e| e.at);
-    let notifies = store.notifies_for(out_trade_no).await?;
-    let refused = store.refused_notifies_for(out_trade_no).await?;
-    let merchant_events = super::events::of_order(store, out_trade_no).await?;
-    let refunds = store.refunds_of(out_trade_no).await?;
+    let merchant_events = stored
+        .merchant_events
+        .into_iter()
+        .map(EventView::from)
+        .collect();
     Ok(History {
         order,
         events,
-        notifies,
-        refused,
-        merchant_events,
-        refunds,
+        notifies: stored.notifies,
+        refused: stored.refused,
+        merchant_events: (merchant_events, stored.attempts),
+        refunds: stored.refunds,
     })
 }
 

@@ -13,7 +13,7 @@ use super::HttpState;
 use super::auth::AdminAuth;
 use super::error::{ApiError, AppJson, AppPath, AppQuery};
 use super::views::{ErrorBody, EventView, Events, Redelivered};
-use crate::store::{AttemptRow, EventFilter, Redelivery, Store, StoreError};
+use crate::store::{EventFilter, Redelivery};
 
 /// Events per page unless `limit` says otherwise, and the most it may say.
 const DEFAULT_LIMIT: i64 = 100;
@@ -102,25 +102,4 @@ pub async fn redeliver(
         Redelivery::NotFound => Err(ApiError::EventNotFound(id)),
         Redelivery::NoEndpoint => Err(ApiError::WebhookNotConfigured),
     }
-}
-
-/// The order's events, oldest first, and every attempt to deliver them (its admin history).
-pub async fn of_order(
-    store: &Store,
-    out_trade_no: &str,
-) -> Result<(Vec<EventView>, Vec<AttemptRow>), StoreError> {
-    let filter = EventFilter {
-        out_trade_no: Some(out_trade_no.to_owned()),
-        state: None,
-        limit: MAX_LIMIT,
-    };
-    let mut events: Vec<EventView> = store
-        .merchant_events(&filter)
-        .await?
-        .into_iter()
-        .map(EventView::from)
-        .collect();
-    events.reverse();
-    let attempts = store.event_attempts_for(out_trade_no).await?;
-    Ok((events, attempts))
 }

@@ -146,24 +146,6 @@ impl Store {
         Ok(rows)
     }
 
-    /// Every delivery attempt of the order's events, oldest first (the order's admin history).
-    pub async fn event_attempts_for(
-        &self,
-        out_trade_no: &str,
-    ) -> Result<Vec<AttemptRow>, StoreError> {
-        let rows = on_reader!(self, pool => {
-            sqlx::query_as(
-                "SELECT a.event_id, e.type, a.attempt, a.at, a.status, a.error, a.duration_ms \
-                 FROM event_attempts a JOIN events e ON e.id = a.event_id \
-                 WHERE e.out_trade_no = $1 ORDER BY a.at, a.id",
-            )
-            .bind(out_trade_no)
-            .fetch_all(pool)
-            .await?
-        });
-        Ok(rows)
-    }
-
     /// Records an attempt and what follows it, once: false when this attempt was already
     /// recorded or the event is no longer pending (nothing is written then).
     pub async fn record_attempt(

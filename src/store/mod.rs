@@ -14,6 +14,7 @@ mod deliveries;
 mod dialect;
 mod error;
 mod group_commit;
+mod history;
 mod insert_signal;
 mod jobs;
 mod notifies;
@@ -46,6 +47,7 @@ pub use deliveries::{
 };
 pub use dialect::{ORDER_CHANNEL, job_task};
 pub use error::{StoreError, is_unavailable};
+pub use history::StoredHistory;
 pub use insert_signal::{InsertSignal, JobWake};
 pub use jobs::{JobRow, JobState};
 pub use notifies::{NotifyRow, RecordedNotify, VerifiedNotify};

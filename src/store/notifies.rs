@@ -65,6 +65,10 @@ pub enum RecordedNotify {
 }
 
 /// A verified notify's row; `$1` to `$9`.
+/// The verified notifies of one order, oldest first.
+pub(super) const NOTIFIES_OF_ORDER: &str =
+    "SELECT * FROM notifies WHERE out_trade_no = $1 ORDER BY id";
+
 const INSERT_NOTIFY: &str = concat!(
     "INSERT INTO notifies (received_at, verdict, detail, out_trade_no, transaction_id, ",
     "total_fee, cash_fee, time_end, raw) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ",
@@ -154,7 +158,7 @@ impl Store {
     /// Every verified notify about an order, oldest first.
     pub async fn notifies_for(&self, out_trade_no: &str) -> Result<Vec<NotifyRow>, StoreError> {
         let rows = on_reader!(self, pool => {
-            sqlx::query_as("SELECT * FROM notifies WHERE out_trade_no = $1 ORDER BY id")
+            sqlx::query_as(NOTIFIES_OF_ORDER)
                 .bind(out_trade_no)
                 .fetch_all(pool)
                 .await?

@@ -5,7 +5,7 @@
 
 use minipay_jobs::NotifyVerdict;
 
-use super::{Store, StoreError, on_reader, write_tx};
+use super::{Store, StoreError, write_tx};
 
 /// Refused notifies of one verdict from one client within one minute.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
@@ -30,7 +30,7 @@ pub fn refusal_window(at_ms: i64) -> i64 {
     at_ms - at_ms.rem_euclid(60_000)
 }
 
-const COLUMNS: &str = "window_start, first_at, last_at, peer, verdict, count, detail, out_trade_no, \
+pub(super) const COLUMNS: &str = "window_start, first_at, last_at, peer, verdict, count, detail, out_trade_no, \
      body_sha256, body_prefix, body_len";
 
 impl Store {
@@ -64,22 +64,6 @@ impl Store {
             }
             Ok(())
         })
-    }
-
-    /// The refused notifies naming an order, oldest first.
-    pub async fn refused_notifies_for(
-        &self,
-        out_trade_no: &str,
-    ) -> Result<Vec<RefusedGroup>, StoreError> {
-        let sql =
-            format!("SELECT {COLUMNS} FROM refused_notifies WHERE out_trade_no = $1 ORDER BY id");
-        let rows = on_reader!(self, pool => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(out_trade_no)
-                .fetch_all(pool)
-                .await?
-        });
-        Ok(rows)
     }
 
     /// Deletes up to `limit` groups last seen before `last_seen_before_ms`; returns how many.

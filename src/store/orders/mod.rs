@@ -238,6 +238,9 @@ impl InsertOrder for sqlx::PgConnection {
 }
 
 /// The order a user's Idempotency-Key names.
+/// One order by its number.
+pub(super) const ORDER: &str = "SELECT * FROM orders WHERE out_trade_no = $1";
+
 const BY_IDEMPOTENCY_KEY: &str = "SELECT * FROM orders WHERE openid = $1 AND idempotency_key = $2";
 
 /// `status = 'ready'`: a guard that keeps an update to orders (or refunds…) in one status.
@@ -311,7 +314,7 @@ impl Store {
             let existing = match existing {
                 Some(row) => Some(row),
                 None => {
-                    sqlx::query_as("SELECT * FROM orders WHERE out_trade_no = $1")
+                    sqlx::query_as(ORDER)
                         .bind(&order.out_trade_no)
                         .fetch_optional(&mut *tx)
                         .await?
@@ -369,16 +372,5 @@ impl Store {
                 .await?;
         });
         Ok(())
-    }
-
-    /// The order's history: its events, oldest first.
-    pub async fn events(&self, out_trade_no: &str) -> Result<Vec<EventRow>, StoreError> {
-        let rows = on_reader!(self, pool => {
-            sqlx::query_as("SELECT at, kind, detail FROM order_events WHERE out_trade_no = $1 ORDER BY id")
-                .bind(out_trade_no)
-                .fetch_all(pool)
-                .await?
-        });
-        Ok(rows)
     }
 }

@@ -186,6 +186,10 @@ impl Standing {
     }
 }
 
+/// The refunds of one order, oldest first.
+pub(super) const REFUNDS_OF_ORDER: &str =
+    "SELECT * FROM refunds WHERE out_trade_no = $1 ORDER BY created_at, out_refund_no";
+
 const BY_KEY: &str = "SELECT * FROM refunds WHERE out_trade_no = $1 AND idempotency_key = $2";
 
 impl Store {
@@ -281,9 +285,7 @@ impl Store {
     /// The order's refunds, oldest first.
     pub async fn refunds_of(&self, out_trade_no: &str) -> Result<Vec<RefundRow>, StoreError> {
         let rows = on_reader!(self, pool => {
-            sqlx::query_as(
-                "SELECT * FROM refunds WHERE out_trade_no = $1 ORDER BY created_at, out_refund_no",
-            )
+            sqlx::query_as(REFUNDS_OF_ORDER)
             .bind(out_trade_no)
             .fetch_all(pool)
             .await?
