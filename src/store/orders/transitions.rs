@@ -7,10 +7,10 @@
 use minipay_jobs::{EventType, Lifecycle, OrderEvent, OrderStatus, Payment, Prepaid};
 
 use super::super::dialect::Dialect;
-use super::super::outbox::{Anomaly, Outbox, record_order_event};
+use super::super::outbox::{Anomaly, Outbox, insert_event, order_event, record_order_event};
 use super::super::{Store, StoreError, write_tx};
-use super::paid::{MARK_PAID, bind_mark_paid};
-use super::{INSERT_EVENT, is, status_sql};
+use super::paid::{MARK_PAID_ROW, bind_mark_paid};
+use super::{INSERT_EVENT, OrderRow, is, status_sql};
 
 /// `status = 'paid'`, the change itself.
 pub(crate) fn set<S: Lifecycle>(to: S) -> String {
@@ -287,11 +287,11 @@ impl Store {
         let payment = payment.clone();
         let source = source.to_owned();
         write_tx!(self, tx => {
-            let updated: Option<Option<i64>> =
-                bind_mark_paid!(sqlx::query_scalar(MARK_PAID.as_str()), payment, now_ms)
+            let updated: Option<OrderRow> =
+                bind_mark_paid!(sqlx::query_as(MARK_PAID_ROW.as_str()), payment, now_ms)
                 .fetch_optional(&mut *tx)
                 .await?;
-            if let Some(ready_at) = updated {
+            if let Some(row) = updated {
                 sqlx::query(INSERT_EVENT)
                     .bind(&payment.out_trade_no)
                     .bind(now_ms)
@@ -299,7 +299,7 @@ impl Store {
                     .bind(format!("transaction {} via {source}", payment.transaction_id))
                     .execute(&mut *tx)
                     .await?;
-                record_order_event!(tx, &outbox, EventType::OrderPaid, &payment.out_trade_no, None, now_ms);
+                insert_event!(tx, &outbox, order_event(EventType::OrderPaid, &row, None, now_ms)?);
                 if let Some(id) = notify_id {
                     sqlx::query("UPDATE notifies SET applied_at = $2 WHERE id = $1")
                         .bind(id)
@@ -308,7 +308,7 @@ impl Store {
                         .await?;
                 }
                 tx.announce(&payment.out_trade_no).await?;
-                return Ok(Applied::Paid { ready_at });
+                return Ok(Applied::Paid { ready_at: row.ready_at });
             }
             let standing: Option<Standing> = sqlx::query_as(
                 "SELECT status, transaction_id, total_fee FROM orders WHERE out_trade_no = $1",
@@ -378,7 +378,9 @@ mod tests {
         assert_eq!(from(OrderStatus::Ready), "status IN ('pending')");
         assert_eq!(from(OrderStatus::Closed), "status IN ('ready')");
         assert_eq!(from(OrderStatus::Pending), "1 = 0");
-        assert!(MARK_PAID.contains("WHERE out_trade_no = $1 AND status IN ('pending', 'ready')"));
+        for paid in [&super::super::paid::MARK_PAID, &MARK_PAID_ROW] {
+            assert!(paid.contains("WHERE out_trade_no = $1 AND status IN ('pending', 'ready')"));
+        }
         assert!(MARK_READY_NOTIFY.contains("pg_notify('minipay_order'"));
     }
 }
