@@ -237,10 +237,10 @@ impl InsertOrder for sqlx::PgConnection {
     }
 }
 
-/// The order a user's Idempotency-Key names.
 /// One order by its number.
 pub(super) const ORDER: &str = "SELECT * FROM orders WHERE out_trade_no = $1";
 
+/// The order a user's Idempotency-Key names.
 const BY_IDEMPOTENCY_KEY: &str = "SELECT * FROM orders WHERE openid = $1 AND idempotency_key = $2";
 
 /// `status = 'ready'`: a guard that keeps an update to orders (or refunds…) in one status.
@@ -346,7 +346,7 @@ impl Store {
 
     pub async fn order(&self, out_trade_no: &str) -> Result<Option<OrderRow>, StoreError> {
         let row = on_reader!(self, pool => {
-            sqlx::query_as("SELECT * FROM orders WHERE out_trade_no = $1")
+            sqlx::query_as(ORDER)
                 .bind(out_trade_no)
                 .fetch_optional(pool)
                 .await?

@@ -12,27 +12,18 @@ use sqlx::PgPool;
 use super::super::dialect::PgJob;
 use super::super::outbox::{Outbox, order_event};
 use super::super::{ORDER_CHANNEL, StoreError};
-use super::{OrderRow, from, set};
+use super::{OrderRow, from, set, status_sql};
 
-/// `→ paid`, only for the order's own amount, returning `returning`.
-fn mark_paid(returning: &str) -> String {
-    format!(
-        "UPDATE orders SET {}, transaction_id = $2, time_end = $3, cash_fee = $4, \
-         paid_at = $5, updated_at = $5, next_check_at = NULL \
-         WHERE out_trade_no = $1 AND {} AND total_fee = $6 RETURNING {returning}",
-        set(OrderStatus::Paid),
-        from(OrderStatus::Paid)
-    )
-}
-
-/// [`mark_paid`] returning `ready_at` and the order's number (for the statement below).
-pub(super) static MARK_PAID: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| mark_paid("ready_at, out_trade_no"));
-
-/// [`mark_paid`] returning the order as it now stands, which its `order.paid` event describes
-/// (so the transaction on SQLite's single writer does not read the order again).
-pub(super) static MARK_PAID_ROW: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| mark_paid("*"));
+status_sql!(
+    /// `→ paid`, only for the order's own amount; returns the order as it now stands (which
+    /// its `order.paid` event describes, so SQLite's path does not read it again on the single
+    /// writer; the statement below takes `ready_at` and the number from it).
+    pub(super) MARK_PAID = "UPDATE orders SET {}, transaction_id = $2, time_end = $3, cash_fee = $4, \
+     paid_at = $5, updated_at = $5, next_check_at = NULL \
+     WHERE out_trade_no = $1 AND {} AND total_fee = $6 RETURNING *",
+    set(OrderStatus::Paid),
+    from(OrderStatus::Paid)
+);
 
 /// [`MARK_PAID`]'s parameters, `$1` to `$6`, bound to `query`.
 macro_rules! bind_mark_paid {
@@ -87,7 +78,7 @@ pub(super) async fn apply_on_postgres(
     outbox: &Outbox,
     now_ms: i64,
 ) -> Result<Option<Option<i64>>, StoreError> {
-    let row: Option<OrderRow> = sqlx::query_as("SELECT * FROM orders WHERE out_trade_no = $1")
+    let row: Option<OrderRow> = sqlx::query_as(super::ORDER)
         .bind(&payment.out_trade_no)
         .fetch_optional(pool)
         .await?;

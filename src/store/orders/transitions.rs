@@ -9,7 +9,7 @@ use minipay_jobs::{EventType, Lifecycle, OrderEvent, OrderStatus, Payment, Prepa
 use super::super::dialect::Dialect;
 use super::super::outbox::{Anomaly, Outbox, insert_event, order_event, record_order_event};
 use super::super::{Store, StoreError, write_tx};
-use super::paid::{MARK_PAID_ROW, bind_mark_paid};
+use super::paid::{MARK_PAID, bind_mark_paid};
 use super::{INSERT_EVENT, OrderRow, is, status_sql};
 
 /// `status = 'paid'`, the change itself.
@@ -288,7 +288,7 @@ impl Store {
         let source = source.to_owned();
         write_tx!(self, tx => {
             let updated: Option<OrderRow> =
-                bind_mark_paid!(sqlx::query_as(MARK_PAID_ROW.as_str()), payment, now_ms)
+                bind_mark_paid!(sqlx::query_as(MARK_PAID.as_str()), payment, now_ms)
                 .fetch_optional(&mut *tx)
                 .await?;
             if let Some(row) = updated {
@@ -378,9 +378,7 @@ mod tests {
         assert_eq!(from(OrderStatus::Ready), "status IN ('pending')");
         assert_eq!(from(OrderStatus::Closed), "status IN ('ready')");
         assert_eq!(from(OrderStatus::Pending), "1 = 0");
-        for paid in [&super::super::paid::MARK_PAID, &MARK_PAID_ROW] {
-            assert!(paid.contains("WHERE out_trade_no = $1 AND status IN ('pending', 'ready')"));
-        }
+        assert!(MARK_PAID.contains("WHERE out_trade_no = $1 AND status IN ('pending', 'ready')"));
         assert!(MARK_READY_NOTIFY.contains("pg_notify('minipay_order'"));
     }
 }
