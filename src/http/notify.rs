@@ -18,6 +18,7 @@ use super::payer_ip::payer_ip;
 use super::refund_notify::answer;
 use super::refused_notifies::RefusedNotify;
 use crate::domain::{self, Arrival};
+use crate::wechat::PostedNotify;
 
 /// WeChat Pay's payment-result notify (XML, signed). `SUCCESS` only once the notify is verified
 /// and durably recorded with its status-update job; otherwise `FAIL` and WeChat retries. A
@@ -40,14 +41,11 @@ pub async fn receive(
     };
     let limit = services.gateway.notify_body_limit();
     let (raw, checked) = match to_bytes(body, limit).await {
-        // Merchants often give WeChat one URL for payments and refunds.
-        Ok(raw) if services.gateway.is_refund_notify(&raw) => {
-            return super::refund_notify::handle(services, &raw).await;
-        }
-        Ok(raw) => {
-            let checked = services.gateway.verify_notify(&raw, &headers);
-            (raw, checked)
-        }
+        Ok(raw) => match services.gateway.read_notify(&raw, &headers) {
+            PostedNotify::Payment(checked) => (raw, checked),
+            // Merchants often give WeChat one URL for payments and refunds.
+            PostedNotify::Refund => return super::refund_notify::handle(services, &raw).await,
+        },
         Err(_) => {
             let refusal = Refusal::new(NotifyVerdict::TooLarge, format!("body over {limit} bytes"));
             let checked = CheckedNotify {

@@ -31,6 +31,15 @@ pub enum Gateway {
     V2(v2::V2),
 }
 
+/// What a body posted to a notify URL is.
+#[derive(Debug)]
+pub enum PostedNotify {
+    /// A payment notify: a verified payment, or why it was refused.
+    Payment(CheckedNotify),
+    /// A refund notify, to open with [`Gateway::open_refund_notify`].
+    Refund,
+}
+
 /// The HTTP answer a notify gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyReply {
@@ -128,13 +137,6 @@ impl Gateway {
         }
     }
 
-    /// Whether a notify body is a refund notify (posted to either notify URL).
-    pub fn is_refund_notify(&self, body: &[u8]) -> bool {
-        match self {
-            Gateway::V2(_) => v2::refund_client::looks_like_refund_notify(body),
-        }
-    }
-
     /// Opens a refund notify: the provider's claim about one refund, or why it was refused
     /// (a short kind for metrics, and a detail).
     pub fn open_refund_notify(&self, body: &[u8]) -> Result<RefundNotice, (&'static str, String)> {
@@ -165,11 +167,15 @@ impl Gateway {
         }
     }
 
-    /// Verifies a payment notify: bytes and headers in, a verified payment or a refusal out.
-    /// (v2 signs inside the body; v3 signs in the headers.)
-    pub fn verify_notify(&self, body: &[u8], _headers: &HeaderMap) -> CheckedNotify {
+    /// Reads a body posted to a notify URL: a refund notify (either URL takes both), or a
+    /// payment notify verified — bytes and headers in, a verified payment or a refusal out.
+    /// (v2 signs inside the body; v3 signs in the headers.) The body is parsed once.
+    pub fn read_notify(&self, body: &[u8], _headers: &HeaderMap) -> PostedNotify {
         match self {
-            Gateway::V2(v2) => v2.verify_notify(body),
+            Gateway::V2(v2) => match v2.read_notify(body) {
+                v2::notify::Posted::Payment(checked) => PostedNotify::Payment(checked),
+                v2::notify::Posted::Refund => PostedNotify::Refund,
+            },
         }
     }
 

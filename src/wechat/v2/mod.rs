@@ -23,8 +23,8 @@ pub mod xml;
 use chrono::{DateTime, NaiveDate, Utc};
 use minipay_jobs::bill::{BillDownloaded, BillUnavailable, WechatEntry};
 use minipay_jobs::{
-    CheckedNotify, NotifyAck, OrderFields, ParamError, Prepaid, PrepayInput, PrepayOutcome,
-    QueryOutcome, Reply, UnreadableParams,
+    NotifyAck, OrderFields, ParamError, Prepaid, PrepayInput, PrepayOutcome, QueryOutcome, Reply,
+    UnreadableParams,
 };
 
 pub use client::PayClient;
@@ -182,9 +182,9 @@ impl V2 {
         }
     }
 
-    /// Reads and verifies a notify body.
-    pub fn verify_notify(&self, body: &[u8]) -> CheckedNotify {
-        notify::verify(body, self.merchant())
+    /// Reads a notify body: a refund notify, or a payment notify verified.
+    pub fn read_notify(&self, body: &[u8]) -> notify::Posted {
+        notify::read(body, self.merchant())
     }
 
     /// The XML answer to a notify.

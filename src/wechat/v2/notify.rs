@@ -4,6 +4,7 @@
 
 use minipay_jobs::{CheckedNotify, NotifyAck, NotifyCheck, NotifyVerdict, Refusal};
 
+use super::refund_notify::is_refund_notify;
 use super::reply::{Untrusted, check_signed_by, payment_from_fields};
 use super::xml::{self, DEFAULT_BODY_LIMIT, to_xml};
 use super::{Fields, Merchant};
@@ -11,21 +12,33 @@ use super::{Fields, Merchant};
 /// The exact acknowledgement WeChat expects (docs/wechat-pay-v2.md §6.3).
 pub const SUCCESS_REPLY: &str = "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>";
 
-/// Reads and verifies one notify body for `merchant`.
-pub fn verify(body: &[u8], merchant: &Merchant) -> CheckedNotify {
+/// What a body posted to a notify URL is, read once.
+pub enum Posted {
+    /// A payment notify, verified or refused.
+    Payment(CheckedNotify),
+    /// A refund notify (it carries `req_info`): merchants often give WeChat one URL for both.
+    Refund,
+}
+
+/// Reads one notify body and, when it is a payment notify, verifies it for `merchant`. The
+/// body is parsed once: telling a refund notify apart needs its fields too.
+pub fn read(body: &[u8], merchant: &Merchant) -> Posted {
     let fields = match xml::parse(body, DEFAULT_BODY_LIMIT) {
         Ok(fields) => fields,
         Err(e) => {
-            return CheckedNotify {
+            return Posted::Payment(CheckedNotify {
                 out_trade_no: None,
                 check: NotifyCheck::Refused(Refusal::new(e.verdict(), e.to_string())),
-            };
+            });
         }
     };
-    CheckedNotify {
+    if is_refund_notify(&fields) {
+        return Posted::Refund;
+    }
+    Posted::Payment(CheckedNotify {
         out_trade_no: fields.non_empty("out_trade_no").map(str::to_owned),
         check: check(&fields, merchant),
-    }
+    })
 }
 
 fn check(fields: &Fields, merchant: &Merchant) -> NotifyCheck {

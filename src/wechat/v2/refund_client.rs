@@ -11,10 +11,9 @@ use minipay_jobs::{
 
 use super::refund::{RefundAccepted, RefundParams, RefundQueryKey, RefundQueryReply, RefundRecord};
 use crate::wechat::v2::client::PayClient;
-use crate::wechat::v2::refund_notify::{RefundNotifyError, is_refund_notify, read_refund_notify};
+use crate::wechat::v2::refund_notify::{RefundNotifyError, read_refund_notify};
 use crate::wechat::v2::reply::Answer;
 use crate::wechat::v2::sign::nonce;
-use crate::wechat::v2::xml;
 
 /// A [`PayClient`] whose HTTP client presents the merchant API certificate (see
 /// [`super::tls::https_client`]); refunds need it, refund queries do not mind it.
@@ -184,9 +183,4 @@ impl super::V2 {
             result: info.refund_status,
         })
     }
-}
-
-/// A body that carries `req_info` is a refund notify, whichever URL it was posted to.
-pub fn looks_like_refund_notify(body: &[u8]) -> bool {
-    xml::parse(body, xml::DEFAULT_BODY_LIMIT).is_ok_and(|fields| is_refund_notify(&fields))
 }
