@@ -87,6 +87,21 @@ where
     }
 }
 
+/// Ends the current write's savepoint. When it is gone, SQLite has rolled the whole
+/// transaction back on its own, which it does only when it cannot go on writing (a full disk,
+/// an I/O error, no memory; https://www.sqlite.org/lang_transaction.html, "Response To Errors
+/// Within A Transaction"), also when the write itself reported a different error: nothing of
+/// the batch was stored, and the database cannot take writes — unavailable, not a bug.
+async fn end_savepoint(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), StoreError> {
+    match sqlx::query(sql).execute(&mut *conn).await {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(db)) if db.message().contains("no such savepoint") => Err(
+            StoreError::Unavailable(std::sync::Arc::new(sqlx::Error::Database(db))),
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Each writer's own copy of an error shared by a whole batch, keeping "the database cannot
 /// take writes" (a full disk, an I/O error, unreachable) apart from bugs.
 fn shared(e: &StoreError) -> StoreError {
@@ -156,9 +171,7 @@ async fn apply(writer: &SqlitePool, batch: &mut [Box<dyn Job>]) -> Result<(), St
                 .execute(&mut *conn)
                 .await?;
             if job.run(&mut conn).await {
-                sqlx::query("RELEASE minipay_write")
-                    .execute(&mut *conn)
-                    .await?;
+                end_savepoint(&mut conn, "RELEASE minipay_write").await?;
             } else {
                 // A full disk or an I/O error can make SQLite roll the whole transaction back
                 // (https://www.sqlite.org/lang_transaction.html, "Response To Errors Within A
@@ -166,12 +179,8 @@ async fn apply(writer: &SqlitePool, batch: &mut [Box<dyn Job>]) -> Result<(), St
                 if let Some(e) = job.storage_error() {
                     return Err(shared(e));
                 }
-                sqlx::query("ROLLBACK TO minipay_write")
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query("RELEASE minipay_write")
-                    .execute(&mut *conn)
-                    .await?;
+                end_savepoint(&mut conn, "ROLLBACK TO minipay_write").await?;
+                end_savepoint(&mut conn, "RELEASE minipay_write").await?;
             }
         }
         sqlx::query("COMMIT").execute(&mut *conn).await?;
