@@ -144,6 +144,9 @@ impl App {
                 snapshot: Snapshot::new(),
                 limits: RateLimits::new(&services.config.limits),
                 worker_node: worker_node.clone(),
+                order_reads: tokio::sync::Semaphore::new(
+                    services.config.database.pool_size as usize,
+                ),
             });
             HttpPart {
                 listener,

@@ -49,10 +49,9 @@ impl FromRequestParts<Arc<HttpState>> for SessionAuth {
         if let Some(session) = state.sessions.get(&hash, now_ms) {
             return Ok(SessionAuth(session));
         }
-        let session = state
-            .services
-            .store
-            .session(&hash, now_ms)
+        // Boxed: inline, the read's large future would be part of every request's future,
+        // long-polls included, for as long as they wait.
+        let session = Box::pin(state.services.store.session(&hash, now_ms))
             .await?
             .ok_or(ApiError::SessionRequired)?;
         state.sessions.put(hash, session.clone());

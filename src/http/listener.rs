@@ -126,7 +126,8 @@ fn spawn_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let serving = conn.clone();
-    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let mut request = detached(request);
         request.extensions_mut().insert(ConnectInfo(peer));
         let busy = Busy::start(&serving);
         let response = tower::ServiceExt::oneshot(router.clone(), request);
@@ -155,6 +156,25 @@ fn spawn_connection(
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
     });
+}
+
+/// `request` with its URI and header values copied out of the connection's read buffer. hyper
+/// parses them as slices of that buffer, so while a request lives (a long-poll: up to 30 s) its
+/// buffer cannot be reused and the connection reads into a second one; copied, the request
+/// holds a few hundred bytes instead of two 8 KiB buffers (BENCHMARKS.md, "Memory").
+fn detached<B>(request: hyper::Request<B>) -> hyper::Request<B> {
+    let (mut parts, body) = request.into_parts();
+    if let Ok(uri) = hyper::Uri::try_from(parts.uri.to_string()) {
+        parts.uri = uri;
+    }
+    for value in parts.headers.values_mut() {
+        if let Ok(copy) = hyper::header::HeaderValue::from_bytes(value.as_bytes()) {
+            let sensitive = value.is_sensitive();
+            *value = copy;
+            value.set_sensitive(sensitive);
+        }
+    }
+    hyper::Request::from_parts(parts, body)
 }
 
 /// One open connection, as eviction sees it. It gives its permit back when its task ends and
@@ -283,6 +303,34 @@ impl Quiet {
 
 #[cfg(test)]
 mod tests {
+    use axum::body::Bytes;
+    use hyper::header::HeaderValue;
+
+    #[test]
+    fn a_detached_request_keeps_its_uri_and_headers_but_not_the_read_buffer() {
+        // As hyper parses it: the URI and the header values are slices of the read buffer.
+        let buffer = Bytes::from(b"/v1/orders/abc?wait=30 Bearer secret".to_vec());
+        let mut request = hyper::Request::new(());
+        *request.uri_mut() = hyper::Uri::from_maybe_shared(buffer.slice(0..22)).unwrap();
+        let mut token = HeaderValue::from_maybe_shared(buffer.slice(23..)).unwrap();
+        token.set_sensitive(true);
+        request.headers_mut().insert("authorization", token);
+
+        let request = super::detached(request);
+
+        assert_eq!(request.uri(), "/v1/orders/abc?wait=30");
+        let token = &request.headers()["authorization"];
+        assert_eq!(token, "Bearer secret");
+        assert!(
+            token.is_sensitive(),
+            "a secret header stays out of Debug output"
+        );
+        assert!(
+            buffer.is_unique(),
+            "the request still holds the read buffer"
+        );
+    }
+
     #[test]
     fn the_over_cap_answer_is_well_formed() {
         let text = std::str::from_utf8(super::OVER_CAP).unwrap_or_default();

@@ -138,20 +138,54 @@ fn finish(routes: Routes, state: Arc<HttpState>) -> Router {
     routes
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(middleware::from_fn_with_state(state.clone(), shutting_down))
-        .layer(middleware::from_fn_with_state(in_flight, shed::shed))
-        .layer(middleware::from_fn(observe))
+        .layer(middleware::from_fn_with_state(
+            Edge {
+                state: state.clone(),
+                in_flight,
+            },
+            edge,
+        ))
         .with_state(state)
+}
+
+/// What [`edge`] needs: the process's state (is it shutting down?) and this router's budget of
+/// requests in flight.
+#[derive(Clone)]
+struct Edge {
+    state: Arc<HttpState>,
+    in_flight: shed::InFlight,
+}
+
+/// Every request, outermost first: its metric, load shedding, then the answers of a process
+/// that is shutting down. One middleware rather than three: each middleware's future is a
+/// separate allocation held for the whole request — a long-poll's 30 s included — and a
+/// thousand of them add up (BENCHMARKS.md, "Memory, 2026-12-01").
+async fn edge(State(edge): State<Edge>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().to_string();
+    let response = match shed::admit(&edge.in_flight, &request) {
+        Ok(_permit) => shutting_down(&edge.state, request, next).await,
+        Err(shed) => shed.into_response(),
+    };
+    metrics::histogram!(
+        "minipay_http_request_duration_seconds",
+        "method" => method,
+        "route" => route,
+        "status" => response.status().as_u16().to_string(),
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
 }
 
 /// Once shutdown starts, new requests get 503 and every response says `Connection: close`,
 /// so clients stop reusing connections before the listener closes. Health checks still
 /// answer (`/readyz` says not ready).
-async fn shutting_down(
-    State(state): State<Arc<HttpState>>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn shutting_down(state: &HttpState, request: Request, next: Next) -> Response {
     if !state.services.stopping.is_cancelled() {
         return next.run(request).await;
     }
@@ -168,25 +202,5 @@ async fn shutting_down(
     response
         .headers_mut()
         .insert(CONNECTION, HeaderValue::from_static("close"));
-    response
-}
-
-/// Counts and times every request by route and status.
-async fn observe(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().to_string();
-    let response = next.run(request).await;
-    metrics::histogram!(
-        "minipay_http_request_duration_seconds",
-        "method" => method,
-        "route" => route,
-        "status" => response.status().as_u16().to_string(),
-    )
-    .record(started.elapsed().as_secs_f64());
     response
 }

@@ -77,10 +77,12 @@ pub async fn create(
         // A replay (the same Idempotency-Key) creates nothing, so it is answered anyway.
         let replay = match &idempotency_key {
             Some(key) => {
-                services
-                    .store
-                    .order_by_idempotency_key(&session.openid, key)
-                    .await?
+                Box::pin(
+                    services
+                        .store
+                        .order_by_idempotency_key(&session.openid, key),
+                )
+                .await?
             }
             None => None,
         };
@@ -102,7 +104,11 @@ pub async fn create(
         idempotency_key,
         unpaid_cap: state.limits.unpaid_per_user,
     };
-    let order = domain::place_order(services, draft, None).await?.order;
+    // Boxed, like every store call a request waits on here: inline, the placement's large
+    // future (both backends' statements) would be part of each request's future from its start.
+    let order = Box::pin(domain::place_order(services, draft, None))
+        .await?
+        .order;
     replayed(&order, &body)
 }
 
@@ -193,8 +199,14 @@ async fn show_view(
             _ => Err(ApiError::OrderNotFound(out_trade_no.clone())),
         }
     };
+    // A turn first, then the read, boxed: the read's future is large, and inline it would sit
+    // in every parked long-poll.
+    let read = || async {
+        let _turn = state.order_reads.acquire().await;
+        Box::pin(services.store.order(&out_trade_no)).await
+    };
     if wait == 0 {
-        let order = visible(services.store.order(&out_trade_no).await?)?;
+        let order = visible(read().await?)?;
         return Ok(OrderView::from(&order));
     }
     // Long-poll: register for the wake-up before each read, so that a change between the read
@@ -207,15 +219,21 @@ async fn show_view(
         let notified = watch.notify().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let order = visible(services.store.order(&out_trade_no).await?)?;
+        let order = visible(read().await?)?;
         let now = tokio::time::Instant::now();
-        if order.status != OrderStatus::Pending || now >= deadline {
+        if order.status != OrderStatus::Pending
+            || now >= deadline
+            || services.stopping.is_cancelled()
+        {
             return Ok(OrderView::from(&order));
         }
+        // Not kept while waiting: a thousand parked long-polls would hold a thousand rows.
+        drop(order);
         tokio::select! {
             () = &mut notified => {}
             () = tokio::time::sleep(RECHECK.min(deadline - now)) => {}
-            () = services.stopping.cancelled() => return Ok(OrderView::from(&order)),
+            // Shutting down: answer with the order as it stands now.
+            () = services.stopping.cancelled() => {}
         }
     }
 }

@@ -5,12 +5,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, Method};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::error::ApiError;
 
@@ -28,20 +27,30 @@ impl InFlight {
     }
 }
 
-/// The middleware: counts the request against the budget, or sheds it.
-pub async fn shed(State(budget): State<InFlight>, request: Request, next: Next) -> Response {
-    if exempt(&request) {
-        return next.run(request).await;
+/// Counts the request against the budget (the permit is held until its answer is written),
+/// lets it through uncounted when it is exempt, or refuses it at once ([`Shed`]).
+pub fn admit(budget: &InFlight, request: &Request) -> Result<Option<OwnedSemaphorePermit>, Shed> {
+    if exempt(request) {
+        return Ok(None);
     }
-    let Ok(_permit) = budget.permits.clone().try_acquire_owned() else {
+    let Ok(permit) = budget.permits.clone().try_acquire_owned() else {
         metrics::counter!("minipay_http_shed_total").increment(1);
+        return Err(Shed);
+    };
+    Ok(Some(permit))
+}
+
+/// A request refused because the budget is spent: `503` `OVERLOADED` with `Retry-After`.
+pub struct Shed;
+
+impl IntoResponse for Shed {
+    fn into_response(self) -> Response {
         let mut response = ApiError::Overloaded.into_response();
         response
             .headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
-    };
-    next.run(request).await
+        response
+    }
 }
 
 /// Health checks, and order reads that long-poll.

@@ -35,4 +35,8 @@ pub struct HttpState {
     pub limits: Arc<RateLimits>,
     /// This process's worker name prefix, when it runs workers (for `/readyz`).
     pub worker_node: Option<String>,
+    /// Turns to read an order for `GET /v1/orders/{n}`, as many as the database pool has
+    /// connections: when a thousand long-polls wake at once, those waiting for a connection
+    /// hold a turn's few bytes instead of a started query's kilobytes (BENCHMARKS.md, "Memory").
+    pub order_reads: tokio::sync::Semaphore,
 }

@@ -264,8 +264,11 @@ impl Store {
             // Without the unpaid cap there is nothing to read first: the order and its job
             // are one statement, outside any explicit transaction. A conflict (a replay, a
             // number taken) is answered by the transaction below.
-            let mut conn = pool.acquire().await?;
-            if conn.insert_order(order, &job).await? {
+            let inserted = Box::pin(async {
+                let mut conn = pool.acquire().await?;
+                conn.insert_order(order, &job).await
+            });
+            if inserted.await? {
                 return Ok(CreateOutcome::Created(order.as_inserted()));
             }
         }
