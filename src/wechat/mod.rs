@@ -21,6 +21,7 @@ use minipay_jobs::{
 };
 
 pub use login::{LoginClient, LoginError, WechatSession, http_client};
+pub use v2::client::Admission;
 
 use crate::clock::Clock;
 
@@ -87,6 +88,14 @@ impl Gateway {
     ) -> Result<PrepayOutcome, UnreadableParams> {
         match self {
             Gateway::V2(v2) => v2.prepay(frozen, clock).await,
+        }
+    }
+
+    /// Admission to call the provider: taken by a job before its call's state exists, given
+    /// back (dropped) once the provider answered. See [`v2::client::PayClient::admit`].
+    pub async fn admit(&self) -> Admission {
+        match self {
+            Gateway::V2(v2) => v2.client().admit().await,
         }
     }
 

@@ -15,6 +15,7 @@ use super::guard::guarded;
 use crate::config::Config;
 use crate::domain::{self, alert};
 use crate::services::Services;
+use crate::wechat::Admission;
 
 pub async fn run(
     job: PrepayOrder,
@@ -22,17 +23,35 @@ pub async fn run(
     attempt: Attempt,
 ) -> Result<(), BoxDynError> {
     let services = Arc::clone(&services);
+    let started_ms = services.clock.unix_ms();
+    // Admitted first, while this future is small; the call's large future (request, reply,
+    // the writes after it) is boxed and exists only once admitted.
+    let admission = services.gateway.admit().await;
     let limit = deadline(&services.config);
     let span = tracing::error_span!("prepay", out_trade_no = %job.out_trade_no);
     // apalis counts this run before the handler starts: 1 on the first, more after a failed
     // run or a worker presumed dead.
     let first_run = attempt.current() <= 1;
-    guarded(
+    let run = Run {
+        started_ms,
+        first_run,
+        admission,
+    };
+    Box::pin(guarded(
         PrepayOrder::QUEUE,
         limit,
-        prepay(services, job, first_run).instrument(span),
-    )
+        prepay(services, job, run).instrument(span),
+    ))
     .await
+}
+
+/// This run of a prepay job.
+struct Run {
+    /// When the handler started (Unix ms), before it waited for admission.
+    started_ms: i64,
+    first_run: bool,
+    /// Given back once WeChat answered the first attempt.
+    admission: Admission,
 }
 
 /// The longest a prepay job may take: every attempt timing out plus every backoff.
@@ -41,12 +60,12 @@ fn deadline(c: &Config) -> Duration {
         + Duration::from_secs(30)
 }
 
-async fn prepay(
-    services: Arc<Services>,
-    job: PrepayOrder,
-    first_run: bool,
-) -> Result<(), BoxDynError> {
-    let started_ms = services.clock.unix_ms();
+async fn prepay(services: Arc<Services>, job: PrepayOrder, run: Run) -> Result<(), BoxDynError> {
+    let Run {
+        started_ms,
+        first_run,
+        admission,
+    } = run;
     let first_job = job.generation == 0;
     let carried = job.created.filter(|_| first_run);
     let order = match carried {
@@ -84,7 +103,7 @@ async fn prepay(
         metrics::histogram!("minipay_job_pickup_seconds", "queue" => PrepayOrder::QUEUE)
             .record((started_ms - order.created_at).max(0) as f64 / 1000.0);
     }
-    Attempts::new(&services, &order).run().await
+    Attempts::new(&services, &order, admission).run().await
 }
 
 /// What the attempts need of a `pending` order.
@@ -109,10 +128,12 @@ struct Attempts<'a> {
     backoff: ExponentialBackoff,
     /// WeChat's last answer, for the order's error when the attempts run out.
     last_error: (String, String),
+    /// Held until WeChat answers the first attempt.
+    admission: Option<Admission>,
 }
 
 impl<'a> Attempts<'a> {
-    fn new(services: &'a Services, order: &'a Pending) -> Self {
+    fn new(services: &'a Services, order: &'a Pending, admission: Admission) -> Self {
         let config = &services.config;
         Attempts {
             services,
@@ -126,6 +147,7 @@ impl<'a> Attempts<'a> {
                 .without_max_times()
                 .build(),
             last_error: ("RETRIES_EXHAUSTED".to_owned(), "no attempt left".to_owned()),
+            admission: Some(admission),
         }
     }
 
@@ -143,6 +165,8 @@ impl<'a> Attempts<'a> {
                 .prepay(&order.params, &services.clock)
                 .await
                 .map_err(|e| AbortError::new(e.to_string()))?;
+            // Answered: the next admitted job may start while this one records the answer.
+            self.admission = None;
             let label = outcome.reply.label();
             metrics::counter!("minipay_prepay_attempts_total", "outcome" => label.clone())
                 .increment(1);

@@ -25,6 +25,15 @@ pub struct PayClient {
     /// for a turn instead of opening one more connection, so the connections to WeChat are a
     /// bounded, reused pool and a burst of jobs costs no memory per extra connection.
     turns: Arc<tokio::sync::Semaphore>,
+    /// Jobs admitted to call at once (as many as there are turns): a job waits for admission
+    /// before it builds anything, so a backlog of jobs waits small (see [`PayClient::admit`]).
+    admissions: Arc<tokio::sync::Semaphore>,
+}
+
+/// A job's admission to call WeChat (see [`PayClient::admit`]); dropping it lets the next in.
+#[derive(Debug)]
+pub struct Admission {
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl PayClient {
@@ -33,6 +42,7 @@ impl PayClient {
     pub fn new(http: reqwest::Client, bases: Vec<String>, merchant: Merchant) -> Self {
         PayClient {
             turns: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
+            admissions: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
             http,
             bases: bases
                 .into_iter()
@@ -46,7 +56,19 @@ impl PayClient {
     #[must_use]
     pub fn with_max_in_flight(mut self, n: usize) -> Self {
         self.turns = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
+        self.admissions = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
         self
+    }
+
+    /// Waits until fewer jobs than there are turns hold an admission. A job takes one before
+    /// its call's large state exists (request, connection, reply) and gives it back once
+    /// WeChat answered: a thousand queued prepay jobs then hold a few hundred bytes each while
+    /// they wait, not the kilobytes of a call in progress (BENCHMARKS.md, "Memory").
+    pub async fn admit(&self) -> Admission {
+        // The semaphore is never closed, so a permit always comes.
+        Admission {
+            _permit: self.admissions.clone().acquire_owned().await.ok(),
+        }
     }
 
     pub fn merchant(&self) -> &Merchant {
