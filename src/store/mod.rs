@@ -232,9 +232,14 @@ impl Store {
             // migration that rebuilds a table keeps the old schema when it prepares a
             // statement, and sqlx then reads rows with the old column count (an upgrade that
             // adds columns would panic on the first read).
+            //
+            // Each reader keeps a small page cache (512 KiB instead of SQLite's 2 MiB): with
+            // writes going on, a reader's cache is discarded at the start of nearly every read
+            // transaction anyway (WAL), so a larger one only holds memory as the database grows
+            // (BENCHMARKS.md, "Memory, 2026-12-01"); the pages stay in the OS's file cache.
             let reader = SqlitePoolOptions::new()
                 .max_connections(pool_size.min(4))
-                .connect_lazy_with(options);
+                .connect_lazy_with(options.pragma("cache_size", "-512"));
             let health = WriteHealth::new();
             let group = group_commit::GroupCommit::start(writer.clone(), health.clone());
             Ok(Store::Sqlite(SqlitePools {
