@@ -96,6 +96,9 @@ enum Command {
         /// Backends to measure.
         #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
         backends: Vec<String>,
+        /// As the full run measures it: its light-load phase first, then its 10,000 orders.
+        #[arg(long)]
+        full: bool,
     },
     /// Orders and notifies under injected faults, a PostgreSQL restart and a killed worker.
     Soak {
@@ -350,12 +353,15 @@ fn main() -> ExitCode {
                 }
                 Ok(())
             }
-            Command::Memory { backends } => {
+            Command::Memory { backends, full } => {
                 let dir = tempfile::tempdir()?;
-                let plan = Plan::new(true);
+                let plan = Plan::new(!full);
                 for backend in parse_backends(&backends)? {
                     let db = BenchDb::create(backend).await?;
                     let svc = Service::start(&db, dir.path(), &service_settings(), CLIENTS).await?;
+                    if full {
+                        scenarios::submit_to_ready_at(&svc, 100.0, plan.window).await;
+                    }
                     svc.sim_latency(200).await?;
                     let (run, _) =
                         scenarios::submit_to_ready(&svc, plan.orders_slow, SLOW_CLIENTS).await;
