@@ -17,6 +17,12 @@ pub(crate) const INIT_BUFFER_SIZE: usize = 8192;
 /// The minimum value that can be set to max buffer size.
 pub(crate) const MINIMUM_MAX_BUFFER_SIZE: usize = INIT_BUFFER_SIZE;
 
+/// minipay patch: the first read of a connection reserves this much, not INIT_BUFFER_SIZE, and
+/// the adaptive strategy shrinks back to it. A request head is a few hundred bytes; a connection
+/// that waits (a long-poll, an idle keep-alive) held 8 KiB for them. A read that fills the
+/// buffer still doubles the next one, as before.
+const INIT_READ_SIZE: usize = 1024;
+
 /// The default maximum read buffer size. If the buffer gets this big and
 /// a message is still not complete, a `TooLarge` error is triggered.
 // Note: if this changes, update server::conn::Http::max_buf_size docs.
@@ -384,7 +390,7 @@ impl ReadStrategy {
     fn with_max(max: usize) -> ReadStrategy {
         ReadStrategy::Adaptive {
             decrease_now: false,
-            next: INIT_BUFFER_SIZE,
+            next: INIT_READ_SIZE,
             max,
         }
     }
@@ -420,7 +426,7 @@ impl ReadStrategy {
                     let decr_to = prev_power_of_two(*next);
                     if bytes_read < decr_to {
                         if *decrease_now {
-                            *next = cmp::max(decr_to, INIT_BUFFER_SIZE);
+                            *next = cmp::max(decr_to, INIT_READ_SIZE);
                             *decrease_now = false;
                         } else {
                             // Decreasing is a two "record" process.
@@ -730,6 +736,11 @@ mod tests {
     #[test]
     fn read_strategy_adaptive_increments() {
         let mut strategy = ReadStrategy::default();
+        assert_eq!(strategy.next(), INIT_READ_SIZE);
+        // minipay patch: the strategy starts at INIT_READ_SIZE and doubles up to 8192 first.
+        while strategy.next() < 8192 {
+            strategy.record(strategy.next());
+        }
         assert_eq!(strategy.next(), 8192);
 
         // Grows if record == next
@@ -756,6 +767,10 @@ mod tests {
     #[test]
     fn read_strategy_adaptive_decrements() {
         let mut strategy = ReadStrategy::default();
+        // minipay patch: the strategy starts at INIT_READ_SIZE and doubles up to 8192 first.
+        while strategy.next() < 8192 {
+            strategy.record(strategy.next());
+        }
         strategy.record(8192);
         assert_eq!(strategy.next(), 16384);
 
@@ -780,13 +795,26 @@ mod tests {
 
         strategy.record(1);
         assert_eq!(strategy.next(), 8192, "first doesn't decrement");
+        while strategy.next() > INIT_READ_SIZE {
+            strategy.record(1);
+            strategy.record(1);
+        }
         strategy.record(1);
-        assert_eq!(strategy.next(), 8192, "doesn't decrement under minimum");
+        strategy.record(1);
+        assert_eq!(
+            strategy.next(),
+            INIT_READ_SIZE,
+            "doesn't decrement under minimum"
+        );
     }
 
     #[test]
     fn read_strategy_adaptive_stays_the_same() {
         let mut strategy = ReadStrategy::default();
+        // minipay patch: the strategy starts at INIT_READ_SIZE and doubles up to 8192 first.
+        while strategy.next() < 8192 {
+            strategy.record(strategy.next());
+        }
         strategy.record(8192);
         assert_eq!(strategy.next(), 16384);
 
@@ -813,7 +841,7 @@ mod tests {
                 strategy.record(usize::MAX);
             }
             let mut next = strategy.next();
-            while next > 8192 {
+            while next > INIT_READ_SIZE {
                 strategy.record(1);
                 strategy.record(1);
                 next = strategy.next();
