@@ -153,7 +153,9 @@ impl Dialect for SqliteConnection {
     async fn push(&mut self, queue: &str, task: Task<Vec<u8>>) -> Result<(), StoreError> {
         apalis_sqlite::queries::push_tasks(self, queue, &[task])
             .await
-            .map_err(queue_error)
+            .map_err(queue_error)?;
+        super::group_commit::note_enqueued(queue);
+        Ok(())
     }
 
     async fn announce(&mut self, _out_trade_no: &str) -> Result<(), StoreError> {

@@ -11,7 +11,11 @@
 //! open or already rolled back, depending on the error; the connection is then closed, not
 //! reused, so the next batch starts on a fresh one and can never run inside a leftover
 //! transaction. Every outcome is reported to [`WriteHealth`].
+//!
+//! Once a batch that put jobs on queues has committed, the workers of those queues (and only
+//! those) are woken through the [`InsertSignal`].
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -21,12 +25,39 @@ use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
+use super::insert_signal::InsertSignal;
 use super::write_health::WriteHealth;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Most transactions folded into one commit.
 const MAX_BATCH: usize = 256;
+
+tokio::task_local! {
+    /// The queues the batch being applied has put jobs on, in the committing task.
+    static ENQUEUED: RefCell<Vec<String>>;
+}
+
+/// Notes, from inside a write, that it put a job on `queue`: the queue's workers are woken once
+/// the batch has committed (not if this write is rolled back). Outside a group commit (a tool
+/// writing on the pool directly) it does nothing; the workers' safety poll finds those jobs.
+pub(super) fn note_enqueued(queue: &str) {
+    let _ = ENQUEUED.try_with(|queues| {
+        let mut queues = queues.borrow_mut();
+        if !queues.iter().any(|q| q == queue) {
+            queues.push(queue.to_owned());
+        }
+    });
+}
+
+/// How many queues are noted so far; [`forget_enqueued_after`] drops those noted since.
+fn enqueued_so_far() -> usize {
+    ENQUEUED.try_with(|q| q.borrow().len()).unwrap_or(0)
+}
+
+fn forget_enqueued_after(count: usize) {
+    let _ = ENQUEUED.try_with(|q| q.borrow_mut().truncate(count));
+}
 
 /// The queue of write transactions; clones share it.
 #[derive(Clone, Debug)]
@@ -113,10 +144,12 @@ fn shared(e: &StoreError) -> StoreError {
 }
 
 impl GroupCommit {
-    /// Starts the committing task on `writer` (the single write connection).
-    pub fn start(writer: SqlitePool, health: WriteHealth) -> GroupCommit {
+    /// Starts the committing task on `writer` (the single write connection); `signal` hears
+    /// of the queues each committed batch put jobs on.
+    pub fn start(writer: SqlitePool, health: WriteHealth, signal: InsertSignal) -> GroupCommit {
         let (queue, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(commit_loop(writer, jobs, health));
+        let committing = commit_loop(writer, jobs, health, signal);
+        tokio::spawn(ENQUEUED.scope(RefCell::default(), committing));
         GroupCommit { queue }
     }
 
@@ -143,10 +176,14 @@ async fn commit_loop(
     writer: SqlitePool,
     mut jobs: mpsc::UnboundedReceiver<Box<dyn Job>>,
     health: WriteHealth,
+    signal: InsertSignal,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let commit = apply(&writer, &mut batch).await;
+        let enqueued = ENQUEUED
+            .try_with(|q| std::mem::take(&mut *q.borrow_mut()))
+            .unwrap_or_default();
         match &commit {
             Err(e) => {
                 tracing::warn!(error = %e, transactions = batch.len(), "group commit failed");
@@ -154,7 +191,12 @@ async fn commit_loop(
                     health.record_failure(e);
                 }
             }
-            Ok(()) => health.record_ok(),
+            Ok(()) => {
+                health.record_ok();
+                for queue in &enqueued {
+                    signal.fire_queue(queue);
+                }
+            }
         }
         for job in batch.drain(..) {
             job.finish(&commit);
@@ -170,9 +212,11 @@ async fn apply(writer: &SqlitePool, batch: &mut [Box<dyn Job>]) -> Result<(), St
             sqlx::query("SAVEPOINT minipay_write")
                 .execute(&mut *conn)
                 .await?;
+            let noted = enqueued_so_far();
             if job.run(&mut conn).await {
                 end_savepoint(&mut conn, "RELEASE minipay_write").await?;
             } else {
+                forget_enqueued_after(noted);
                 // A full disk or an I/O error can make SQLite roll the whole transaction back
                 // (https://www.sqlite.org/lang_transaction.html, "Response To Errors Within A
                 // Transaction"): the batch fails as one, with that error.
@@ -194,4 +238,52 @@ async fn apply(writer: &SqlitePool, batch: &mut [Box<dyn Job>]) -> Result<(), St
         conn.close_on_drop();
     }
     applied
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::{FutureExt, StreamExt};
+    use minipay_jobs::{Job, PrepayOrder, QueryOrder};
+
+    use super::super::dialect::Dialect;
+    use super::super::{InsertSignal, JobWake, Store, StoreError, write_tx};
+
+    fn woken(wake: &mut JobWake) -> bool {
+        wake.next().now_or_never().flatten().is_some()
+    }
+
+    fn query(check: u32) -> QueryOrder {
+        QueryOrder {
+            out_trade_no: "MP1".into(),
+            check,
+        }
+    }
+
+    /// A committed job wakes its own queue's worker, not the others' (each wake is a fetch on
+    /// the one writer); a write rolled back wakes no one.
+    #[tokio::test]
+    async fn a_committed_job_wakes_only_its_queues_worker() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let signal = InsertSignal::new();
+        let store = Store::connect(&url, 2, &signal).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let mut queried = signal.subscribe_to(QueryOrder::QUEUE);
+        let mut prepay = signal.subscribe_to(PrepayOrder::QUEUE);
+
+        let written: Result<(), StoreError> = write_tx!(&store, tx => tx.enqueue(&query(1)).await);
+        written.expect("committed");
+        assert!(
+            woken(&mut queried),
+            "the job's queue is woken after the commit"
+        );
+        assert!(!woken(&mut prepay), "another queue's worker is left alone");
+
+        let failed: Result<(), StoreError> = write_tx!(&store, tx => {
+            tx.enqueue(&query(2)).await?;
+            Err(StoreError::Conflict("rolled back"))
+        });
+        assert!(failed.is_err());
+        assert!(!woken(&mut queried), "a rolled-back job wakes no one");
+    }
 }

@@ -1,7 +1,9 @@
 //! Wakes idle workers the moment a job row is inserted, instead of waiting for apalis' 30 s
-//! heartbeat (docs/apalis.md §3). On SQLite it is fired by the update hook, which only sees
-//! inserts made through this process's pool; on PostgreSQL by the process's job listener
-//! (`worker::pg_wake`), once per queue. The workers' interval strategy covers the rest.
+//! heartbeat (docs/apalis.md §3). On SQLite the group commit fires it once a batch that queued
+//! jobs has committed, for those jobs' queues only (a worker's fetch is a statement on the one
+//! writer, so waking the other queues' workers would cost the writer for nothing); on
+//! PostgreSQL the process's job listener (`worker::pg_wake`) fires it, once per queue. The
+//! workers' interval strategy covers the rest.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -10,10 +12,18 @@ use std::task::{Context, Poll};
 use futures::Stream;
 use futures::channel::mpsc;
 
-/// Fans one "a job was inserted" signal out to every subscribed worker.
+/// Fans "a job was inserted" out to the subscribed workers: those of the job's queue, and
+/// those that listen to every queue.
 #[derive(Clone, Default, Debug)]
 pub struct InsertSignal {
-    subscribers: Arc<Mutex<Vec<mpsc::Sender<()>>>>,
+    subscribers: Arc<Mutex<Vec<Subscriber>>>,
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    /// `None`: woken by inserts into any queue.
+    queue: Option<Box<str>>,
+    tx: mpsc::Sender<()>,
 }
 
 impl InsertSignal {
@@ -21,22 +31,44 @@ impl InsertSignal {
         Self::default()
     }
 
-    /// Called from the update hook, inside SQLite: never blocks. A full channel already
-    /// holds a wake-up, so the signal coalesces.
+    /// Wakes every subscriber.
     pub fn fire(&self) {
+        self.wake(|_| true);
+    }
+
+    /// Wakes the subscribers of `queue` and those of every queue. Never blocks: a full channel
+    /// already holds a wake-up, so the signal coalesces.
+    pub fn fire_queue(&self, queue: &str) {
+        self.wake(|s| s.queue.as_deref().is_none_or(|q| q == queue));
+    }
+
+    fn wake(&self, woken: impl Fn(&Subscriber) -> bool) {
         if let Ok(mut subscribers) = self.subscribers.lock() {
-            subscribers.retain_mut(|tx| match tx.try_send(()) {
-                Ok(()) => true,
-                Err(e) => e.is_full(),
+            subscribers.retain_mut(|s| {
+                !woken(s)
+                    || match s.tx.try_send(()) {
+                        Ok(()) => true,
+                        Err(e) => e.is_full(),
+                    }
             });
         }
     }
 
-    /// A stream that yields after each insert (coalesced), for one worker's poll strategy.
+    /// A stream that yields after each insert into any queue (coalesced).
     pub fn subscribe(&self) -> JobWake {
+        self.add(None)
+    }
+
+    /// A stream that yields after each insert into `queue` (coalesced), for that queue's
+    /// worker.
+    pub fn subscribe_to(&self, queue: &str) -> JobWake {
+        self.add(Some(queue.into()))
+    }
+
+    fn add(&self, queue: Option<Box<str>>) -> JobWake {
         let (tx, rx) = mpsc::channel(1);
         if let Ok(mut subscribers) = self.subscribers.lock() {
-            subscribers.push(tx);
+            subscribers.push(Subscriber { queue, tx });
         }
         JobWake(Arc::new(Mutex::new(rx)))
     }
@@ -54,5 +86,36 @@ impl Stream for JobWake {
             Ok(mut rx) => Pin::new(&mut *rx).poll_next(cx),
             Err(_) => Poll::Ready(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::{FutureExt, StreamExt};
+
+    use super::*;
+
+    /// Whether `wake` holds a wake-up now (taking it).
+    fn woken(wake: &mut JobWake) -> bool {
+        wake.next().now_or_never().flatten().is_some()
+    }
+
+    #[test]
+    fn an_insert_wakes_its_queue_and_the_listeners_of_every_queue_only() {
+        let signal = InsertSignal::new();
+        let (mut prepay, mut refund, mut any) = (
+            signal.subscribe_to("prepay_order"),
+            signal.subscribe_to("refund_order"),
+            signal.subscribe(),
+        );
+        signal.fire_queue("prepay_order");
+        assert!(woken(&mut prepay));
+        assert!(
+            !woken(&mut refund),
+            "another queue's worker would fetch for nothing"
+        );
+        assert!(woken(&mut any));
+        signal.fire();
+        assert!(woken(&mut prepay) && woken(&mut refund) && woken(&mut any));
     }
 }

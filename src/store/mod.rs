@@ -168,8 +168,9 @@ fn our_migrations(store: &Store) -> sqlx::migrate::Migrator {
 }
 
 impl Store {
-    /// Opens the database. SQLite runs in WAL with `synchronous=FULL` (this is money) and
-    /// reports every insert into apalis' `Jobs` table to `signal`, which wakes idle workers.
+    /// Opens the database. SQLite runs in WAL with `synchronous=FULL` (this is money) and,
+    /// once a write that queued jobs has committed, tells `signal` their queues, which wakes
+    /// those queues' idle workers.
     pub async fn connect(
         url: &str,
         pool_size: u32,
@@ -195,7 +196,6 @@ impl Store {
             if let Some(pages) = store_options.sqlite_max_pages {
                 options = options.pragma("max_page_count", pages.to_string());
             }
-            let signal = signal.clone();
             let writer = SqlitePoolOptions::new()
                 .max_connections(1)
                 // A write waits for the one connection; the wait is the queue.
@@ -206,17 +206,9 @@ impl Store {
                 // instead of a transaction, and a ROLLBACK TO would leave SQLite inside a
                 // transaction that nothing commits. Such a connection is closed, not reused.
                 .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
-                .after_connect(move |conn, _| {
-                    let signal = signal.clone();
+                .after_connect(|conn, _| {
                     Box::pin(async move {
                         let mut handle = conn.lock_handle().await?;
-                        handle.set_update_hook(move |event| {
-                            if event.table == "Jobs"
-                                && event.operation == sqlx::sqlite::SqliteOperation::Insert
-                            {
-                                signal.fire();
-                            }
-                        });
                         // Every write reaches the database through this one connection,
                         // so its commits are the process's (read-only ones do not call it).
                         handle.set_commit_hook(|| {
@@ -241,7 +233,8 @@ impl Store {
                 .max_connections(pool_size.min(4))
                 .connect_lazy_with(options.pragma("cache_size", "-512"));
             let health = WriteHealth::new();
-            let group = group_commit::GroupCommit::start(writer.clone(), health.clone());
+            let group =
+                group_commit::GroupCommit::start(writer.clone(), health.clone(), signal.clone());
             Ok(Store::Sqlite(SqlitePools {
                 writer,
                 reader,

@@ -55,7 +55,7 @@ const SAFETY_POLL: Duration = Duration::from_millis(500);
 /// a worker whose heartbeat stopped) and acknowledgement look at.
 pub const LOCK_TASKS: bool = false;
 
-/// A SQLite queue woken by inserts through this process's pool, with a safety poll.
+/// A SQLite queue woken by this process's commits of jobs into it, with a safety poll.
 pub fn sqlite_backend<T: Send + Sync + 'static>(
     pool: SqlitePool,
     signal: InsertSignal,
@@ -63,7 +63,7 @@ pub fn sqlite_backend<T: Send + Sync + 'static>(
 ) -> impl Fn() -> PollWith<SqliteStorage<T>, Rearm<Strategy>> + Send + Sync + 'static {
     move || {
         let wake = Strategy::new()
-            .stream(signal.subscribe())
+            .stream(signal.subscribe_to(config.queue.as_ref()))
             .interval(SAFETY_POLL);
         SqliteStorage::<T>::new(&pool)
             .with_config(config.clone())
