@@ -32,7 +32,7 @@ pub use gateway::{
     RefundInput, RefundNotice, RefundOutcome, RefundQueryOutcome, UnreadableParams,
 };
 pub use lifecycle::Lifecycle;
-pub use notify::{CheckedNotify, NotifyAck, NotifyCheck, NotifyVerdict, Refusal};
+pub use notify::{CheckedNotify, NotifyAck, NotifyCheck, NotifyVerdict, PostedNotify, Refusal};
 pub use order::{OrderEvent, OrderStatus};
 pub use payload::{
     ApplyPayment, CreatedOrder, Job, NotifiedPayment, PrepayOrder, QueryOrder, ReconcileBill,

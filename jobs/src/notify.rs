@@ -184,6 +184,15 @@ pub struct CheckedNotify {
     pub check: NotifyCheck,
 }
 
+/// What a body posted to a notify URL is, read once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostedNotify {
+    /// A payment notify: a verified payment, or why it was refused.
+    Payment(CheckedNotify),
+    /// A refund notify: merchants often give the provider one URL for payments and refunds.
+    Refund,
+}
+
 /// What the provider is answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotifyAck {

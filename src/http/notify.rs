@@ -10,7 +10,7 @@ use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use minipay_jobs::{CheckedNotify, NotifyCheck, NotifyVerdict, Refusal};
+use minipay_jobs::{CheckedNotify, NotifyCheck, NotifyVerdict, PostedNotify, Refusal};
 use tracing::Instrument;
 
 use super::HttpState;
@@ -18,7 +18,6 @@ use super::payer_ip::payer_ip;
 use super::refund_notify::answer;
 use super::refused_notifies::RefusedNotify;
 use crate::domain::{self, Arrival};
-use crate::wechat::PostedNotify;
 
 /// WeChat Pay's payment-result notify (XML, signed). `SUCCESS` only once the notify is verified
 /// and durably recorded with its status-update job; otherwise `FAIL` and WeChat retries. A

@@ -15,7 +15,7 @@ use axum::http::HeaderMap;
 use chrono::NaiveDate;
 use minipay_jobs::bill::{BillDownloaded, BillUnavailable, WechatEntry};
 use minipay_jobs::{
-    CheckedNotify, NotifyAck, OrderFields, ParamError, PrepayInput, PrepayOutcome, QueryOutcome,
+    NotifyAck, OrderFields, ParamError, PostedNotify, PrepayInput, PrepayOutcome, QueryOutcome,
     RefundInput, RefundNotice, RefundOutcome, RefundQueryOutcome, RefundStatus, Reply,
     UnreadableParams,
 };
@@ -30,15 +30,6 @@ use crate::clock::Clock;
 pub enum Gateway {
     /// WeChat Pay API v2 (XML, MD5/HMAC-SHA256 signatures with the APIv2 key).
     V2(v2::V2),
-}
-
-/// What a body posted to a notify URL is.
-#[derive(Debug)]
-pub enum PostedNotify {
-    /// A payment notify: a verified payment, or why it was refused.
-    Payment(CheckedNotify),
-    /// A refund notify, to open with [`Gateway::open_refund_notify`].
-    Refund,
 }
 
 /// The HTTP answer a notify gets.
@@ -181,10 +172,7 @@ impl Gateway {
     /// (v2 signs inside the body; v3 signs in the headers.) The body is parsed once.
     pub fn read_notify(&self, body: &[u8], _headers: &HeaderMap) -> PostedNotify {
         match self {
-            Gateway::V2(v2) => match v2.read_notify(body) {
-                v2::notify::Posted::Payment(checked) => PostedNotify::Payment(checked),
-                v2::notify::Posted::Refund => PostedNotify::Refund,
-            },
+            Gateway::V2(v2) => v2.read_notify(body),
         }
     }
 

@@ -23,8 +23,8 @@ pub mod xml;
 use chrono::{DateTime, NaiveDate, Utc};
 use minipay_jobs::bill::{BillDownloaded, BillUnavailable, WechatEntry};
 use minipay_jobs::{
-    NotifyAck, OrderFields, ParamError, Prepaid, PrepayInput, PrepayOutcome, QueryOutcome, Reply,
-    UnreadableParams,
+    NotifyAck, OrderFields, ParamError, PostedNotify, Prepaid, PrepayInput, PrepayOutcome,
+    QueryOutcome, Reply, UnreadableParams,
 };
 
 pub use client::PayClient;
@@ -183,7 +183,7 @@ impl V2 {
     }
 
     /// Reads a notify body: a refund notify, or a payment notify verified.
-    pub fn read_notify(&self, body: &[u8]) -> notify::Posted {
+    pub fn read_notify(&self, body: &[u8]) -> PostedNotify {
         notify::read(body, self.merchant())
     }
 

@@ -2,7 +2,7 @@
 //! every received field with our key and sign type, our appid and mch_id, the result code, the
 //! payment's fields and its currency. Matching the payment to an order is the domain's part.
 
-use minipay_jobs::{CheckedNotify, NotifyAck, NotifyCheck, NotifyVerdict, Refusal};
+use minipay_jobs::{CheckedNotify, NotifyAck, NotifyCheck, NotifyVerdict, PostedNotify, Refusal};
 
 use super::refund_notify::is_refund_notify;
 use super::reply::{Untrusted, check_signed_by, payment_from_fields};
@@ -12,30 +12,23 @@ use super::{Fields, Merchant};
 /// The exact acknowledgement WeChat expects (docs/wechat-pay-v2.md §6.3).
 pub const SUCCESS_REPLY: &str = "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>";
 
-/// What a body posted to a notify URL is, read once.
-pub enum Posted {
-    /// A payment notify, verified or refused.
-    Payment(CheckedNotify),
-    /// A refund notify (it carries `req_info`): merchants often give WeChat one URL for both.
-    Refund,
-}
-
 /// Reads one notify body and, when it is a payment notify, verifies it for `merchant`. The
 /// body is parsed once: telling a refund notify apart needs its fields too.
-pub fn read(body: &[u8], merchant: &Merchant) -> Posted {
+pub fn read(body: &[u8], merchant: &Merchant) -> PostedNotify {
     let fields = match xml::parse(body, DEFAULT_BODY_LIMIT) {
         Ok(fields) => fields,
         Err(e) => {
-            return Posted::Payment(CheckedNotify {
+            return PostedNotify::Payment(CheckedNotify {
                 out_trade_no: None,
                 check: NotifyCheck::Refused(Refusal::new(e.verdict(), e.to_string())),
             });
         }
     };
+    // A refund notify carries `req_info`, whichever URL it was posted to.
     if is_refund_notify(&fields) {
-        return Posted::Refund;
+        return PostedNotify::Refund;
     }
-    Posted::Payment(CheckedNotify {
+    PostedNotify::Payment(CheckedNotify {
         out_trade_no: fields.non_empty("out_trade_no").map(str::to_owned),
         check: check(&fields, merchant),
     })
