@@ -12,8 +12,7 @@ use std::task::{Context, Poll};
 use futures::Stream;
 use futures::channel::mpsc;
 
-/// Fans "a job was inserted" out to the subscribed workers: those of the job's queue, and
-/// those that listen to every queue.
+/// Fans "a job was inserted into a queue" out to that queue's subscribed workers.
 #[derive(Clone, Default, Debug)]
 pub struct InsertSignal {
     subscribers: Arc<Mutex<Vec<Subscriber>>>,
@@ -21,8 +20,7 @@ pub struct InsertSignal {
 
 #[derive(Debug)]
 struct Subscriber {
-    /// `None`: woken by inserts into any queue.
-    queue: Option<Box<str>>,
+    queue: Box<str>,
     tx: mpsc::Sender<()>,
 }
 
@@ -36,10 +34,10 @@ impl InsertSignal {
         self.wake(|_| true);
     }
 
-    /// Wakes the subscribers of `queue` and those of every queue. Never blocks: a full channel
-    /// already holds a wake-up, so the signal coalesces.
+    /// Wakes the subscribers of `queue`. Never blocks: a full channel already holds a wake-up,
+    /// so the signal coalesces.
     pub fn fire_queue(&self, queue: &str) {
-        self.wake(|s| s.queue.as_deref().is_none_or(|q| q == queue));
+        self.wake(|s| &*s.queue == queue);
     }
 
     fn wake(&self, woken: impl Fn(&Subscriber) -> bool) {
@@ -54,21 +52,15 @@ impl InsertSignal {
         }
     }
 
-    /// A stream that yields after each insert into any queue (coalesced).
-    pub fn subscribe(&self) -> JobWake {
-        self.add(None)
-    }
-
     /// A stream that yields after each insert into `queue` (coalesced), for that queue's
     /// worker.
     pub fn subscribe_to(&self, queue: &str) -> JobWake {
-        self.add(Some(queue.into()))
-    }
-
-    fn add(&self, queue: Option<Box<str>>) -> JobWake {
         let (tx, rx) = mpsc::channel(1);
         if let Ok(mut subscribers) = self.subscribers.lock() {
-            subscribers.push(Subscriber { queue, tx });
+            subscribers.push(Subscriber {
+                queue: queue.into(),
+                tx,
+            });
         }
         JobWake(Arc::new(Mutex::new(rx)))
     }
@@ -101,12 +93,11 @@ mod tests {
     }
 
     #[test]
-    fn an_insert_wakes_its_queue_and_the_listeners_of_every_queue_only() {
+    fn an_insert_wakes_its_own_queues_workers_only() {
         let signal = InsertSignal::new();
-        let (mut prepay, mut refund, mut any) = (
+        let (mut prepay, mut refund) = (
             signal.subscribe_to("prepay_order"),
             signal.subscribe_to("refund_order"),
-            signal.subscribe(),
         );
         signal.fire_queue("prepay_order");
         assert!(woken(&mut prepay));
@@ -114,8 +105,7 @@ mod tests {
             !woken(&mut refund),
             "another queue's worker would fetch for nothing"
         );
-        assert!(woken(&mut any));
         signal.fire();
-        assert!(woken(&mut prepay) && woken(&mut refund) && woken(&mut any));
+        assert!(woken(&mut prepay) && woken(&mut refund));
     }
 }

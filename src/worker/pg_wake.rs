@@ -12,7 +12,6 @@
 //! strategy (found by the fault soak: the worker spun a core and never fetched again). This
 //! loop tries again after a pause; the workers' safety poll covers the gap.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -32,7 +31,9 @@ const RELISTEN_AFTER: Duration = Duration::from_secs(1);
 /// Wakes each queue's workers when a job is inserted into that queue, by any process.
 #[derive(Clone, Debug)]
 pub struct PgJobWakeups {
-    queues: Arc<HashMap<String, InsertSignal>>,
+    /// The queues listened for; inserts into them wake their own workers through `signal`.
+    queues: Arc<[String]>,
+    signal: InsertSignal,
     /// Connection attempts, and how many of them got to listening.
     pub attempts: Arc<AtomicU64>,
     pub connections: Arc<AtomicU64>,
@@ -42,12 +43,8 @@ impl PgJobWakeups {
     /// Starts listening for inserts into `queues` until `stop` fires.
     pub fn start(pool: PgPool, queues: &[&str], stop: CancellationToken) -> Self {
         let wakeups = Self {
-            queues: Arc::new(
-                queues
-                    .iter()
-                    .map(|q| ((*q).to_owned(), InsertSignal::new()))
-                    .collect(),
-            ),
+            queues: queues.iter().map(|q| (*q).to_owned()).collect(),
+            signal: InsertSignal::new(),
             attempts: Arc::default(),
             connections: Arc::default(),
         };
@@ -62,13 +59,13 @@ impl PgJobWakeups {
     }
 
     /// A stream that yields after inserts into `queue` (coalesced), for one worker. `queue`
-    /// must be one given to [`PgJobWakeups::start`]: a stream with no signal behind it would
-    /// end, and an ended stream reads as "always ready" to apalis' poll strategy.
+    /// must be one given to [`PgJobWakeups::start`]: no insert would ever wake it otherwise.
     pub fn subscribe(&self, queue: &str) -> JobWake {
-        self.queues
-            .get(queue)
-            .unwrap_or_else(|| panic!("queue {queue} was not registered for wake-ups"))
-            .subscribe()
+        assert!(
+            self.queues.iter().any(|q| q == queue),
+            "queue {queue} was not registered for wake-ups"
+        );
+        self.signal.subscribe_to(queue)
     }
 
     async fn listen(&self, pool: PgPool) {
@@ -88,18 +85,14 @@ impl PgJobWakeups {
         let mut listener = PgListener::connect_with(pool).await?;
         listener.listen(JOB_CHANNEL).await?;
         // Jobs inserted while no one listened: wake everyone once.
-        for signal in self.queues.values() {
-            signal.fire();
-        }
+        self.signal.fire();
         self.connections.fetch_add(1, Ordering::Relaxed);
         // `None`: the connection was lost (notifications sent meanwhile are gone).
         while let Some(notification) = listener.try_recv().await? {
             let Ok(event) = serde_json::from_str::<InsertEvent>(notification.payload()) else {
                 continue;
             };
-            if let Some(signal) = self.queues.get(&event.job_type) {
-                signal.fire();
-            }
+            self.signal.fire_queue(&event.job_type);
         }
         Ok(())
     }
