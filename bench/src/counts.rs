@@ -9,8 +9,10 @@
 //!   none). The server is set up for `pg_stat_statements` if it is not (a restart).
 //!   Each statement is one round trip: sqlx sends one at a time and waits for its answer.
 //! - SQLite has no statement counters of its own: the service counts the statements it sends
-//!   (`MINIPAY_COUNT_DB_STATEMENTS`, `minipay_db_statements_total`; sqlx does not log BEGIN)
-//!   and its writer connection's commit hook counts commits (`minipay_db_commits_total`).
+//!   (`MINIPAY_COUNT_DB_STATEMENTS`, `minipay_db_statements_total`, one per sqlx query) and its
+//!   writer connection's commit hook counts commits (`minipay_db_commits_total`). Each count is
+//!   one round trip to the connection's thread: the group commit's savepoint bookkeeping sends
+//!   the statements that end one write and start the next as one query, counted once.
 //!
 //! The idle background (heartbeats, safety polls, gauges) is measured for 5 s before the
 //! operations and subtracted in proportion to each phase's length.
