@@ -131,6 +131,11 @@ on_both_backends! {
         let paid_events = history["history"].as_array().unwrap().iter().filter(|e| e["kind"] == "paid").count();
         assert_eq!(paid_events, 1, "exactly one status change");
         assert_eq!(history["notifies"].as_array().unwrap().len(), 1, "one recorded payment");
+        assert_eq!(
+            app.scalar("SELECT COUNT(*) FROM notifies WHERE applied_at IS NOT NULL").await,
+            1,
+            "the notify that paid the order is marked applied"
+        );
         let jobs = match app.store() {
             minipay::store::Store::Sqlite(_) => app.scalar("SELECT COUNT(*) FROM Jobs WHERE job_type = 'apply_payment'").await,
             minipay::store::Store::Postgres(_) => app.scalar("SELECT COUNT(*) FROM apalis.jobs WHERE job_type = 'apply_payment'").await,
