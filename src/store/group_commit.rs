@@ -198,8 +198,8 @@ async fn apply(writer: &SqlitePool, batch: &mut [Box<dyn Job>]) -> Result<(), St
         // Each step is one round trip to the connection's thread: the statements that end one
         // write and start the next travel together, so a batch of n writes costs n + 1 trips
         // of bookkeeping instead of 2n + 2 (each trip wakes that thread and then this task).
-        let mut step = Step::Begin;
-        let last = batch.len().saturating_sub(1);
+        let mut step = BEGIN;
+        let last = batch.len() - 1;
         for (i, job) in batch.iter_mut().enumerate() {
             run_step(&mut conn, step).await?;
             let noted = enqueued_so_far();
@@ -213,7 +213,7 @@ async fn apply(writer: &SqlitePool, batch: &mut [Box<dyn Job>]) -> Result<(), St
                     return Err(shared(e));
                 }
             }
-            step = Step::after(ok, i == last);
+            step = after_write(ok, i == last);
         }
         run_step(&mut conn, step).await
     }
@@ -227,41 +227,19 @@ async fn apply(writer: &SqlitePool, batch: &mut [Box<dyn Job>]) -> Result<(), St
     applied
 }
 
-/// The bookkeeping statements sent together between two writes of a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    /// Opens the batch and the first write's savepoint.
-    Begin,
-    /// Keeps the write just run and opens the next one's savepoint.
-    KeepThenNext,
-    /// Undoes the write just run (it failed) and opens the next one's savepoint.
-    UndoThenNext,
-    /// Keeps the last write and commits the batch.
-    KeepThenCommit,
-    /// Undoes the last write and commits the rest of the batch.
-    UndoThenCommit,
-}
+/// Opens the batch and the first write's savepoint.
+const BEGIN: &str = "BEGIN IMMEDIATE; SAVEPOINT minipay_write";
 
-impl Step {
-    fn after(ok: bool, last: bool) -> Step {
-        match (ok, last) {
-            (true, false) => Step::KeepThenNext,
-            (false, false) => Step::UndoThenNext,
-            (true, true) => Step::KeepThenCommit,
-            (false, true) => Step::UndoThenCommit,
+/// What follows a write: keep it (`ok`) or undo it, then open the next write's savepoint or,
+/// after the `last`, commit the batch.
+fn after_write(ok: bool, last: bool) -> &'static str {
+    match (ok, last) {
+        (true, false) => "RELEASE minipay_write; SAVEPOINT minipay_write",
+        (false, false) => {
+            "ROLLBACK TO minipay_write; RELEASE minipay_write; SAVEPOINT minipay_write"
         }
-    }
-
-    fn sql(self) -> &'static str {
-        match self {
-            Step::Begin => "BEGIN IMMEDIATE; SAVEPOINT minipay_write",
-            Step::KeepThenNext => "RELEASE minipay_write; SAVEPOINT minipay_write",
-            Step::UndoThenNext => {
-                "ROLLBACK TO minipay_write; RELEASE minipay_write; SAVEPOINT minipay_write"
-            }
-            Step::KeepThenCommit => "RELEASE minipay_write; COMMIT",
-            Step::UndoThenCommit => "ROLLBACK TO minipay_write; RELEASE minipay_write; COMMIT",
-        }
+        (true, true) => "RELEASE minipay_write; COMMIT",
+        (false, true) => "ROLLBACK TO minipay_write; RELEASE minipay_write; COMMIT",
     }
 }
 
@@ -270,8 +248,8 @@ impl Step {
 /// error, no memory; https://www.sqlite.org/lang_transaction.html, "Response To Errors Within
 /// A Transaction"), also when the write itself reported a different error: nothing of the
 /// batch was stored, and the database cannot take writes — unavailable, not a bug.
-async fn run_step(conn: &mut SqliteConnection, step: Step) -> Result<(), StoreError> {
-    match sqlx::query(step.sql()).execute(&mut *conn).await {
+async fn run_step(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), StoreError> {
+    match sqlx::query(sql).execute(&mut *conn).await {
         Ok(_) => Ok(()),
         Err(sqlx::Error::Database(db)) if db.message().contains("no such savepoint") => Err(
             StoreError::Unavailable(std::sync::Arc::new(sqlx::Error::Database(db))),
